@@ -1,0 +1,38 @@
+//! The subcommands: one module each.
+
+mod blocks;
+mod import;
+
+use clap::{Parser, Subcommand};
+
+use crate::args::LogArgs;
+
+/// fleetscope: one global view of many Prometheus clusters, on object storage.
+#[derive(Debug, Parser)]
+#[command(name = "fleetscope", version, about, long_about = None)]
+pub struct Cli {
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Logging flags.
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// What to run.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Backfill blocks from OpenMetrics / Prometheus text files with timestamps.
+    Import(import::Args),
+    /// List and inspect blocks in the object store.
+    #[command(subcommand)]
+    Blocks(blocks::Command),
+}
+
+/// Runs a subcommand.
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Import(args) => import::run(args).await,
+        Command::Blocks(cmd) => blocks::run(cmd).await,
+    }
+}

@@ -1,0 +1,398 @@
+//! The sample codec: how a series' timestamps and values become the bytes of the `timestamps` and
+//! `values` columns (see `docs/block-format.md`, "Chunk encodings").
+//!
+//! Generic Parquet encodings are not a time-series codec: scrape timestamps are regular, and
+//! exporter values are short decimals. So each series' samples are coded here first, and Parquet's
+//! zstd then squeezes what is left across series:
+//! * timestamps: count, first timestamp, first delta, then delta-of-deltas, all zigzag varints
+//!   (a regular 15 s scrape is a run of zero bytes);
+//! * values: the smallest of three codings, chosen per chunk:
+//!   - *decimal delta* / *decimal delta-of-delta*: every value is `i / 10^e` for one exponent `e`,
+//!     checked bit for bit when encoding; the integers are delta or delta-of-delta coded. Values that
+//!     are not such decimals (NaN, stale markers, infinities, `-0.0`, long binary fractions) are stored
+//!     raw as exceptions.
+//!   - *xor*: Gorilla-style XOR with the previous value, as trailing-zero count plus varint.
+
+use crate::error::{Error, Result};
+
+const KIND_DECIMAL_DELTA: u8 = 1;
+const KIND_DECIMAL_DOD: u8 = 2;
+const KIND_XOR: u8 = 3;
+/// Largest decimal exponent tried: 10^15 keeps 15 significant fractional digits.
+const MAX_EXP: u8 = 15;
+/// Largest integer magnitude whose conversion to f64 is exact.
+const MAX_EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+
+/// Encodes timestamps (any order, any values: arithmetic wraps).
+pub fn encode_timestamps(ts: &[i64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ts.len() + 16);
+    put_uvarint(&mut out, ts.len() as u64);
+    let mut prev = 0i64;
+    let mut prev_delta = 0i64;
+    for (i, &t) in ts.iter().enumerate() {
+        match i {
+            0 => put_ivarint(&mut out, t),
+            1 => {
+                prev_delta = t.wrapping_sub(prev);
+                put_ivarint(&mut out, prev_delta);
+            }
+            _ => {
+                let delta = t.wrapping_sub(prev);
+                put_ivarint(&mut out, delta.wrapping_sub(prev_delta));
+                prev_delta = delta;
+            }
+        }
+        prev = t;
+    }
+    out
+}
+
+/// Decodes [`encode_timestamps`] output, appending to `out`.
+pub fn decode_timestamps(mut buf: &[u8], out: &mut Vec<i64>) -> Result<()> {
+    let n = get_len(&mut buf)?;
+    out.reserve(n);
+    let mut prev = 0i64;
+    let mut delta = 0i64;
+    for i in 0..n {
+        let x = get_ivarint(&mut buf)?;
+        let t = match i {
+            0 => x,
+            1 => {
+                delta = x;
+                prev.wrapping_add(delta)
+            }
+            _ => {
+                delta = delta.wrapping_add(x);
+                prev.wrapping_add(delta)
+            }
+        };
+        out.push(t);
+        prev = t;
+    }
+    Ok(())
+}
+
+/// Encodes values bit for bit with the smallest of the codings described in the module docs.
+pub fn encode_values(vs: &[f64]) -> Vec<u8> {
+    let xor = encode_xor(vs);
+    let Some(dec) = Decimal::analyse(vs) else {
+        return xor;
+    };
+    let delta = dec.encode(KIND_DECIMAL_DELTA);
+    let dod = dec.encode(KIND_DECIMAL_DOD);
+    [xor, delta, dod]
+        .into_iter()
+        .min_by_key(Vec::len)
+        .unwrap_or_default()
+}
+
+/// Decodes [`encode_values`] output, appending to `out`.
+pub fn decode_values(buf: &[u8], out: &mut Vec<f64>) -> Result<()> {
+    let (&kind, mut buf) = buf
+        .split_first()
+        .ok_or_else(|| corrupt("empty values chunk"))?;
+    let n = get_len(&mut buf)?;
+    out.reserve(n);
+    match kind {
+        KIND_XOR => {
+            let mut prev = 0u64;
+            for _ in 0..n {
+                let (&tz, rest) = buf
+                    .split_first()
+                    .ok_or_else(|| corrupt("truncated xor value"))?;
+                buf = rest;
+                let x = if tz >= 64 {
+                    0
+                } else {
+                    get_uvarint(&mut buf)? << tz
+                };
+                prev ^= x;
+                out.push(f64::from_bits(prev));
+            }
+        }
+        KIND_DECIMAL_DELTA | KIND_DECIMAL_DOD => {
+            let (&e, rest) = buf
+                .split_first()
+                .ok_or_else(|| corrupt("truncated decimal header"))?;
+            buf = rest;
+            if e > MAX_EXP {
+                return Err(corrupt("decimal exponent out of range"));
+            }
+            let scale = 10f64.powi(i32::from(e));
+            let n_exc = get_len(&mut buf)?;
+            let mut exceptions = Vec::with_capacity(n_exc);
+            let mut pos = 0usize;
+            for _ in 0..n_exc {
+                pos += get_len(&mut buf)?;
+                let bits: [u8; 8] = buf
+                    .get(..8)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| corrupt("truncated exception"))?;
+                buf = &buf[8..];
+                exceptions.push((pos, f64::from_bits(u64::from_le_bytes(bits))));
+            }
+            let start = out.len();
+            let (mut prev, mut delta) = (0i64, 0i64);
+            for i in 0..n {
+                let x = get_ivarint(&mut buf)?;
+                let int = match (i, kind) {
+                    (0, _) => x,
+                    (_, KIND_DECIMAL_DELTA) => prev.wrapping_add(x),
+                    (1, _) => {
+                        delta = x;
+                        prev.wrapping_add(delta)
+                    }
+                    _ => {
+                        delta = delta.wrapping_add(x);
+                        prev.wrapping_add(delta)
+                    }
+                };
+                out.push(int as f64 / scale);
+                prev = int;
+            }
+            for (pos, v) in exceptions {
+                *out.get_mut(start + pos)
+                    .ok_or_else(|| corrupt("exception past the end"))? = v;
+            }
+        }
+        _ => return Err(corrupt("unknown values encoding")),
+    }
+    Ok(())
+}
+
+/// Values seen as integers scaled by `10^exp`, with the positions that are not such decimals.
+struct Decimal {
+    exp: u8,
+    ints: Vec<i64>,
+    /// (position, value) of samples stored raw.
+    exceptions: Vec<(usize, f64)>,
+}
+
+impl Decimal {
+    /// `None` when too many values are not decimals for the coding to pay off.
+    fn analyse(vs: &[f64]) -> Option<Self> {
+        let exp = vs
+            .iter()
+            .filter_map(|&v| min_exponent(v))
+            .max()
+            .unwrap_or(0);
+        let scale = 10f64.powi(i32::from(exp));
+        let mut ints = Vec::with_capacity(vs.len());
+        let mut exceptions = Vec::new();
+        let mut prev = 0i64;
+        for (i, &v) in vs.iter().enumerate() {
+            match as_decimal(v, scale) {
+                Some(int) => {
+                    ints.push(int);
+                    prev = int;
+                }
+                None => {
+                    // Repeat the previous integer so the exception costs no delta.
+                    ints.push(prev);
+                    exceptions.push((i, v));
+                }
+            }
+        }
+        (exceptions.len() * 2 <= vs.len()).then_some(Self {
+            exp,
+            ints,
+            exceptions,
+        })
+    }
+
+    fn encode(&self, kind: u8) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.ints.len() * 2 + 8);
+        out.push(kind);
+        put_uvarint(&mut out, self.ints.len() as u64);
+        out.push(self.exp);
+        put_uvarint(&mut out, self.exceptions.len() as u64);
+        let mut last = 0;
+        for &(pos, v) in &self.exceptions {
+            put_uvarint(&mut out, (pos - last) as u64);
+            out.extend_from_slice(&v.to_bits().to_le_bytes());
+            last = pos;
+        }
+        let (mut prev, mut prev_delta) = (0i64, 0i64);
+        for (i, &int) in self.ints.iter().enumerate() {
+            let delta = int.wrapping_sub(prev);
+            let x = match (i, kind) {
+                (0, _) => int,
+                (_, KIND_DECIMAL_DELTA) | (1, _) => delta,
+                _ => delta.wrapping_sub(prev_delta),
+            };
+            put_ivarint(&mut out, x);
+            prev = int;
+            prev_delta = delta;
+        }
+        out
+    }
+}
+
+/// The smallest `e` such that `v == i / 10^e` exactly for an integer `i` with `|i| <= 2^53`.
+fn min_exponent(v: f64) -> Option<u8> {
+    (0..=MAX_EXP).find(|&e| as_decimal(v, 10f64.powi(i32::from(e))).is_some())
+}
+
+/// `v * scale` as an integer, if dividing it back by `scale` gives `v` bit for bit.
+fn as_decimal(v: f64, scale: f64) -> Option<i64> {
+    let i = (v * scale).round();
+    if i.is_nan() || i.abs() > MAX_EXACT {
+        return None; // also rejects infinities
+    }
+    // Check with exactly what the decoder computes (this also refuses -0.0, which would come back as 0.0).
+    let int = i as i64;
+    ((int as f64 / scale).to_bits() == v.to_bits()).then_some(int)
+}
+
+fn encode_xor(vs: &[f64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(vs.len() * 4 + 8);
+    out.push(KIND_XOR);
+    put_uvarint(&mut out, vs.len() as u64);
+    let mut prev = 0u64;
+    for &v in vs {
+        let x = v.to_bits() ^ prev;
+        if x == 0 {
+            out.push(64);
+        } else {
+            let tz = x.trailing_zeros();
+            out.push(tz as u8);
+            put_uvarint(&mut out, x >> tz);
+        }
+        prev = v.to_bits();
+    }
+    out
+}
+
+fn corrupt(what: &str) -> Error {
+    Error::Corrupt(format!("chunk: {what}"))
+}
+
+fn put_uvarint(out: &mut Vec<u8>, mut x: u64) {
+    while x >= 0x80 {
+        out.push((x as u8) | 0x80);
+        x >>= 7;
+    }
+    out.push(x as u8);
+}
+
+fn put_ivarint(out: &mut Vec<u8>, x: i64) {
+    put_uvarint(out, ((x << 1) ^ (x >> 63)) as u64);
+}
+
+fn get_uvarint(buf: &mut &[u8]) -> Result<u64> {
+    let mut x = 0u64;
+    for (i, &b) in buf.iter().enumerate().take(10) {
+        x |= u64::from(b & 0x7f) << (7 * i);
+        if b < 0x80 {
+            *buf = &buf[i + 1..];
+            return Ok(x);
+        }
+    }
+    Err(corrupt("truncated or overlong varint"))
+}
+
+fn get_ivarint(buf: &mut &[u8]) -> Result<i64> {
+    let u = get_uvarint(buf)?;
+    Ok(((u >> 1) as i64) ^ -((u & 1) as i64))
+}
+
+/// A count read from a chunk, bounded by the bytes left so corrupt input cannot make us allocate wildly.
+fn get_len(buf: &mut &[u8]) -> Result<usize> {
+    let n = get_uvarint(buf)?;
+    usize::try_from(n)
+        .ok()
+        .filter(|&n| n <= (1 << 32))
+        .ok_or_else(|| corrupt("count out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn roundtrip_values(vs: &[f64]) -> Vec<u8> {
+        let enc = encode_values(vs);
+        let mut back = Vec::new();
+        decode_values(&enc, &mut back).unwrap();
+        assert_eq!(
+            back.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            vs.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+        enc
+    }
+
+    #[test]
+    fn regular_timestamps_cost_a_byte_each() {
+        let ts: Vec<i64> = (0..480).map(|i| 1_700_000_000_000 + i * 15_000).collect();
+        let enc = encode_timestamps(&ts);
+        assert!(enc.len() < 490, "{}", enc.len());
+        assert!(
+            enc[11..].iter().all(|&b| b == 0),
+            "delta-of-delta of a regular scrape is zero"
+        );
+        let mut back = Vec::new();
+        decode_timestamps(&enc, &mut back).unwrap();
+        assert_eq!(back, ts);
+    }
+
+    #[test]
+    fn decimal_counters_pick_a_decimal_coding() {
+        let vs: Vec<f64> = (0..100)
+            .map(|i| (12345.67 + f64::from(i) * 3.21 * 100.0).round() / 100.0)
+            .collect();
+        let enc = roundtrip_values(&vs);
+        assert_ne!(enc[0], KIND_XOR);
+        assert!(enc.len() < 3 * vs.len(), "{}", enc.len());
+    }
+
+    #[test]
+    fn special_values_are_exceptions() {
+        let stale = f64::from_bits(crate::series::STALE_NAN_BITS);
+        let special = [
+            stale,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            -0.0,
+            0.1 + 0.2,
+        ];
+        let vs: Vec<f64> = (0..100)
+            .map(|i| f64::from(i * 37) / 100.0)
+            .chain(special)
+            .collect();
+        let enc = roundtrip_values(&vs);
+        assert_ne!(enc[0], KIND_XOR, "few exceptions keep the decimal coding");
+    }
+
+    #[test]
+    fn corrupt_chunks_are_errors_not_panics() {
+        let enc = encode_values(&[1.0, 2.0, 3.5]);
+        for cut in 0..enc.len() {
+            let _ = decode_values(&enc[..cut], &mut Vec::new());
+        }
+        assert!(decode_values(&[9, 1, 0], &mut Vec::new()).is_err());
+        assert!(decode_timestamps(&[5, 0x80], &mut Vec::new()).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn any_values_roundtrip(bits in proptest::collection::vec(any::<u64>(), 0..50)) {
+            let vs: Vec<f64> = bits.into_iter().map(f64::from_bits).collect();
+            roundtrip_values(&vs);
+        }
+
+        #[test]
+        fn decimals_roundtrip(ints in proptest::collection::vec(-1_000_000_000i64..1_000_000_000, 0..50), e in 0i32..6) {
+            let vs: Vec<f64> = ints.into_iter().map(|i| i as f64 / 10f64.powi(e)).collect();
+            roundtrip_values(&vs);
+        }
+
+        #[test]
+        fn any_timestamps_roundtrip(ts in proptest::collection::vec(any::<i64>(), 0..50)) {
+            let enc = encode_timestamps(&ts);
+            let mut back = Vec::new();
+            decode_timestamps(&enc, &mut back).unwrap();
+            prop_assert_eq!(back, ts);
+        }
+    }
+}

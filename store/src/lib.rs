@@ -1,0 +1,39 @@
+//! The fleetscope block format: the contract between everything that writes samples (import,
+//! shipper) and everything that reads them (querier).
+//!
+//! A block holds the samples of one source (identified by its external labels, such as
+//! `cluster="training-bj"`) for one time window:
+//!
+//! ```text
+//! <ULID>/data.parquet   one row per series: metric name, labels, time bounds, coded samples
+//! <ULID>/meta.json      version, time range, external labels, stats; written LAST
+//! ```
+//!
+//! **Invariants.** A block without `meta.json` does not exist for readers. Values round-trip bit for
+//! bit (NaN payloads and stale markers included). External labels are stored once in `meta.json`
+//! and added by readers to every series, unless the series carries a label of the same name.
+//!
+//! This crate knows no HTTP and no protobuf. Its pieces: [`labels`] and [`series`] (the data
+//! model), [`chunk`] (the sample codec), [`schema`] (column names), [`meta`] and [`layout`] (block
+//! files and paths), [`objstore`] (`--objstore` URLs), [`write_block`] and [`BlockReader`], and
+//! [`MemSeriesSet`] (the in-memory reference).
+
+pub mod chunk;
+pub mod error;
+pub mod labels;
+pub mod layout;
+pub mod mem;
+pub mod meta;
+pub mod objstore;
+pub mod reader;
+pub mod schema;
+pub mod series;
+pub mod writer;
+
+pub use error::{Error, Result};
+pub use labels::{Label, Labels, MatchOp, Matcher};
+pub use mem::MemSeriesSet;
+pub use meta::{BlockId, BlockMeta};
+pub use reader::{BlockReader, MetricCount, ScanStats, Selection};
+pub use series::{STALE_NAN_BITS, Sample, Series};
+pub use writer::{WriteOptions, write_block};

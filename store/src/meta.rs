@@ -1,0 +1,226 @@
+//! `meta.json`: what a block holds, written last so its presence is the block's existence.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::{ObjectStore, ObjectStoreExt};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::labels::Labels;
+use crate::layout;
+use crate::schema::FORMAT_VERSION;
+
+/// A block's identity: a ULID, so names sort by creation time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct BlockId(pub ulid::Ulid);
+
+impl BlockId {
+    /// A fresh id for the current time.
+    pub fn new() -> Self {
+        Self(ulid::Ulid::new())
+    }
+}
+
+impl Default for BlockId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for BlockId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for BlockId {
+    type Err = ulid::DecodeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ulid::Ulid::from_string(s).map(Self)
+    }
+}
+
+impl TryFrom<String> for BlockId {
+    type Error = ulid::DecodeError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<BlockId> for String {
+    fn from(id: BlockId) -> String {
+        id.to_string()
+    }
+}
+
+/// The content of `<ulid>/meta.json` (see `docs/block-format.md`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlockMeta {
+    /// Block format version ([`FORMAT_VERSION`] when written by this build).
+    pub version: u32,
+    /// The block's id, equal to its directory name.
+    pub ulid: BlockId,
+    /// Timestamp of the earliest sample (ms, inclusive).
+    pub min_t: i64,
+    /// Timestamp of the latest sample plus one (ms, exclusive), as in Prometheus.
+    pub max_t: i64,
+    /// Labels of the producer (e.g. `cluster`), labels of every series in the block.
+    pub external_labels: BTreeMap<String, String>,
+    /// Counts.
+    pub stats: BlockStats,
+    /// What wrote the block, e.g. `fleetscope-import/0.1.0`.
+    pub producer: String,
+    /// Compaction level and source blocks.
+    pub compaction: Compaction,
+    /// The block's data files with their sizes.
+    pub files: Vec<BlockFile>,
+}
+
+/// Counts of a block.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockStats {
+    /// Number of series.
+    pub series: u64,
+    /// Number of samples.
+    pub samples: u64,
+    /// Bytes of all data files (`meta.json` excluded).
+    pub bytes: u64,
+}
+
+/// Compaction history of a block.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compaction {
+    /// 1 for a block cut from fresh samples; higher for merged blocks.
+    pub level: u32,
+    /// The level-1 blocks whose samples this block holds (itself, at level 1).
+    pub sources: Vec<BlockId>,
+}
+
+/// One data file of a block.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockFile {
+    /// Path relative to the block directory.
+    pub path: String,
+    /// Size in bytes.
+    pub size_bytes: u64,
+}
+
+impl BlockMeta {
+    /// The external labels as a [`Labels`] set.
+    pub fn external_labels(&self) -> Labels {
+        Labels::from_pairs(
+            self.external_labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        )
+    }
+
+    /// Size of the data file named `name`, if the block lists it.
+    pub fn file_size(&self, name: &str) -> Option<u64> {
+        self.files
+            .iter()
+            .find(|f| f.path == name)
+            .map(|f| f.size_bytes)
+    }
+
+    /// Whether the block may hold samples in `[min_t, max_t]` (both inclusive).
+    pub fn overlaps(&self, min_t: i64, max_t: i64) -> bool {
+        self.min_t <= max_t && min_t < self.max_t
+    }
+
+    /// Reads and checks `<id>/meta.json`.
+    pub async fn read(store: &dyn ObjectStore, id: BlockId) -> Result<Self> {
+        let path = layout::meta_path(id);
+        let get_err = |source| Error::ObjectStore {
+            op: "get",
+            path: path.to_string(),
+            source,
+        };
+        let bytes = store
+            .get(&path)
+            .await
+            .map_err(get_err)?
+            .bytes()
+            .await
+            .map_err(get_err)?;
+        let meta: BlockMeta = serde_json::from_slice(&bytes).map_err(|source| Error::Meta {
+            path: path.to_string(),
+            source,
+        })?;
+        if meta.version > FORMAT_VERSION {
+            return Err(Error::UnsupportedVersion {
+                block: id,
+                version: meta.version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        if meta.ulid != id {
+            return Err(Error::Corrupt(format!("{path} names block {}", meta.ulid)));
+        }
+        Ok(meta)
+    }
+
+    /// Lists every block of the store (directories holding a `meta.json`), sorted by id.
+    pub async fn list(store: &Arc<dyn ObjectStore>) -> Result<Vec<BlockMeta>> {
+        let ids: Vec<BlockId> = store
+            .list(None)
+            .try_filter_map(|o| futures::future::ready(Ok(layout::block_of_meta_path(&o.location))))
+            .try_collect()
+            .await
+            .map_err(|source| Error::ObjectStore {
+                op: "list",
+                path: "/".into(),
+                source,
+            })?;
+        let mut metas: Vec<BlockMeta> = futures::stream::iter(ids.into_iter().map(|id| {
+            let store = Arc::clone(store);
+            async move { BlockMeta::read(store.as_ref(), id).await }
+        }))
+        .buffer_unordered(16)
+        .try_collect()
+        .await?;
+        metas.sort_by_key(|m| m.ulid);
+        Ok(metas)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_json_roundtrip() {
+        let id = BlockId::new();
+        let meta = BlockMeta {
+            version: FORMAT_VERSION,
+            ulid: id,
+            min_t: 0,
+            max_t: 10,
+            external_labels: [("cluster".to_string(), "a".to_string())].into(),
+            stats: BlockStats {
+                series: 1,
+                samples: 2,
+                bytes: 3,
+            },
+            producer: "test".into(),
+            compaction: Compaction {
+                level: 1,
+                sources: vec![id],
+            },
+            files: vec![BlockFile {
+                path: "data.parquet".into(),
+                size_bytes: 3,
+            }],
+        };
+        let json = serde_json::to_string(&meta).unwrap();
+        assert!(json.contains(&format!("\"ulid\":\"{id}\"")), "{json}");
+        assert_eq!(serde_json::from_str::<BlockMeta>(&json).unwrap(), meta);
+        assert!(meta.overlaps(9, 20));
+        assert!(!meta.overlaps(10, 20), "max_t is exclusive");
+    }
+}

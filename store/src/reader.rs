@@ -1,0 +1,401 @@
+//! [`BlockReader`]: (matchers, time range) in, series out, reading only what it needs.
+//!
+//! Rows of `data.parquet` are sorted by metric name, so with an `__name__="..."` matcher the reader
+//! skips row groups by their statistics, then data pages by the page index, before decoding
+//! anything. The remaining rows go through a row filter (matchers and time overlap, on the small
+//! label columns); only rows that pass it have their chunk columns fetched and decoded.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::datatypes::{Int64Type, UInt32Type};
+use arrow::error::ArrowError;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::{FutureExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
+use parquet::arrow::arrow_reader::{
+    ArrowPredicateFn, ArrowReaderOptions, RowFilter, RowSelection, RowSelector,
+};
+use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
+use std::ops::Range;
+
+use crate::chunk;
+use crate::error::{Error, Result};
+use crate::labels::{Labels, MatchOp, Matcher, matches_all};
+use crate::layout;
+use crate::meta::BlockMeta;
+use crate::schema::{self, DATA_FILE};
+use crate::series::{Sample, Series};
+
+/// Reads series out of one block.
+#[derive(Debug, Clone)]
+pub struct BlockReader {
+    store: Arc<dyn ObjectStore>,
+    meta: BlockMeta,
+    external: Labels,
+}
+
+/// The series a selection found, with what it cost.
+#[derive(Debug, Default)]
+pub struct Selection {
+    /// Matching series, external labels added, samples inside the time range; sorted by labels.
+    pub series: Vec<Series>,
+    /// What was read to find them.
+    pub stats: ScanStats,
+}
+
+/// How much of a block a selection touched.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ScanStats {
+    /// Row groups in the file.
+    pub row_groups: usize,
+    /// Row groups read.
+    pub row_groups_read: usize,
+    /// Data pages of the `metric_name` column in the read row groups.
+    pub pages: usize,
+    /// Those pages read (the rest skipped by the page index).
+    pub pages_read: usize,
+    /// Series (rows) that matched.
+    pub series_matched: usize,
+}
+
+impl BlockReader {
+    /// A reader of the block described by `meta`.
+    pub fn new(store: Arc<dyn ObjectStore>, meta: BlockMeta) -> Self {
+        let external = meta.external_labels();
+        Self {
+            store,
+            meta,
+            external,
+        }
+    }
+
+    /// The block's meta.
+    pub fn meta(&self) -> &BlockMeta {
+        &self.meta
+    }
+
+    /// Series whose labels (external labels included) satisfy all `matchers`, with their samples in
+    /// `[min_t, max_t]` (both inclusive); series without samples in the range are left out.
+    pub async fn select(&self, matchers: &[Matcher], min_t: i64, max_t: i64) -> Result<Selection> {
+        let block = self.meta.ulid;
+        let pq = |source| Error::Parquet { block, source };
+        let mut stats = ScanStats::default();
+        if !self.meta.overlaps(min_t, max_t) {
+            return Ok(Selection::default());
+        }
+        let file = self.file().await?;
+        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+        let builder = ParquetRecordBatchStreamBuilder::new_with_options(file, options)
+            .await
+            .map_err(pq)?;
+        let metadata = Arc::clone(builder.metadata());
+        let arrow_schema = Arc::clone(builder.schema());
+        let parquet_schema = builder.parquet_schema();
+        let row_groups = metadata.row_groups();
+        stats.row_groups = row_groups.len();
+
+        // Equality on the metric name prunes by statistics; any other matcher is left to the row filter.
+        let name = matchers
+            .iter()
+            .find(|m| m.name == crate::labels::METRIC_NAME && m.op == MatchOp::Equal)
+            .map(|m| m.value.clone());
+        let name_stats =
+            StatisticsConverter::try_new(schema::METRIC_NAME, &arrow_schema, parquet_schema)
+                .map_err(pq)?;
+        let contains = |mins: &dyn Array, maxes: &dyn Array, i: usize| -> bool {
+            let Some(name) = &name else { return true };
+            let (mins, maxes) = (mins.as_string::<i32>(), maxes.as_string::<i32>());
+            (mins.is_null(i) || mins.value(i) <= name.as_str())
+                && (maxes.is_null(i) || name.as_str() <= maxes.value(i))
+        };
+        let name_mins = name_stats.row_group_mins(row_groups.iter()).map_err(pq)?;
+        let name_maxes = name_stats.row_group_maxes(row_groups.iter()).map_err(pq)?;
+        let t_mins = StatisticsConverter::try_new(schema::MIN_T, &arrow_schema, parquet_schema)
+            .map_err(pq)?
+            .row_group_mins(row_groups.iter())
+            .map_err(pq)?;
+        let t_maxes = StatisticsConverter::try_new(schema::MAX_T, &arrow_schema, parquet_schema)
+            .map_err(pq)?
+            .row_group_maxes(row_groups.iter())
+            .map_err(pq)?;
+        let (t_mins, t_maxes) = (
+            t_mins.as_primitive::<Int64Type>(),
+            t_maxes.as_primitive::<Int64Type>(),
+        );
+        let selected: Vec<usize> = (0..row_groups.len())
+            .filter(|&i| contains(&name_mins, &name_maxes, i))
+            .filter(|&i| {
+                (t_mins.is_null(i) || t_mins.value(i) <= max_t)
+                    && (t_maxes.is_null(i) || t_maxes.value(i) >= min_t)
+            })
+            .collect();
+        stats.row_groups_read = selected.len();
+        if selected.is_empty() {
+            return Ok(Selection {
+                series: vec![],
+                stats,
+            });
+        }
+
+        // Page pruning on the metric name: rows are sorted by it, so matching pages are a few ranges.
+        let mut selection = None;
+        if let (Some(_), Some(col_index), Some(off_index)) =
+            (&name, metadata.column_index(), metadata.offset_index())
+        {
+            let mins = name_stats
+                .data_page_mins(col_index, off_index, selected.iter())
+                .map_err(pq)?;
+            let maxes = name_stats
+                .data_page_maxes(col_index, off_index, selected.iter())
+                .map_err(pq)?;
+            let counts = name_stats
+                .data_page_row_counts(off_index, row_groups, selected.iter())
+                .map_err(pq)?;
+            if let Some(counts) = counts {
+                let mut selectors = Vec::with_capacity(counts.len());
+                for i in 0..counts.len() {
+                    let rows = counts.value(i) as usize;
+                    stats.pages += 1;
+                    if contains(&mins, &maxes, i) {
+                        stats.pages_read += 1;
+                        selectors.push(RowSelector::select(rows));
+                    } else {
+                        selectors.push(RowSelector::skip(rows));
+                    }
+                }
+                selection = Some(RowSelection::from(selectors));
+            }
+        }
+
+        let predicate = {
+            let matchers = matchers.to_vec();
+            let external = self.external.clone();
+            let mask = ProjectionMask::roots(parquet_schema, [0, 1, 2, 3]);
+            ArrowPredicateFn::new(mask, move |batch: RecordBatch| {
+                row_filter(&batch, &matchers, &external, min_t, max_t)
+            })
+        };
+        let mut builder = builder
+            .with_row_groups(selected)
+            .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))
+            .with_batch_size(4096);
+        if let Some(selection) = selection {
+            builder = builder.with_row_selection(selection);
+        }
+        let batches: Vec<RecordBatch> = builder
+            .build()
+            .map_err(pq)?
+            .try_collect()
+            .await
+            .map_err(pq)?;
+
+        let mut series = Vec::new();
+        for batch in &batches {
+            decode_batch(batch, &self.external, min_t, max_t, &mut series)?;
+        }
+        stats.series_matched = series.len();
+        series.retain(|s| !s.samples.is_empty());
+        series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(Selection { series, stats })
+    }
+}
+
+/// Series and samples of one metric in a block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricCount {
+    /// The metric name (`""` for series without one).
+    pub name: String,
+    /// Number of series.
+    pub series: u64,
+    /// Number of samples.
+    pub samples: u64,
+}
+
+impl BlockReader {
+    /// Per-metric series and sample counts, reading only the name and count columns.
+    pub async fn metric_counts(&self) -> Result<Vec<MetricCount>> {
+        let block = self.meta.ulid;
+        let pq = |source| Error::Parquet { block, source };
+        let builder = ParquetRecordBatchStreamBuilder::new(self.file().await?)
+            .await
+            .map_err(pq)?;
+        let names = builder.schema().index_of(schema::METRIC_NAME)?;
+        let counts = builder.schema().index_of(schema::SAMPLES)?;
+        let mask = ProjectionMask::roots(builder.parquet_schema(), [names, counts]);
+        let batches: Vec<RecordBatch> = builder
+            .with_projection(mask)
+            .build()
+            .map_err(pq)?
+            .try_collect()
+            .await
+            .map_err(pq)?;
+        let mut out: Vec<MetricCount> = Vec::new();
+        for batch in &batches {
+            let names = batch.column(0).as_string::<i32>();
+            let counts = batch.column(1).as_primitive::<UInt32Type>();
+            for i in 0..batch.num_rows() {
+                let name = names.value(i);
+                match out.last_mut() {
+                    Some(last) if last.name == name => {
+                        last.series += 1;
+                        last.samples += u64::from(counts.value(i));
+                    }
+                    _ => out.push(MetricCount {
+                        name: name.into(),
+                        series: 1,
+                        samples: u64::from(counts.value(i)),
+                    }),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn file(&self) -> Result<ObjectFile> {
+        let path = layout::data_path(self.meta.ulid);
+        let size = match self.meta.file_size(DATA_FILE) {
+            Some(size) => size,
+            None => {
+                let head = self.store.head(&path).await;
+                head.map_err(|source| Error::ObjectStore {
+                    op: "head",
+                    path: path.to_string(),
+                    source,
+                })?
+                .size
+            }
+        };
+        Ok(ObjectFile {
+            store: Arc::clone(&self.store),
+            path,
+            size,
+        })
+    }
+}
+
+/// Matchers (on labels with external labels added) and time overlap, for one batch of rows.
+fn row_filter(
+    batch: &RecordBatch,
+    matchers: &[Matcher],
+    external: &Labels,
+    min_t: i64,
+    max_t: i64,
+) -> Result<BooleanArray, ArrowError> {
+    let names = batch.column(0).as_string::<i32>();
+    let labels = batch.column(1).as_binary::<i32>();
+    let firsts = batch.column(2).as_primitive::<Int64Type>();
+    let lasts = batch.column(3).as_primitive::<Int64Type>();
+    let mut out = Vec::with_capacity(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        let keep = firsts.value(i) <= max_t
+            && lasts.value(i) >= min_t
+            && Labels::decode_with_name(names.value(i), labels.value(i))
+                .map(|l| matches_all(matchers, &l.with_external(external)))
+                .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
+        out.push(keep);
+    }
+    Ok(BooleanArray::from(out))
+}
+
+fn decode_batch(
+    batch: &RecordBatch,
+    external: &Labels,
+    min_t: i64,
+    max_t: i64,
+    out: &mut Vec<Series>,
+) -> Result<()> {
+    let col = |name: &str| {
+        batch
+            .column_by_name(name)
+            .ok_or_else(|| Error::Corrupt(format!("data.parquet has no column {name}")))
+    };
+    let names = col(schema::METRIC_NAME)?.as_string::<i32>();
+    let labels = col(schema::LABELS)?.as_binary::<i32>();
+    let counts = col(schema::SAMPLES)?.as_primitive::<UInt32Type>();
+    let tss = col(schema::TIMESTAMPS)?.as_binary::<i32>();
+    let vss = col(schema::VALUES)?.as_binary::<i32>();
+    let (mut ts, mut vs) = (Vec::new(), Vec::new());
+    for i in 0..batch.num_rows() {
+        ts.clear();
+        vs.clear();
+        chunk::decode_timestamps(tss.value(i), &mut ts)?;
+        chunk::decode_values(vss.value(i), &mut vs)?;
+        if ts.len() != vs.len() || ts.len() != counts.value(i) as usize {
+            return Err(Error::Corrupt(format!(
+                "row {i}: {} timestamps, {} values, {} samples announced",
+                ts.len(),
+                vs.len(),
+                counts.value(i)
+            )));
+        }
+        let samples = ts
+            .iter()
+            .zip(&vs)
+            .filter(|(t, _)| (min_t..=max_t).contains(*t))
+            .map(|(&t, &v)| Sample { t, v })
+            .collect();
+        let labels =
+            Labels::decode_with_name(names.value(i), labels.value(i))?.with_external(external);
+        out.push(Series { labels, samples });
+    }
+    Ok(())
+}
+
+/// A Parquet file in the object store, read by byte ranges.
+#[derive(Debug)]
+struct ObjectFile {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    size: u64,
+}
+
+fn store_err(e: object_store::Error) -> parquet::errors::ParquetError {
+    parquet::errors::ParquetError::External(Box::new(e))
+}
+
+impl AsyncFileReader for ObjectFile {
+    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        async move {
+            self.store
+                .get_range(&self.path, range)
+                .await
+                .map_err(store_err)
+        }
+        .boxed()
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        async move {
+            self.store
+                .get_ranges(&self.path, &ranges)
+                .await
+                .map_err(store_err)
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move {
+            let size = self.size;
+            let metadata = ParquetMetaDataReader::new()
+                .with_arrow_reader_options(options)
+                .with_prefetch_hint(Some(64 * 1024))
+                .load_and_finish(self, size)
+                .await?;
+            Ok(Arc::new(metadata))
+        }
+        .boxed()
+    }
+}

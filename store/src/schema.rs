@@ -1,0 +1,47 @@
+//! Every column name of `data.parquet` and its Arrow schema: the one place they are spelled.
+//!
+//! One row per series (see `docs/block-format.md`). Rows are sorted by `metric_name`, then `labels`,
+//! so row-group and page statistics on `metric_name` let a reader skip every other metric.
+
+use std::sync::{Arc, LazyLock};
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+
+/// Format version written in `meta.json`; readers refuse newer versions.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The value of `__name__` (empty string if the series has none).
+pub const METRIC_NAME: &str = "metric_name";
+/// The other labels, `name 0xff value 0xff ...`, sorted by name.
+pub const LABELS: &str = "labels";
+/// Timestamp of the series' first sample in the block (ms).
+pub const MIN_T: &str = "min_t";
+/// Timestamp of the series' last sample in the block (ms).
+pub const MAX_T: &str = "max_t";
+/// Number of samples of the series in the block.
+pub const SAMPLES: &str = "samples";
+/// The series' timestamps, coded by [`crate::chunk::encode_timestamps`].
+pub const TIMESTAMPS: &str = "timestamps";
+/// The series' values, coded by [`crate::chunk::encode_values`].
+pub const VALUES: &str = "values";
+
+/// Name of the Parquet file inside a block.
+pub const DATA_FILE: &str = "data.parquet";
+/// Name of the meta file inside a block.
+pub const META_FILE: &str = "meta.json";
+
+/// The Arrow schema of `data.parquet`.
+pub fn schema() -> SchemaRef {
+    static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+        Arc::new(Schema::new(vec![
+            Field::new(METRIC_NAME, DataType::Utf8, false),
+            Field::new(LABELS, DataType::Binary, false),
+            Field::new(MIN_T, DataType::Int64, false),
+            Field::new(MAX_T, DataType::Int64, false),
+            Field::new(SAMPLES, DataType::UInt32, false),
+            Field::new(TIMESTAMPS, DataType::Binary, false),
+            Field::new(VALUES, DataType::Binary, false),
+        ]))
+    });
+    Arc::clone(&SCHEMA)
+}

@@ -1,0 +1,239 @@
+//! [`write_block`]: series in, `data.parquet` then `meta.json` out.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BinaryBuilder, Int64Builder, RecordBatch, StringBuilder, UInt32Builder,
+};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+
+use crate::chunk;
+use crate::error::{Error, Result};
+use crate::labels::Labels;
+use crate::layout;
+use crate::meta::{BlockFile, BlockId, BlockMeta, BlockStats, Compaction};
+use crate::schema::{self, DATA_FILE, FORMAT_VERSION};
+use crate::series::{Series, sort_dedup};
+
+/// How blocks are written.
+#[derive(Debug, Clone)]
+pub struct WriteOptions {
+    /// Written into `meta.json` as `producer`.
+    pub producer: String,
+    /// zstd level of Parquet pages (see `docs/block-format.md` for the measurement behind the default).
+    pub zstd_level: i32,
+    /// Series per row group.
+    pub row_group_rows: usize,
+    /// Series per data page: the granularity at which a reader skips other metrics.
+    pub page_rows: usize,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        Self {
+            producer: format!("fleetscope/{}", env!("CARGO_PKG_VERSION")),
+            zstd_level: 3,
+            row_group_rows: 16_384,
+            page_rows: 512,
+        }
+    }
+}
+
+/// Writes `series` as one block with the given external labels, data first and `meta.json` last.
+///
+/// Samples are sorted by time (the last write of a timestamp wins), series with the same labels are
+/// merged, and empty series dropped. Labels are stored as written: external labels live only in
+/// `meta.json` and are added by readers.
+pub async fn write_block(
+    store: &Arc<dyn ObjectStore>,
+    series: Vec<Series>,
+    external_labels: &Labels,
+    options: &WriteOptions,
+) -> Result<BlockMeta> {
+    let id = BlockId::new();
+    let opts = options.clone();
+    let encoded = tokio::task::spawn_blocking(move || encode(id, series, &opts))
+        .await
+        .map_err(|e| Error::Corrupt(format!("encoding task of block {id}: {e}")))??;
+
+    // One PUT: a block's data file stays far below S3's 5 GiB single-upload limit.
+    let bytes = encoded.parquet.len() as u64;
+    let data_path = layout::data_path(id);
+    store
+        .put(&data_path, PutPayload::from(encoded.parquet))
+        .await
+        .map_err(|source| Error::ObjectStore {
+            op: "put",
+            path: data_path.to_string(),
+            source,
+        })?;
+    let meta = BlockMeta {
+        version: FORMAT_VERSION,
+        ulid: id,
+        min_t: encoded.min_t,
+        max_t: encoded.max_t + 1,
+        external_labels: external_labels
+            .iter()
+            .map(|l| (l.name.clone(), l.value.clone()))
+            .collect(),
+        stats: BlockStats {
+            series: encoded.series,
+            samples: encoded.samples,
+            bytes,
+        },
+        producer: options.producer.clone(),
+        compaction: Compaction {
+            level: 1,
+            sources: vec![id],
+        },
+        files: vec![BlockFile {
+            path: DATA_FILE.into(),
+            size_bytes: bytes,
+        }],
+    };
+    let json = serde_json::to_vec_pretty(&meta).map_err(|source| Error::Meta {
+        path: id.to_string(),
+        source,
+    })?;
+    let meta_path = layout::meta_path(id);
+    store
+        .put(&meta_path, PutPayload::from(json))
+        .await
+        .map_err(|source| Error::ObjectStore {
+            op: "put",
+            path: meta_path.to_string(),
+            source,
+        })?;
+    tracing::debug!(block = %id, series = meta.stats.series, samples = meta.stats.samples, bytes, "block written");
+    Ok(meta)
+}
+
+struct Encoded {
+    parquet: Vec<u8>,
+    min_t: i64,
+    max_t: i64,
+    series: u64,
+    samples: u64,
+}
+
+/// Sorts, merges and codes the series into Parquet bytes (CPU work, run off the async runtime).
+fn encode(id: BlockId, series: Vec<Series>, options: &WriteOptions) -> Result<Encoded> {
+    // Sort key: metric name, then the encoded other labels (the column order of the file).
+    let mut by_key: BTreeMap<(String, Vec<u8>), Vec<crate::series::Sample>> = BTreeMap::new();
+    for s in series {
+        let key = (
+            s.labels.metric_name().to_string(),
+            s.labels.encode_without_name(),
+        );
+        by_key.entry(key).or_default().extend(s.samples);
+    }
+    by_key.retain(|_, samples| !samples.is_empty());
+    if by_key.is_empty() {
+        return Err(Error::EmptyBlock);
+    }
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(options.zstd_level)
+                .map_err(|source| Error::Parquet { block: id, source })?,
+        ))
+        .set_max_row_group_row_count(Some(options.row_group_rows.max(1)))
+        .set_data_page_row_count_limit(options.page_rows)
+        .set_write_batch_size(options.page_rows.min(1024))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        // Chunk bytes are not worth min/max statistics (and would bloat the footer).
+        .set_column_statistics_enabled(
+            ColumnPath::from(schema::TIMESTAMPS),
+            EnabledStatistics::None,
+        )
+        .set_column_statistics_enabled(ColumnPath::from(schema::VALUES), EnabledStatistics::None)
+        .set_column_statistics_enabled(ColumnPath::from(schema::LABELS), EnabledStatistics::None)
+        .set_column_dictionary_enabled(ColumnPath::from(schema::VALUES), false)
+        .set_column_dictionary_enabled(ColumnPath::from(schema::LABELS), false)
+        .build();
+    let mut writer = ArrowWriter::try_new(Vec::new(), schema::schema(), Some(props))
+        .map_err(|source| Error::Parquet { block: id, source })?;
+
+    let (mut min_t, mut max_t, mut n_series, mut n_samples) = (i64::MAX, i64::MIN, 0u64, 0u64);
+    let mut batch = BatchBuilder::default();
+    for ((name, labels), mut samples) in by_key {
+        sort_dedup(&mut samples);
+        let (first, last) = match (samples.first(), samples.last()) {
+            (Some(f), Some(l)) => (f.t, l.t),
+            _ => continue,
+        };
+        min_t = min_t.min(first);
+        max_t = max_t.max(last);
+        n_series += 1;
+        n_samples += samples.len() as u64;
+        let ts: Vec<i64> = samples.iter().map(|s| s.t).collect();
+        let vs: Vec<f64> = samples.iter().map(|s| s.v).collect();
+        batch.name.append_value(&name);
+        batch.labels.append_value(&labels);
+        batch.min_t.append_value(first);
+        batch.max_t.append_value(last);
+        batch
+            .samples
+            .append_value(u32::try_from(samples.len()).map_err(|_| {
+                Error::Corrupt(format!(
+                    "series {name} has more than 2^32 samples in one block"
+                ))
+            })?);
+        batch.timestamps.append_value(chunk::encode_timestamps(&ts));
+        batch.values.append_value(chunk::encode_values(&vs));
+        if batch.len() >= options.page_rows.max(1024) {
+            writer
+                .write(&batch.finish()?)
+                .map_err(|source| Error::Parquet { block: id, source })?;
+        }
+    }
+    if batch.len() > 0 {
+        writer
+            .write(&batch.finish()?)
+            .map_err(|source| Error::Parquet { block: id, source })?;
+    }
+    let parquet = writer
+        .into_inner()
+        .map_err(|source| Error::Parquet { block: id, source })?;
+    Ok(Encoded {
+        parquet,
+        min_t,
+        max_t,
+        series: n_series,
+        samples: n_samples,
+    })
+}
+
+#[derive(Default)]
+struct BatchBuilder {
+    name: StringBuilder,
+    labels: BinaryBuilder,
+    min_t: Int64Builder,
+    max_t: Int64Builder,
+    samples: UInt32Builder,
+    timestamps: BinaryBuilder,
+    values: BinaryBuilder,
+}
+
+impl BatchBuilder {
+    fn len(&self) -> usize {
+        arrow::array::ArrayBuilder::len(&self.min_t)
+    }
+
+    fn finish(&mut self) -> Result<RecordBatch> {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.name.finish()),
+            Arc::new(self.labels.finish()),
+            Arc::new(self.min_t.finish()),
+            Arc::new(self.max_t.finish()),
+            Arc::new(self.samples.finish()),
+            Arc::new(self.timestamps.finish()),
+            Arc::new(self.values.finish()),
+        ];
+        Ok(RecordBatch::try_new(schema::schema(), columns)?)
+    }
+}

@@ -1,0 +1,200 @@
+//! Block write -> read identity on `memory://` and on a real S3-compatible server (moto, started
+//! here on 127.0.0.1), checked against [`MemSeriesSet`], the in-memory reference.
+
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fleetscope_store::{
+    BlockMeta, BlockReader, Labels, MatchOp, Matcher, MemSeriesSet, STALE_NAN_BITS, Series,
+    WriteOptions, objstore, write_block,
+};
+use object_store::ObjectStore;
+use proptest::prelude::*;
+
+fn value() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        (-1_000_000i64..1_000_000, 0i32..4).prop_map(|(i, e)| i as f64 / 10f64.powi(e)),
+        any::<u64>().prop_map(f64::from_bits),
+        Just(f64::from_bits(STALE_NAN_BITS)),
+        Just(f64::NAN),
+        Just(f64::INFINITY),
+        Just(f64::NEG_INFINITY),
+        Just(-0.0),
+    ]
+}
+
+fn series() -> impl Strategy<Value = Series> {
+    let labels = (
+        prop_oneof![
+            Just(""),
+            Just("up"),
+            Just("node_cpu_seconds_total"),
+            Just("a:b")
+        ],
+        proptest::collection::vec(("[a-z_]{1,6}", "\\PC{0,8}"), 0..4),
+    )
+        .prop_map(|(name, pairs)| {
+            Labels::from_pairs(
+                std::iter::once(("__name__".to_string(), name.to_string())).chain(pairs),
+            )
+        });
+    // Out-of-order and duplicate timestamps on purpose.
+    let samples = proptest::collection::vec((-50_000i64..50_000, value()), 1..60).prop_map(|v| {
+        v.into_iter()
+            .map(|(t, v)| fleetscope_store::Sample { t, v })
+            .collect()
+    });
+    (labels, samples).prop_map(|(labels, samples)| Series { labels, samples })
+}
+
+fn reference(series: &[Series]) -> MemSeriesSet {
+    let mut mem = MemSeriesSet::new();
+    for s in series {
+        mem.append_series(s.clone());
+    }
+    mem
+}
+
+/// Writes `input`, then checks full and filtered reads against the in-memory reference.
+async fn check_roundtrip(
+    store: &Arc<dyn ObjectStore>,
+    input: Vec<Series>,
+    query_name: &str,
+    min_t: i64,
+    max_t: i64,
+) {
+    let external = Labels::from_pairs([("cluster", "c1")]);
+    let mem = reference(&input);
+    // Small pages and row groups so pruning paths are exercised.
+    let opts = WriteOptions {
+        row_group_rows: 4,
+        page_rows: 2,
+        ..Default::default()
+    };
+    let meta = match write_block(store, input, &external, &opts).await {
+        Ok(meta) => meta,
+        Err(fleetscope_store::Error::EmptyBlock) => return,
+        Err(e) => panic!("write: {e}"),
+    };
+    let listed = BlockMeta::list(store).await.unwrap();
+    assert!(listed.iter().any(|m| m == &meta), "written block is listed");
+    let reader = BlockReader::new(Arc::clone(store), meta);
+
+    let all = reader.select(&[], i64::MIN, i64::MAX).await.unwrap();
+    assert_eq!(all.series, mem.select(&[], &external, i64::MIN, i64::MAX));
+
+    let matchers = [
+        Matcher::equal("__name__", query_name),
+        Matcher::new(MatchOp::Regex, "cluster", "c.").unwrap(),
+    ];
+    let some = reader.select(&matchers, min_t, max_t).await.unwrap();
+    assert_eq!(some.series, mem.select(&matchers, &external, min_t, max_t));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn memory_roundtrip(input in proptest::collection::vec(series(), 0..12),
+                        name in prop_oneof![Just("up"), Just("node_cpu_seconds_total"), Just("")],
+                        a in -60_000i64..60_000, len in 0i64..60_000) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let store = objstore::open("memory://").unwrap();
+        rt.block_on(check_roundtrip(&store, input, name, a, a + len));
+    }
+}
+
+/// A moto S3 server on a free loopback port, killed on drop.
+struct S3Server {
+    child: Child,
+    port: u16,
+}
+
+impl S3Server {
+    fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(
+                "moto_server must be installed (pip install 'moto[server]'); .ci/run installs it",
+            );
+        let server = Self { child, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not start on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server
+    }
+
+    fn create_bucket(&self, bucket: &str) {
+        let mut conn = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(conn, "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+        let mut reply = String::new();
+        conn.read_to_string(&mut reply).unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200"), "create bucket: {reply}");
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn s3_roundtrip() {
+    let server = S3Server::start();
+    server.create_bucket("fleet");
+    let env = [
+        ("AWS_ENDPOINT", format!("http://127.0.0.1:{}", server.port)),
+        ("AWS_ALLOW_HTTP", "true".into()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "false".into()),
+    ];
+    let store = objstore::open_with_env(
+        "s3://fleet/blocks/prod",
+        env.map(|(k, v)| (k.to_string(), v)),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 16,
+        ..ProptestConfig::default()
+    });
+    runner
+        .run(
+            &(
+                proptest::collection::vec(series(), 1..12),
+                -60_000i64..60_000,
+            ),
+            |(input, a)| {
+                rt.block_on(check_roundtrip(&store, input, "up", a, a + 30_000));
+                Ok(())
+            },
+        )
+        .unwrap();
+    let blocks = rt.block_on(BlockMeta::list(&store)).unwrap();
+    assert!(!blocks.is_empty(), "blocks landed in the S3 bucket");
+}
