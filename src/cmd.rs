@@ -1,6 +1,7 @@
 //! The subcommands: one module each.
 
 mod blocks;
+mod demo;
 mod import;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +23,8 @@ pub struct Cli {
 /// What to run.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run a simulated three-cluster fleet on a local folder.
+    Demo(demo::Args),
     /// Backfill blocks from OpenMetrics / Prometheus text files with timestamps.
     Import(import::Args),
     /// List and inspect blocks in the object store.
@@ -32,6 +35,7 @@ pub enum Command {
 /// Runs a subcommand.
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Demo(args) => demo::run(args).await,
         Command::Import(args) => import::run(args).await,
         Command::Blocks(cmd) => blocks::run(cmd).await,
     }

@@ -211,7 +211,16 @@ impl<'a> Cursor<'a> {
             loop {
                 self.pos += 1;
                 let Some(c) = self.peek() else {
-                    return Err(self.error("unterminated label set: expected '}'"));
+                    // Parse properly to say precisely what is wrong.
+                    let mut full = Cursor {
+                        line: self.line,
+                        pos: 0,
+                        line_no: self.line_no,
+                    };
+                    return Err(match full.labels() {
+                        Err(e) => e,
+                        Ok(_) => self.error("unterminated label set: expected '}'"),
+                    });
                 };
                 match (in_string, escaped, c) {
                     (true, true, _) => escaped = false,
@@ -433,7 +442,11 @@ mod tests {
                 "ok 1 1\nup{a=\"1\",a=\"2\"} 1 1\n",
                 "2:10: duplicate label name \"a\"",
             ),
-            ("up{a=\"x} 1 1\n", "1:13: unterminated label set"),
+            ("up{a=\"x} 1 1\n", "1:13: unterminated label value"),
+            (
+                "up{a=\"x\" 1 1\n",
+                "1:10: expected ',' or '}' after label value",
+            ),
             ("up{a=\"\\t\"} 1 1\n", "1:8: invalid escape"),
             ("up{a=1} 1 1\n", "1:6: expected '\"'"),
             ("# TYPE up countr\n", "1:11: unknown metric type \"countr\""),

@@ -37,41 +37,7 @@ pub(super) async fn run(cmd: Command) -> anyhow::Result<()> {
                 }
                 return Ok(());
             }
-            let mut table = Table::new();
-            table.load_preset(UTF8_FULL_CONDENSED).set_header([
-                "ULID",
-                "EXTERNAL LABELS",
-                "MIN TIME (UTC)",
-                "MAX TIME (UTC)",
-                "SERIES",
-                "SAMPLES",
-                "SIZE",
-                "B/SAMPLE",
-            ]);
-            for m in &metas {
-                table.add_row([
-                    m.ulid.to_string(),
-                    external(m),
-                    utc(m.min_t),
-                    utc(m.max_t),
-                    m.stats.series.to_string(),
-                    m.stats.samples.to_string(),
-                    human_bytes(m.stats.bytes),
-                    format!(
-                        "{:.3}",
-                        m.stats.bytes as f64 / m.stats.samples.max(1) as f64
-                    ),
-                ]);
-            }
-            println!("{table}");
-            let (samples, bytes) = metas
-                .iter()
-                .fold((0, 0), |(s, b), m| (s + m.stats.samples, b + m.stats.bytes));
-            println!(
-                "{} block(s), {samples} samples, {}",
-                metas.len(),
-                human_bytes(bytes)
-            );
+            print_table(&metas);
         }
         Command::Inspect { objstore, id } => {
             let store = objstore.open()?;
@@ -115,6 +81,45 @@ pub(super) async fn run(cmd: Command) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Prints blocks as a table with a total line.
+pub(crate) fn print_table(metas: &[BlockMeta]) {
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_header([
+        "ULID",
+        "EXTERNAL LABELS",
+        "MIN TIME (UTC)",
+        "MAX TIME (UTC)",
+        "SERIES",
+        "SAMPLES",
+        "SIZE",
+        "B/SAMPLE",
+    ]);
+    for m in metas {
+        table.add_row([
+            m.ulid.to_string(),
+            external(m),
+            utc(m.min_t),
+            utc(m.max_t),
+            m.stats.series.to_string(),
+            m.stats.samples.to_string(),
+            human_bytes(m.stats.bytes),
+            format!(
+                "{:.3}",
+                m.stats.bytes as f64 / m.stats.samples.max(1) as f64
+            ),
+        ]);
+    }
+    println!("{table}");
+    let (samples, bytes) = metas
+        .iter()
+        .fold((0, 0), |(s, b), m| (s + m.stats.samples, b + m.stats.bytes));
+    println!(
+        "{} block(s), {samples} samples, {}",
+        metas.len(),
+        human_bytes(bytes)
+    );
 }
 
 fn external(m: &BlockMeta) -> String {

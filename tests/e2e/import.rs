@@ -1,0 +1,168 @@
+//! `fleetscope import` and `fleetscope blocks`.
+
+use std::sync::Arc;
+
+use fleetscope_store::{BlockMeta, BlockReader, objstore};
+
+use crate::{file_url, files_under, fleetscope};
+
+const GOOD: &str = r#"# HELP node_cpu_seconds_total Seconds the CPUs spent in each mode.
+# TYPE node_cpu_seconds_total counter
+node_cpu_seconds_total{cpu="0",mode="idle"} 12345.67 1767225600
+node_cpu_seconds_total{cpu="0",mode="idle"} 12359.02 1767225615.000
+node_cpu_seconds_total{cpu="0",mode="idle"} NaN 1767225630.5
+# TYPE http_request_duration_seconds histogram
+http_request_duration_seconds_bucket{le="0.1",path="/a \"q\" \\ b"} 3 1767225600
+http_request_duration_seconds_bucket{le="+Inf",path="/a \"q\" \\ b"} +Inf 1767225600
+http_request_duration_seconds_sum{path="/a \"q\" \\ b"} -Inf 1767225600
+up 1 1767232800
+# EOF
+"#;
+
+#[test]
+fn import_writes_blocks_that_read_back_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("good.om");
+    std::fs::write(&input, GOOD).unwrap();
+    let bucket = dir.path().join("bucket");
+    let url = file_url(&bucket);
+    let out = fleetscope(&[
+        "import",
+        "--objstore",
+        &url,
+        "--cluster",
+        "training-bj",
+        input.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // `up` at 02:00 falls into the next 2h window: two blocks.
+    assert!(
+        stdout.contains("5 series, 7 samples, 2 block(s)"),
+        "{stdout}"
+    );
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let store = objstore::open(&url).unwrap();
+    let metas = rt.block_on(BlockMeta::list(&store)).unwrap();
+    assert_eq!(metas.len(), 2);
+    let mut series = Vec::new();
+    for m in metas {
+        let sel = rt
+            .block_on(BlockReader::new(Arc::clone(&store), m).select(&[], i64::MIN, i64::MAX))
+            .unwrap();
+        series.extend(sel.series);
+    }
+    let find = |name: &str, key: &str, value: &str| {
+        series
+            .iter()
+            .find(|s| s.labels.metric_name() == name && s.labels.get(key) == Some(value))
+            .unwrap_or_else(|| panic!("{name}{{{key}={value:?}}} missing"))
+    };
+    let cpu = find("node_cpu_seconds_total", "cluster", "training-bj");
+    let got: Vec<(i64, u64)> = cpu.samples.iter().map(|s| (s.t, s.v.to_bits())).collect();
+    assert_eq!(
+        got,
+        [
+            (1_767_225_600_000, 12345.67f64.to_bits()),
+            (1_767_225_615_000, 12359.02f64.to_bits()),
+            (1_767_225_630_500, f64::NAN.to_bits())
+        ]
+    );
+    let bucket_inf = find("http_request_duration_seconds_bucket", "le", "+Inf");
+    assert_eq!(
+        bucket_inf.labels.get("path"),
+        Some("/a \"q\" \\ b"),
+        "escapes resolved, value kept exactly"
+    );
+    assert_eq!(bucket_inf.samples[0].v, f64::INFINITY);
+    assert_eq!(
+        find(
+            "http_request_duration_seconds_sum",
+            "cluster",
+            "training-bj"
+        )
+        .samples[0]
+            .v,
+        f64::NEG_INFINITY
+    );
+
+    let ls = fleetscope(&["blocks", "ls", "--objstore", &url]);
+    let ls_out = String::from_utf8_lossy(&ls.stdout);
+    assert!(ls.status.success());
+    assert!(
+        ls_out.contains("cluster=\"training-bj\"") && ls_out.contains("2026-01-01 00:00:00.000"),
+        "{ls_out}"
+    );
+    assert!(ls_out.contains("2 block(s), 7 samples"), "{ls_out}");
+
+    let first = ls_out
+        .lines()
+        .find_map(|l| l.split_whitespace().nth(1).filter(|w| w.len() == 26))
+        .unwrap();
+    let inspect = fleetscope(&["blocks", "inspect", "--objstore", &url, first]);
+    let inspect_out = String::from_utf8_lossy(&inspect.stdout);
+    assert!(
+        inspect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+    assert!(
+        inspect_out.contains("node_cpu_seconds_total"),
+        "{inspect_out}"
+    );
+}
+
+#[test]
+fn bad_file_fails_with_position_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.om");
+    std::fs::write(&good, GOOD).unwrap();
+    let bad = dir.path().join("bad.om");
+    std::fs::write(&bad, "up 1 1767225600\nup{job=\"a\" 1 1767225615\n").unwrap();
+    let bucket = dir.path().join("bucket");
+    let out = fleetscope(&[
+        "import",
+        "--objstore",
+        &file_url(&bucket),
+        good.to_str().unwrap(),
+        bad.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let want = format!(
+        "{}:2:12: expected ',' or '}}' after label value",
+        bad.display()
+    );
+    assert!(stderr.contains(&want), "got {stderr:?}, want {want:?}");
+    assert!(
+        files_under(&bucket).is_empty(),
+        "nothing reached the object store: {:?}",
+        files_under(&bucket)
+    );
+}
+
+#[test]
+fn unknown_block_and_bad_url_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = file_url(dir.path());
+    let out = fleetscope(&[
+        "blocks",
+        "inspect",
+        "--objstore",
+        &url,
+        "01JAAAAAAAAAAAAAAAAAAAAAAA",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("meta.json"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = fleetscope(&["blocks", "ls", "--objstore", "ftp://x"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported scheme"));
+}
