@@ -47,6 +47,57 @@ impl ObjstoreArgs {
     }
 }
 
+/// PromQL engine flags, shared by `querier` and `query`.
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// How far back an instant selector looks for a sample.
+    #[arg(long = "query.lookback-delta", env = "FLEETSCOPE_QUERY_LOOKBACK_DELTA", default_value = "5m", value_parser = parse_duration)]
+    pub lookback_delta: Duration,
+    /// Most samples one query may load.
+    #[arg(
+        long = "query.max-samples",
+        env = "FLEETSCOPE_QUERY_MAX_SAMPLES",
+        default_value_t = 50_000_000
+    )]
+    pub max_samples: usize,
+}
+
+impl QueryArgs {
+    /// The engine options these flags give.
+    pub fn engine_options(&self) -> fleetscope_query::EngineOptions {
+        fleetscope_query::EngineOptions {
+            lookback_delta: self.lookback_delta,
+            max_samples: self.max_samples,
+            ..Default::default()
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("shutting down");
+}
+
 /// External labels of produced blocks.
 #[derive(Debug, Args)]
 pub struct ExternalLabelArgs {

@@ -3,6 +3,8 @@
 mod blocks;
 mod demo;
 mod import;
+mod querier;
+mod query;
 
 use clap::{Parser, Subcommand};
 
@@ -27,6 +29,10 @@ pub enum Command {
     Demo(demo::Args),
     /// Backfill blocks from OpenMetrics / Prometheus text files with timestamps.
     Import(import::Args),
+    /// Serve the Prometheus HTTP API over every block of the object store.
+    Querier(querier::Args),
+    /// Run a PromQL query from the command line.
+    Query(query::Args),
     /// List and inspect blocks in the object store.
     #[command(subcommand)]
     Blocks(blocks::Command),
@@ -37,6 +43,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Demo(args) => demo::run(args).await,
         Command::Import(args) => import::run(args).await,
+        Command::Querier(args) => querier::run(args).await,
+        Command::Query(args) => query::run(args).await,
         Command::Blocks(cmd) => blocks::run(cmd).await,
     }
 }

@@ -117,6 +117,49 @@ impl Labels {
         self.0.is_empty()
     }
 
+    /// The set without `__name__`.
+    pub fn without_name(&self) -> Labels {
+        Labels(
+            self.0
+                .iter()
+                .filter(|l| l.name != METRIC_NAME)
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// Only the labels named in `names`.
+    pub fn keep(&self, names: &[String]) -> Labels {
+        Labels(
+            self.0
+                .iter()
+                .filter(|l| names.contains(&l.name))
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// The set without the labels named in `names`.
+    pub fn remove(&self, names: &[String]) -> Labels {
+        Labels(
+            self.0
+                .iter()
+                .filter(|l| !names.contains(&l.name))
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// The set with label `name` set to `value`, or removed if `value` is empty.
+    pub fn with(&self, name: &str, value: &str) -> Labels {
+        let mut v: Vec<Label> = self.0.iter().filter(|l| l.name != name).cloned().collect();
+        if !value.is_empty() {
+            let at = v.partition_point(|l| l.name.as_str() < name);
+            v.insert(at, Label::new(name, value));
+        }
+        Labels(v)
+    }
+
     /// Adds every label of `external` whose name this set does not have: a series keeps its own
     /// value for a name it already carries (Prometheus `external_labels` semantics).
     pub fn with_external(&self, external: &Labels) -> Labels {
@@ -315,6 +358,29 @@ mod tests {
         let l = Labels::from_pairs([("__name__", "up"), ("job", "a\"b\nc"), ("zone", "é")]);
         let back = Labels::decode_with_name("up", &l.encode_without_name()).unwrap();
         assert_eq!(back, l);
+    }
+
+    #[test]
+    fn builders() {
+        let l = Labels::from_pairs([("__name__", "up"), ("a", "1"), ("c", "3")]);
+        assert_eq!(
+            l.without_name(),
+            Labels::from_pairs([("a", "1"), ("c", "3")])
+        );
+        assert_eq!(l.keep(&["a".into()]), Labels::from_pairs([("a", "1")]));
+        assert_eq!(
+            l.remove(&["a".into()]),
+            Labels::from_pairs([("__name__", "up"), ("c", "3")])
+        );
+        assert_eq!(l.with("b", "2").get("b"), Some("2"));
+        assert_eq!(
+            l.with("b", "2")
+                .iter()
+                .map(|l| l.name.as_str())
+                .collect::<Vec<_>>(),
+            ["__name__", "a", "b", "c"]
+        );
+        assert_eq!(l.with("a", "").get("a"), None);
     }
 
     #[test]

@@ -35,5 +35,5 @@ pub use labels::{Label, Labels, MatchOp, Matcher};
 pub use mem::MemSeriesSet;
 pub use meta::{BlockId, BlockMeta};
 pub use reader::{BlockReader, MetricCount, ScanStats, Selection};
-pub use series::{STALE_NAN_BITS, Sample, Series};
+pub use series::{STALE_NAN_BITS, Sample, Series, is_stale_nan};
 pub use writer::{WriteOptions, write_block};

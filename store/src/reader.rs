@@ -83,6 +83,28 @@ impl BlockReader {
     /// Series whose labels (external labels included) satisfy all `matchers`, with their samples in
     /// `[min_t, max_t]` (both inclusive); series without samples in the range are left out.
     pub async fn select(&self, matchers: &[Matcher], min_t: i64, max_t: i64) -> Result<Selection> {
+        self.scan(matchers, min_t, max_t, true).await
+    }
+
+    /// The label sets (external labels included) of the series [`BlockReader::select`] would
+    /// return, without fetching or decoding samples.
+    pub async fn series_labels(
+        &self,
+        matchers: &[Matcher],
+        min_t: i64,
+        max_t: i64,
+    ) -> Result<Vec<Labels>> {
+        let selection = self.scan(matchers, min_t, max_t, false).await?;
+        Ok(selection.series.into_iter().map(|s| s.labels).collect())
+    }
+
+    async fn scan(
+        &self,
+        matchers: &[Matcher],
+        min_t: i64,
+        max_t: i64,
+        with_samples: bool,
+    ) -> Result<Selection> {
         let block = self.meta.ulid;
         let pq = |source| Error::Parquet { block, source };
         let mut stats = ScanStats::default();
@@ -181,7 +203,14 @@ impl BlockReader {
                 row_filter(&batch, &matchers, &external, min_t, max_t)
             })
         };
+        let columns: &[usize] = if with_samples {
+            &[0, 1, 2, 3, 4, 5, 6]
+        } else {
+            &[0, 1]
+        };
+        let projection = ProjectionMask::roots(parquet_schema, columns.iter().copied());
         let mut builder = builder
+            .with_projection(projection)
             .with_row_groups(selected)
             .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))
             .with_batch_size(4096);
@@ -197,10 +226,16 @@ impl BlockReader {
 
         let mut series = Vec::new();
         for batch in &batches {
-            decode_batch(batch, &self.external, min_t, max_t, &mut series)?;
+            if with_samples {
+                decode_batch(batch, &self.external, min_t, max_t, &mut series)?;
+            } else {
+                decode_labels(batch, &self.external, &mut series)?;
+            }
         }
         stats.series_matched = series.len();
-        series.retain(|s| !s.samples.is_empty());
+        if with_samples {
+            series.retain(|s| !s.samples.is_empty());
+        }
         series.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok(Selection { series, stats })
     }
@@ -301,6 +336,20 @@ fn row_filter(
         out.push(keep);
     }
     Ok(BooleanArray::from(out))
+}
+
+fn decode_labels(batch: &RecordBatch, external: &Labels, out: &mut Vec<Series>) -> Result<()> {
+    let names = batch.column(0).as_string::<i32>();
+    let labels = batch.column(1).as_binary::<i32>();
+    for i in 0..batch.num_rows() {
+        let labels =
+            Labels::decode_with_name(names.value(i), labels.value(i))?.with_external(external);
+        out.push(Series {
+            labels,
+            samples: Vec::new(),
+        });
+    }
+    Ok(())
 }
 
 fn decode_batch(

@@ -100,20 +100,26 @@ fn import_writes_blocks_that_read_back_exactly() {
     );
     assert!(ls_out.contains("2 block(s), 7 samples"), "{ls_out}");
 
-    let first = ls_out
+    let ids: Vec<&str> = ls_out
         .lines()
-        .find_map(|l| l.split_whitespace().nth(1).filter(|w| w.len() == 26))
-        .unwrap();
-    let inspect = fleetscope(&["blocks", "inspect", "--objstore", &url, first]);
-    let inspect_out = String::from_utf8_lossy(&inspect.stdout);
+        .filter_map(|l| l.split_whitespace().nth(1).filter(|w| w.len() == 26))
+        .collect();
+    assert_eq!(ids.len(), 2, "{ls_out}");
+    let inspected: String = ids
+        .iter()
+        .map(|id| {
+            let out = fleetscope(&["blocks", "inspect", "--objstore", &url, id]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+        .collect();
     assert!(
-        inspect.status.success(),
-        "{}",
-        String::from_utf8_lossy(&inspect.stderr)
-    );
-    assert!(
-        inspect_out.contains("node_cpu_seconds_total"),
-        "{inspect_out}"
+        inspected.contains("node_cpu_seconds_total") && inspected.contains("up "),
+        "{inspected}"
     );
 }
 

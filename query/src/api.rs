@@ -1,0 +1,648 @@
+//! The Prometheus HTTP API (`/api/v1/*`) over a [`Catalog`], as an axum [`Router`].
+//!
+//! GET query strings and form-encoded POST bodies are both accepted (Grafana uses either). Errors go
+//! through [`ApiError`], the one place that maps errors to `errorType` and HTTP status.
+
+pub(crate) mod json;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use fleetscope_store::labels::METRIC_NAME;
+use fleetscope_store::{Labels, Matcher};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use promql_parser::parser::Expr;
+use tokio::sync::Semaphore;
+
+use crate::catalog::Catalog;
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::source::Source;
+
+/// Limits of the API (the querier's `--query.*` flags).
+#[derive(Debug, Clone, Copy)]
+pub struct ApiOptions {
+    /// Longest a query may run (`--query.timeout`, 2m).
+    pub timeout: Duration,
+    /// Queries evaluated at once; more wait (`--query.max-concurrency`, 20).
+    pub max_concurrency: usize,
+}
+
+impl Default for ApiOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(120),
+            max_concurrency: 20,
+        }
+    }
+}
+
+/// Everything a request handler needs.
+#[derive(Debug)]
+pub struct ApiState {
+    engine: Engine,
+    catalog: Arc<Catalog>,
+    options: ApiOptions,
+    slots: Semaphore,
+    metrics: Metrics,
+}
+
+impl ApiState {
+    /// State serving `catalog` with `engine`.
+    pub fn new(engine: Engine, catalog: Arc<Catalog>, options: ApiOptions) -> Self {
+        Self {
+            engine,
+            catalog,
+            options,
+            slots: Semaphore::new(options.max_concurrency.max(1)),
+            metrics: Metrics::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    handler: String,
+    code: String,
+}
+
+/// The querier's own metrics, on `/metrics`.
+#[derive(Debug)]
+struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    duration: Histogram,
+    blocks: Gauge,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("fleetscope_query");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "HTTP requests by handler and status code",
+            requests.clone(),
+        );
+        let duration = Histogram::new([0.005, 0.025, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0]);
+        registry.register(
+            "duration_seconds",
+            "Query evaluation time",
+            duration.clone(),
+        );
+        let blocks = Gauge::default();
+        registry.register("blocks", "Blocks known to the catalog", blocks.clone());
+        Self {
+            registry,
+            requests,
+            duration,
+            blocks,
+        }
+    }
+}
+
+/// The `data` object of a query answer, as the API renders it.
+pub fn render_query_data(value: &crate::value::QueryValue) -> String {
+    json::query_data(value)
+}
+
+/// The router: every endpoint Grafana and `promtool` use.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/api/v1/query", get(query).post(query))
+        .route("/api/v1/query_range", get(query_range).post(query_range))
+        .route("/api/v1/series", get(series).post(series))
+        .route("/api/v1/labels", get(labels).post(labels))
+        .route("/api/v1/label/{name}/values", get(label_values))
+        .route("/api/v1/metadata", get(|| async { ok("{}".into()) }))
+        .route(
+            "/api/v1/rules",
+            get(|| async { ok("{\"groups\":[]}".into()) }),
+        )
+        .route(
+            "/api/v1/alerts",
+            get(|| async { ok("{\"alerts\":[]}".into()) }),
+        )
+        .route(
+            "/api/v1/query_exemplars",
+            get(|| async { ok("[]".into()) }).post(|| async { ok("[]".into()) }),
+        )
+        .route("/api/v1/status/buildinfo", get(buildinfo))
+        .route(
+            "/-/healthy",
+            get(|| async { "fleetscope querier is healthy.\n" }),
+        )
+        .route(
+            "/-/ready",
+            get(|| async { "fleetscope querier is ready.\n" }),
+        )
+        .route("/metrics", get(metrics))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// An API error: Prometheus's `errorType` and HTTP status.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    error_type: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn bad_data(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            error_type: "bad_data",
+            message: message.into(),
+        }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let (status, error_type) = match &e {
+            Error::BadData(_) => (StatusCode::BAD_REQUEST, "bad_data"),
+            Error::Execution(_) | Error::TooManySamples(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "execution")
+            }
+            Error::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
+            Error::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        if status.is_server_error() {
+            tracing::warn!(error = %fmt_chain(&e), "query failed");
+        }
+        Self {
+            status,
+            error_type,
+            message: fmt_chain(&e),
+        }
+    }
+}
+
+fn fmt_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            json::error(self.error_type, &self.message),
+        )
+            .into_response()
+    }
+}
+
+fn ok(data: String) -> Response {
+    ok_warn(data, &[])
+}
+
+fn ok_warn(data: String, warnings: &[String]) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        json::success(&data, warnings),
+    )
+        .into_response()
+}
+
+/// Request parameters from the query string and a form-encoded body.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn new(query: Option<String>, headers: &HeaderMap, body: &Bytes) -> Self {
+        let mut v: Vec<(String, String)> =
+            url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+                .into_owned()
+                .collect();
+        let form = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|c| c.to_str().ok())
+            .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+        if form {
+            v.extend(url::form_urlencoded::parse(body).into_owned());
+        }
+        Self(v)
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    fn time(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        self.get(name)
+            .map(|v| parse_time(v).ok_or_else(|| invalid(name, v, "timestamp")))
+            .transpose()
+    }
+
+    fn duration(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        self.get(name)
+            .map(|v| parse_duration(v).ok_or_else(|| invalid(name, v, "duration")))
+            .transpose()
+    }
+
+    fn limit(&self) -> Result<usize, ApiError> {
+        match self.get("limit") {
+            None | Some("") => Ok(0),
+            Some(v) => v.parse().map_err(|_| {
+                ApiError::bad_data(format!("limit must be a non-negative integer, got {v:?}"))
+            }),
+        }
+    }
+}
+
+fn invalid(name: &str, value: &str, what: &str) -> ApiError {
+    ApiError::bad_data(format!(
+        "invalid parameter {name:?}: cannot parse {value:?} to a valid {what}"
+    ))
+}
+
+/// Unix seconds with decimals, or RFC 3339 (Prometheus's `parseTime`).
+fn parse_time(s: &str) -> Option<i64> {
+    if let Ok(secs) = s.parse::<f64>() {
+        if !secs.is_finite() {
+            return None;
+        }
+        let whole = secs.trunc();
+        let frac = ((secs - whole) * 1000.0).round();
+        return Some(whole as i64 * 1000 + frac as i64);
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+/// Seconds with decimals, or a Prometheus duration like `1h30m` (ms).
+fn parse_duration(s: &str) -> Option<i64> {
+    if let Ok(secs) = s.parse::<f64>() {
+        return (secs.is_finite() && secs.abs() < 9e15).then(|| (secs * 1000.0).round() as i64);
+    }
+    let mut total = 0i64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+        let n: i64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let ms = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 604_800_000,
+            "y" => 31_536_000_000,
+            _ => return None,
+        };
+        total = total.checked_add(n.checked_mul(ms)?)?;
+        rest = &rest[unit_len..];
+    }
+    (!s.is_empty()).then_some(total)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Runs a query with the concurrency limit and timeout, recording metrics.
+async fn run_query<F>(
+    state: &ApiState,
+    handler: &str,
+    fut: F,
+) -> Result<crate::value::QueryValue, ApiError>
+where
+    F: std::future::Future<Output = crate::error::Result<crate::value::QueryValue>>,
+{
+    let started = Instant::now();
+    let result = async {
+        let _slot = state
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| Error::Internal("query slots closed".into()))?;
+        tokio::time::timeout(state.options.timeout, fut)
+            .await
+            .map_err(|_| Error::Timeout("query execution"))?
+    }
+    .await;
+    state
+        .metrics
+        .duration
+        .observe(started.elapsed().as_secs_f64());
+    let code = match &result {
+        Ok(_) => "200",
+        Err(e) => status_of(e),
+    };
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            handler: handler.into(),
+            code: code.into(),
+        })
+        .inc();
+    result.map_err(ApiError::from)
+}
+
+fn status_of(e: &Error) -> &'static str {
+    match e {
+        Error::BadData(_) => "400",
+        Error::Execution(_) | Error::TooManySamples(_) => "422",
+        Error::Timeout(_) | Error::Store(_) => "503",
+        Error::Internal(_) => "500",
+    }
+}
+
+#[tracing::instrument(skip_all, fields(handler = "query"))]
+async fn query(
+    State(state): State<Arc<ApiState>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = Params::new(q, &headers, &body);
+    let query = p
+        .get("query")
+        .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": query is empty"))?;
+    let t = p.time("time")?.unwrap_or_else(now_ms);
+    tracing::debug!(query, t, "instant query");
+    let catalog: &dyn Source = state.catalog.as_ref();
+    let value = run_query(&state, "query", state.engine.instant(catalog, query, t)).await?;
+    Ok(ok(json::query_data(&value)))
+}
+
+#[tracing::instrument(skip_all, fields(handler = "query_range"))]
+async fn query_range(
+    State(state): State<Arc<ApiState>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = Params::new(q, &headers, &body);
+    let query = p
+        .get("query")
+        .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": query is empty"))?;
+    let start = p
+        .time("start")?
+        .ok_or_else(|| ApiError::bad_data("invalid parameter \"start\": missing"))?;
+    let end = p
+        .time("end")?
+        .ok_or_else(|| ApiError::bad_data("invalid parameter \"end\": missing"))?;
+    let step = p
+        .duration("step")?
+        .ok_or_else(|| ApiError::bad_data("invalid parameter \"step\": missing"))?;
+    if end < start {
+        return Err(ApiError::bad_data(
+            "invalid parameter \"end\": end timestamp must not be before start time",
+        ));
+    }
+    if step <= 0 {
+        return Err(ApiError::bad_data(
+            "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer",
+        ));
+    }
+    if (end - start) / step > 11_000 {
+        return Err(ApiError::bad_data(
+            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
+        ));
+    }
+    let catalog: &dyn Source = state.catalog.as_ref();
+    let value = run_query(
+        &state,
+        "query_range",
+        state.engine.range(catalog, query, start, end, step),
+    )
+    .await?;
+    Ok(ok(json::query_data(&value)))
+}
+
+/// Parses `match[]` selectors into matcher sets.
+fn match_sets(p: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
+    p.all("match[]")
+        .into_iter()
+        .map(|m| {
+            let expr = Engine::parse(m)
+                .map_err(|e| ApiError::bad_data(format!("invalid parameter \"match[]\": {e}")))?;
+            let Expr::VectorSelector(vs) = expr else {
+                return Err(ApiError::bad_data(format!(
+                    "invalid parameter \"match[]\": {m:?} is not a series selector"
+                )));
+            };
+            let mut sets = Vec::new();
+            let mut groups = vec![vs.matchers.matchers.clone()];
+            groups.extend(vs.matchers.or_matchers.iter().cloned());
+            for g in groups {
+                let mut set = g
+                    .iter()
+                    .map(|m| {
+                        let op = match m.op {
+                            promql_parser::label::MatchOp::Equal => {
+                                fleetscope_store::MatchOp::Equal
+                            }
+                            promql_parser::label::MatchOp::NotEqual => {
+                                fleetscope_store::MatchOp::NotEqual
+                            }
+                            promql_parser::label::MatchOp::Re(_) => {
+                                fleetscope_store::MatchOp::Regex
+                            }
+                            promql_parser::label::MatchOp::NotRe(_) => {
+                                fleetscope_store::MatchOp::NotRegex
+                            }
+                        };
+                        Matcher::new(op, m.name.clone(), m.value.clone())
+                            .map_err(|e| ApiError::bad_data(e.to_string()))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                if let Some(name) = &vs.name
+                    && !set.iter().any(|m| m.name == METRIC_NAME)
+                {
+                    set.push(Matcher::equal(METRIC_NAME, name.clone()));
+                }
+                sets.push(set);
+            }
+            Ok(sets)
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(|v| v.into_iter().flatten().collect())
+}
+
+/// Label sets of the series matching any of `sets` in the request's time range.
+async fn matching_series(
+    state: &ApiState,
+    p: &Params,
+    sets: Vec<Vec<Matcher>>,
+) -> Result<Vec<Labels>, ApiError> {
+    let start = p.time("start")?.unwrap_or(i64::MIN / 2);
+    let end = p.time("end")?.unwrap_or(i64::MAX / 2);
+    let mut all = Vec::new();
+    for set in &sets {
+        let found =
+            tokio::time::timeout(state.options.timeout, state.catalog.series(set, start, end))
+                .await
+                .map_err(|_| ApiError::from(Error::Timeout("series lookup")))??;
+        all.extend(found);
+    }
+    all.sort();
+    all.dedup();
+    Ok(all)
+}
+
+fn truncate<T>(items: &mut Vec<T>, limit: usize) -> Vec<String> {
+    if limit > 0 && items.len() > limit {
+        items.truncate(limit);
+        return vec!["results truncated due to limit".into()];
+    }
+    vec![]
+}
+
+async fn series(
+    State(state): State<Arc<ApiState>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = Params::new(q, &headers, &body);
+    let sets = match_sets(&p)?;
+    if sets.is_empty() {
+        return Err(ApiError::bad_data("no match[] parameter provided"));
+    }
+    let mut found = matching_series(&state, &p, sets).await?;
+    let warnings = truncate(&mut found, p.limit()?);
+    Ok(ok_warn(json::label_sets(&found), &warnings))
+}
+
+async fn labels(
+    State(state): State<Arc<ApiState>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = Params::new(q, &headers, &body);
+    let mut sets = match_sets(&p)?;
+    if sets.is_empty() {
+        sets.push(vec![]);
+    }
+    let found = matching_series(&state, &p, sets).await?;
+    let mut names: Vec<&str> = found
+        .iter()
+        .flat_map(|l| l.iter().map(|l| l.name.as_str()))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let warnings = truncate(&mut names, p.limit()?);
+    Ok(ok_warn(json::string_array(names), &warnings))
+}
+
+async fn label_values(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = Params::new(q, &headers, &body);
+    // Grafana escapes UTF-8 label names as `U__...`; plain names pass through unchanged.
+    let name = unescape_label_name(&name);
+    let mut sets = match_sets(&p)?;
+    if sets.is_empty() {
+        sets.push(vec![
+            Matcher::new(fleetscope_store::MatchOp::Regex, name.clone(), ".+")
+                .map_err(|e| ApiError::bad_data(e.to_string()))?,
+        ]);
+    }
+    let found = matching_series(&state, &p, sets).await?;
+    let mut values: Vec<&str> = found.iter().filter_map(|l| l.get(&name)).collect();
+    values.sort_unstable();
+    values.dedup();
+    let warnings = truncate(&mut values, p.limit()?);
+    Ok(ok_warn(json::string_array(values), &warnings))
+}
+
+/// Decodes Prometheus's `U__` label-name escaping (`U__a_2e_b` is `a.b`).
+fn unescape_label_name(name: &str) -> String {
+    let Some(rest) = name.strip_prefix("U__") else {
+        return name.to_string();
+    };
+    let mut out = String::new();
+    let parts = rest.split('_');
+    // Segments alternate: literal text, then a hex code point between underscores.
+    let mut literal = true;
+    for part in parts {
+        if literal {
+            out.push_str(part);
+        } else if part.is_empty() {
+            out.push('_');
+        } else if let Some(c) = u32::from_str_radix(part, 16).ok().and_then(char::from_u32) {
+            out.push(c);
+        } else {
+            return name.to_string();
+        }
+        literal = !literal;
+    }
+    out
+}
+
+async fn buildinfo() -> Response {
+    let data = format!(
+        "{{\"version\":{},\"revision\":\"\",\"branch\":\"\",\"buildUser\":\"\",\"buildDate\":\"\",\"goVersion\":\"\",\"features\":{{}}}}",
+        serde_json::to_string(env!("CARGO_PKG_VERSION")).unwrap_or_default()
+    );
+    ok(data)
+}
+
+async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
+    state
+        .metrics
+        .blocks
+        .set(state.catalog.blocks().len() as i64);
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, &state.metrics.registry).is_err() {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests;

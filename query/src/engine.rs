@@ -1,0 +1,337 @@
+//! [`Engine`]: PromQL text in, [`QueryValue`] out, over any [`Source`].
+
+use std::time::Duration;
+
+use promql_parser::parser::{self, Expr};
+
+use crate::error::{Error, Result, bad};
+use crate::eval::{Evaluator, Settings, unparen};
+use crate::source::Source;
+use crate::value::{Grid, InstantSample, QueryValue, RangeInput, RangeSeries, Value};
+
+/// Engine settings (the querier's `--query.*` flags).
+#[derive(Debug, Clone, Copy)]
+pub struct EngineOptions {
+    /// How far back an instant selector looks for a sample (`--query.lookback-delta`, 5m).
+    pub lookback_delta: Duration,
+    /// Step of subqueries written without one (Prometheus's default evaluation interval, 1m).
+    pub subquery_step: Duration,
+    /// Most samples a query may load (`--query.max-samples`, 50M).
+    pub max_samples: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            lookback_delta: Duration::from_secs(300),
+            subquery_step: Duration::from_secs(60),
+            max_samples: 50_000_000,
+        }
+    }
+}
+
+/// The PromQL engine. Stateless: one value serves every query.
+#[derive(Debug, Clone, Default)]
+pub struct Engine {
+    options: EngineOptions,
+}
+
+impl Engine {
+    /// An engine with `options`.
+    pub fn new(options: EngineOptions) -> Self {
+        Self { options }
+    }
+
+    /// Parses a query; the error says what is wrong and, where the parser tells, where.
+    pub fn parse(query: &str) -> Result<Expr> {
+        if query.trim().is_empty() {
+            return Err(bad("empty query"));
+        }
+        check_string_escapes(query)?;
+        parser::parse(query).map_err(|e| bad(explain_parse_error(query, &e)))
+    }
+
+    /// Evaluates `query` at `t` (ms).
+    pub async fn instant(&self, source: &dyn Source, query: &str, t: i64) -> Result<QueryValue> {
+        let expr = Self::parse(query)?;
+        let ev = Evaluator::new(source, self.settings(t, t, 0));
+        let grid = Grid {
+            start: t,
+            end: t,
+            step: 1,
+        };
+        if matches!(unparen(&expr), Expr::MatrixSelector(_) | Expr::Subquery(_)) {
+            let input = ev.eval_range(&expr, grid).await?;
+            return Ok(QueryValue::Matrix(range_at(&input, 0)));
+        }
+        Ok(match ev.eval(&expr, grid).await? {
+            Value::Scalar(v) => QueryValue::Scalar {
+                t,
+                v: v.first().copied().unwrap_or(f64::NAN),
+            },
+            Value::String(s) => QueryValue::String { t, s },
+            Value::Vector(series) => {
+                let mut out: Vec<InstantSample> = series
+                    .into_iter()
+                    .filter_map(|s| {
+                        s.vals.first().copied().flatten().map(|v| InstantSample {
+                            labels: s.labels,
+                            t,
+                            v,
+                        })
+                    })
+                    .collect();
+                match result_order(&expr) {
+                    Order::Value { descending } => {
+                        out.sort_by(|a, b| crate::eval::rank_values(a.v, b.v, descending))
+                    }
+                    Order::Labels { names, descending } => out.sort_by(|a, b| {
+                        let by_names = names.iter().map(|n| {
+                            natural_cmp(
+                                a.labels.get(n).unwrap_or(""),
+                                b.labels.get(n).unwrap_or(""),
+                            )
+                        });
+                        let ord = by_names
+                            .fold(std::cmp::Ordering::Equal, |acc, o| acc.then(o))
+                            .then_with(|| a.labels.cmp(&b.labels));
+                        if descending { ord.reverse() } else { ord }
+                    }),
+                    Order::Unordered => out.sort_by(|a, b| a.labels.cmp(&b.labels)),
+                }
+                QueryValue::Vector(out)
+            }
+        })
+    }
+
+    /// Evaluates `query` at every step from `start` to `end` (ms).
+    pub async fn range(
+        &self,
+        source: &dyn Source,
+        query: &str,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Result<QueryValue> {
+        if step <= 0 {
+            return Err(bad(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer",
+            ));
+        }
+        if end < start {
+            return Err(bad("end timestamp must not be before start time"));
+        }
+        let expr = Self::parse(query)?;
+        match unparen(&expr) {
+            Expr::MatrixSelector(_) | Expr::Subquery(_) => {
+                return Err(bad(
+                    "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector",
+                ));
+            }
+            Expr::StringLiteral(_) => {
+                return Err(bad(
+                    "invalid expression type \"string\" for range query, must be Scalar or instant Vector",
+                ));
+            }
+            _ => {}
+        }
+        let ev = Evaluator::new(source, self.settings(start, end, step));
+        let grid = Grid { start, end, step };
+        let series = match ev.eval(&expr, grid).await? {
+            Value::Scalar(v) => vec![RangeSeries {
+                labels: Default::default(),
+                samples: v.iter().enumerate().map(|(i, v)| (grid.t(i), *v)).collect(),
+            }],
+            Value::Vector(series) => {
+                let mut out: Vec<RangeSeries> = series
+                    .into_iter()
+                    .map(|s| RangeSeries {
+                        samples: s
+                            .vals
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(i, v)| v.map(|v| (grid.t(i), v)))
+                            .collect(),
+                        labels: s.labels,
+                    })
+                    .filter(|s| !s.samples.is_empty())
+                    .collect();
+                out.sort_by(|a, b| a.labels.cmp(&b.labels));
+                out
+            }
+            Value::String(_) => {
+                return Err(Error::Internal("string result of a range query".into()));
+            }
+        };
+        Ok(QueryValue::Matrix(series))
+    }
+
+    fn settings(&self, start: i64, end: i64, step: i64) -> Settings {
+        Settings {
+            lookback_ms: self.options.lookback_delta.as_millis() as i64,
+            subquery_step_ms: self.options.subquery_step.as_millis() as i64,
+            max_samples: self.options.max_samples,
+            query_start: start,
+            query_end: end,
+            query_step: step,
+        }
+    }
+}
+
+/// The samples of each series inside the window of step `i` (an instant query of a range vector).
+fn range_at(input: &RangeInput, i: usize) -> Vec<RangeSeries> {
+    let mut out: Vec<RangeSeries> = input
+        .series
+        .iter()
+        .map(|(labels, samples)| RangeSeries {
+            labels: labels.clone(),
+            samples: RangeInput::window(samples, input.times[i], input.range).to_vec(),
+        })
+        .filter(|s| !s.samples.is_empty())
+        .collect();
+    out.sort_by(|a, b| a.labels.cmp(&b.labels));
+    out
+}
+
+/// How the outermost operation orders an instant vector.
+enum Order {
+    /// By value (`sort`, `sort_desc`, `topk`, `bottomk`).
+    Value { descending: bool },
+    /// By label values, naturally (`sort_by_label`, `sort_by_label_desc`).
+    Labels {
+        names: Vec<String>,
+        descending: bool,
+    },
+    /// Not ordered: we sort by labels for stable output.
+    Unordered,
+}
+
+fn result_order(expr: &Expr) -> Order {
+    match unparen(expr) {
+        Expr::Call(c) => match c.func.name {
+            "sort" => Order::Value { descending: false },
+            "sort_desc" => Order::Value { descending: true },
+            "sort_by_label" | "sort_by_label_desc" => Order::Labels {
+                names: c
+                    .args
+                    .args
+                    .iter()
+                    .skip(1)
+                    .filter_map(|a| match a.as_ref() {
+                        Expr::StringLiteral(s) => Some(s.val.clone()),
+                        _ => None,
+                    })
+                    .collect(),
+                descending: c.func.name == "sort_by_label_desc",
+            },
+            _ => Order::Unordered,
+        },
+        Expr::Aggregate(a) => match a.op.to_string().to_lowercase().as_str() {
+            "topk" => Order::Value { descending: true },
+            "bottomk" => Order::Value { descending: false },
+            _ => Order::Unordered,
+        },
+        _ => Order::Unordered,
+    }
+}
+
+/// Natural order: digit runs compare as numbers (`cpu2` < `cpu10`).
+fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let (mut x, mut y) = (a.as_bytes(), b.as_bytes());
+    loop {
+        match (x.first(), y.first()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(c), Some(d)) if c.is_ascii_digit() && d.is_ascii_digit() => {
+                let dx = x.iter().take_while(|c| c.is_ascii_digit()).count();
+                let dy = y.iter().take_while(|c| c.is_ascii_digit()).count();
+                let (nx, ny) = (&x[..dx], &y[..dy]);
+                let trim = |n: &[u8]| -> usize { n.iter().take_while(|c| **c == b'0').count() };
+                let (tx, ty) = (&nx[trim(nx)..], &ny[trim(ny)..]);
+                let ord = tx.len().cmp(&ty.len()).then_with(|| tx.cmp(ty));
+                if ord != Ordering::Equal {
+                    return ord;
+                }
+                (x, y) = (&x[dx..], &y[dy..]);
+            }
+            (Some(c), Some(d)) => {
+                if c != d {
+                    return c.cmp(d);
+                }
+                (x, y) = (&x[1..], &y[1..]);
+            }
+        }
+    }
+}
+
+/// Rejects string literals whose `\x` escapes spell invalid UTF-8: Go's parser keeps such bytes
+/// (and Prometheus then refuses them as label names or values); ours would read them as Latin-1.
+fn check_string_escapes(query: &str) -> Result<()> {
+    let b = query.as_bytes();
+    let (mut i, mut quote) = (0, None::<u8>);
+    let mut bytes: Vec<u8> = Vec::new();
+    let mut start = 0;
+    while i < b.len() {
+        let c = b[i];
+        match quote {
+            None if c == b'"' || c == b'\'' => {
+                quote = Some(c);
+                bytes.clear();
+                start = i;
+            }
+            None if c == b'#' => {
+                // A comment runs to the end of the line.
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            None => {}
+            Some(q) if c == q => {
+                if std::str::from_utf8(&bytes).is_err() {
+                    return Err(bad(format!(
+                        "invalid UTF-8 in the string literal at position {}",
+                        start + 1
+                    )));
+                }
+                quote = None;
+            }
+            Some(_) if c == b'\\' && b.get(i + 1) == Some(&b'x') => {
+                let hex = query
+                    .get(i + 2..i + 4)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                if let Some(v) = hex {
+                    bytes.push(v);
+                    i += 3;
+                }
+            }
+            Some(_) if c == b'\\' => {
+                bytes.push(b'\\');
+                if let Some(&n) = b.get(i + 1) {
+                    bytes.push(n);
+                }
+                i += 1;
+            }
+            Some(_) => bytes.push(c),
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// The parser's message, plus a hint for common mistakes.
+fn explain_parse_error(query: &str, err: &str) -> String {
+    let compact: String = query.chars().filter(|c| !c.is_whitespace()).collect();
+    let rate_like = ["rate(", "irate(", "increase(", "delta(", "deriv("];
+    if let Some(f) = rate_like.iter().find(|f| compact.contains(**f))
+        && compact.contains(")[")
+        && !compact.contains(":]")
+    {
+        let fname = f.trim_end_matches('(');
+        return format!(
+            "{err}: the range goes inside {fname}(), right after the selector: write {fname}(metric[5m]), not {fname}(metric)[5m]"
+        );
+    }
+    format!("parse error: {err}")
+}

@@ -1,0 +1,413 @@
+//! The evaluator: walks the PromQL AST over a [`Grid`] of steps, one node kind at a time.
+//!
+//! Every instant-vector node yields [`StepSeries`] (one optional value per step), so per-series work
+//! is a loop over a dense array; per-step work (aggregations, vector matching) runs step by step
+//! over those arrays. Selectors fetch their series once for the whole grid, with the time range
+//! the grid needs. `@` and `offset` turn into an *effective time* per step.
+
+mod aggregate;
+mod binary;
+mod functions;
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use fleetscope_store::{Labels, MatchOp, Matcher, is_stale_nan};
+use futures::future::BoxFuture;
+use promql_parser::label::MatchOp as PMatchOp;
+use promql_parser::parser::{AtModifier, Expr, Offset, SubqueryExpr, VectorSelector};
+
+use crate::error::{Error, Result, bad, exec};
+use crate::source::Source;
+use crate::value::{Grid, RangeInput, StepSeries, Value};
+
+/// Settings of an evaluation.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    pub(crate) lookback_ms: i64,
+    pub(crate) subquery_step_ms: i64,
+    pub(crate) max_samples: usize,
+    /// Start and end of the whole query, for `@ start()` / `@ end()`.
+    pub(crate) query_start: i64,
+    pub(crate) query_end: i64,
+    /// Step of the query (0 for instant queries), for `step()`.
+    pub(crate) query_step: i64,
+}
+
+/// One query's evaluation state.
+pub(crate) struct Evaluator<'a> {
+    pub(crate) source: &'a dyn Source,
+    pub(crate) settings: Settings,
+    samples_loaded: AtomicUsize,
+}
+
+impl<'a> Evaluator<'a> {
+    pub(crate) fn new(source: &'a dyn Source, settings: Settings) -> Self {
+        Self {
+            source,
+            settings,
+            samples_loaded: AtomicUsize::new(0),
+        }
+    }
+
+    /// Evaluates `expr` at every step of `grid`.
+    pub(crate) fn eval<'b>(&'b self, expr: &'b Expr, grid: Grid) -> BoxFuture<'b, Result<Value>> {
+        Box::pin(async move {
+            match expr {
+                Expr::NumberLiteral(n) => Ok(Value::Scalar(vec![n.val; grid.len()])),
+                Expr::StringLiteral(s) => Ok(Value::String(s.val.clone())),
+                Expr::Paren(p) => self.eval(&p.expr, grid).await,
+                Expr::Unary(u) => match self.eval(&u.expr, grid).await? {
+                    Value::Scalar(v) => Ok(Value::Scalar(v.into_iter().map(|x| -x).collect())),
+                    Value::Vector(series) => {
+                        let out = series
+                            .into_iter()
+                            .map(|s| StepSeries {
+                                labels: s.labels.without_name(),
+                                vals: s.vals.into_iter().map(|v| v.map(|x| -x)).collect(),
+                            })
+                            .collect();
+                        Ok(Value::Vector(merge_same_labels(out)?))
+                    }
+                    Value::String(_) => Err(bad("unary minus on a string")),
+                },
+                Expr::VectorSelector(vs) => self.vector_selector(vs, grid).await.map(Value::Vector),
+                Expr::MatrixSelector(_) | Expr::Subquery(_) => Err(bad(
+                    "range vector is only allowed as an argument of a function taking one",
+                )),
+                Expr::Call(call) => self.call(call, grid).await,
+                Expr::Aggregate(agg) => self.aggregate(agg, grid).await,
+                Expr::Binary(b) => self.binary(b, grid).await,
+                Expr::Extension(_) => Err(Error::Internal(
+                    "extension expressions are not supported".into(),
+                )),
+            }
+        })
+    }
+
+    /// Evaluates a range-vector expression (matrix selector or subquery) for every step of `grid`.
+    pub(crate) fn eval_range<'b>(
+        &'b self,
+        expr: &'b Expr,
+        grid: Grid,
+    ) -> BoxFuture<'b, Result<RangeInput>> {
+        Box::pin(async move {
+            match expr {
+                Expr::Paren(p) => self.eval_range(&p.expr, grid).await,
+                Expr::MatrixSelector(ms) => {
+                    let range = ms.range.as_millis() as i64;
+                    let times =
+                        self.effective_times(grid, ms.vs.at.as_ref(), ms.vs.offset.as_ref());
+                    let (lo, hi) = min_max(&times);
+                    let mut series = self.fetch(&ms.vs, lo - range + 1, hi).await?;
+                    for (_, samples) in &mut series {
+                        samples.retain(|(_, v)| !is_stale_nan(*v));
+                    }
+                    series.retain(|(_, s)| !s.is_empty());
+                    Ok(RangeInput {
+                        series,
+                        range,
+                        times,
+                    })
+                }
+                Expr::Subquery(sq) => self.subquery(sq, grid).await,
+                _ => Err(bad(
+                    "expected a range vector (a matrix selector or a subquery)",
+                )),
+            }
+        })
+    }
+
+    async fn subquery(&self, sq: &SubqueryExpr, grid: Grid) -> Result<RangeInput> {
+        let range = sq.range.as_millis() as i64;
+        let step = sq
+            .step
+            .map_or(self.settings.subquery_step_ms, |s| s.as_millis() as i64);
+        if step <= 0 {
+            return Err(bad("zero or negative subquery step"));
+        }
+        let times = self.effective_times(grid, sq.at.as_ref(), sq.offset.as_ref());
+        let (lo, hi) = min_max(&times);
+        // The first multiple of the step after the earliest window start (Prometheus aligns
+        // subquery steps to absolute time).
+        let start = (lo - range).div_euclid(step) * step + step;
+        let inner = Grid {
+            start,
+            end: hi,
+            step,
+        };
+        let series = match self.eval(&sq.expr, inner).await? {
+            Value::Vector(v) => v
+                .into_iter()
+                .map(|s| {
+                    let samples: Vec<(i64, f64)> = s
+                        .vals
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, v)| v.map(|v| (inner.t(i), v)))
+                        .collect();
+                    (s.labels, samples)
+                })
+                .filter(|(_, s)| !s.is_empty())
+                .collect(),
+            Value::Scalar(v) => {
+                vec![(
+                    Labels::empty(),
+                    v.iter()
+                        .enumerate()
+                        .map(|(i, v)| (inner.t(i), *v))
+                        .collect(),
+                )]
+            }
+            Value::String(_) => return Err(bad("subquery of a string")),
+        };
+        Ok(RangeInput {
+            series,
+            range,
+            times,
+        })
+    }
+
+    /// Instant-vector selection: at each step, the latest sample within the lookback window,
+    /// unless it is a stale marker.
+    async fn vector_selector(&self, vs: &VectorSelector, grid: Grid) -> Result<Vec<StepSeries>> {
+        let lookback = self.settings.lookback_ms;
+        let times = self.effective_times(grid, vs.at.as_ref(), vs.offset.as_ref());
+        let (lo, hi) = min_max(&times);
+        let series = self.fetch(vs, lo - lookback + 1, hi).await?;
+        Ok(series
+            .into_iter()
+            .filter_map(|(labels, samples)| {
+                let vals: Vec<Option<f64>> = times
+                    .iter()
+                    .map(|&t| latest(&samples, t, lookback).map(|(_, v)| v))
+                    .collect();
+                vals.iter()
+                    .any(Option::is_some)
+                    .then_some(StepSeries { labels, vals })
+            })
+            .collect())
+    }
+
+    /// Like [`Self::vector_selector`], but the timestamps of the selected samples (for `timestamp()`).
+    pub(crate) async fn vector_selector_timestamps(
+        &self,
+        vs: &VectorSelector,
+        grid: Grid,
+    ) -> Result<Vec<StepSeries>> {
+        let lookback = self.settings.lookback_ms;
+        let times = self.effective_times(grid, vs.at.as_ref(), vs.offset.as_ref());
+        let (lo, hi) = min_max(&times);
+        let series = self.fetch(vs, lo - lookback + 1, hi).await?;
+        Ok(series
+            .into_iter()
+            .filter_map(|(labels, samples)| {
+                let vals: Vec<Option<f64>> = times
+                    .iter()
+                    .map(|&t| latest(&samples, t, lookback).map(|(st, _)| st as f64 / 1000.0))
+                    .collect();
+                vals.iter().any(Option::is_some).then_some(StepSeries {
+                    labels: labels.without_name(),
+                    vals,
+                })
+            })
+            .collect())
+    }
+
+    /// Effective evaluation time per step: the step time (or the `@` time), minus the offset.
+    pub(crate) fn effective_times(
+        &self,
+        grid: Grid,
+        at: Option<&AtModifier>,
+        offset: Option<&Offset>,
+    ) -> Vec<i64> {
+        let off = match offset {
+            Some(Offset::Pos(d)) => d.as_millis() as i64,
+            Some(Offset::Neg(d)) => -(d.as_millis() as i64),
+            None => 0,
+        };
+        match at.map(|a| self.at_time(a)) {
+            Some(t) => vec![t - off; grid.len()],
+            None => grid.times().map(|t| t - off).collect(),
+        }
+    }
+
+    /// The time an `@` modifier pins to.
+    pub(crate) fn at_time(&self, at: &AtModifier) -> i64 {
+        match at {
+            AtModifier::Start => self.settings.query_start,
+            AtModifier::End => self.settings.query_end,
+            AtModifier::At(t) => match t.duration_since(std::time::UNIX_EPOCH) {
+                Ok(d) => d.as_millis() as i64,
+                Err(e) => -(e.duration().as_millis() as i64),
+            },
+        }
+    }
+
+    /// Series of a selector with samples in `[min_t, max_t]`.
+    async fn fetch(
+        &self,
+        vs: &VectorSelector,
+        min_t: i64,
+        max_t: i64,
+    ) -> Result<Vec<(Labels, Vec<(i64, f64)>)>> {
+        let mut groups = vec![vs.matchers.matchers.clone()];
+        groups.extend(vs.matchers.or_matchers.iter().cloned());
+        let mut by_labels: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
+        for group in groups {
+            let mut matchers = group
+                .iter()
+                .map(to_store_matcher)
+                .collect::<Result<Vec<_>>>()?;
+            if let Some(name) = &vs.name
+                && !group
+                    .iter()
+                    .any(|m| m.name == fleetscope_store::labels::METRIC_NAME)
+            {
+                matchers.push(Matcher::equal(
+                    fleetscope_store::labels::METRIC_NAME,
+                    name.clone(),
+                ));
+            }
+            for s in self.source.select(&matchers, min_t, max_t).await? {
+                let n = s.samples.len();
+                let loaded = self.samples_loaded.fetch_add(n, Ordering::Relaxed) + n;
+                if loaded > self.settings.max_samples {
+                    return Err(Error::TooManySamples("query execution"));
+                }
+                by_labels
+                    .entry(s.labels)
+                    .or_insert_with(|| s.samples.iter().map(|x| (x.t, x.v)).collect());
+            }
+        }
+        let mut out: Vec<_> = by_labels.into_iter().collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Evaluates an expression that must be a scalar (function parameters).
+    pub(crate) async fn scalar_arg(&self, expr: &Expr, grid: Grid, what: &str) -> Result<Vec<f64>> {
+        match self.eval(expr, grid).await? {
+            Value::Scalar(v) => Ok(v),
+            _ => Err(bad(format!("expected a scalar for {what}"))),
+        }
+    }
+
+    /// Evaluates an expression that must be an instant vector.
+    pub(crate) async fn vector_arg(&self, expr: &Expr, grid: Grid) -> Result<Vec<StepSeries>> {
+        match self.eval(expr, grid).await? {
+            Value::Vector(v) => Ok(v),
+            Value::Scalar(_) => Err(bad("expected an instant vector, got a scalar")),
+            Value::String(_) => Err(bad("expected an instant vector, got a string")),
+        }
+    }
+}
+
+/// The latest sample at or before `t` and after `t - lookback`, unless it is a stale marker.
+fn latest(samples: &[(i64, f64)], t: i64, lookback: i64) -> Option<(i64, f64)> {
+    let i = samples.partition_point(|s| s.0 <= t);
+    let (st, v) = *samples.get(i.checked_sub(1)?)?;
+    (st > t - lookback && !is_stale_nan(v)).then_some((st, v))
+}
+
+fn min_max(times: &[i64]) -> (i64, i64) {
+    let lo = times.iter().copied().min().unwrap_or(0);
+    let hi = times.iter().copied().max().unwrap_or(0);
+    (lo, hi)
+}
+
+fn to_store_matcher(m: &promql_parser::label::Matcher) -> Result<Matcher> {
+    let op = match m.op {
+        PMatchOp::Equal => MatchOp::Equal,
+        PMatchOp::NotEqual => MatchOp::NotEqual,
+        PMatchOp::Re(_) => MatchOp::Regex,
+        PMatchOp::NotRe(_) => MatchOp::NotRegex,
+    };
+    Matcher::new(op, m.name.clone(), m.value.clone()).map_err(|e| bad(e.to_string()))
+}
+
+/// Merges series with equal labels; two values at the same step are an error, as in Prometheus.
+pub(crate) fn merge_same_labels(series: Vec<StepSeries>) -> Result<Vec<StepSeries>> {
+    let mut out: Vec<StepSeries> = Vec::with_capacity(series.len());
+    let mut index: HashMap<Labels, usize> = HashMap::with_capacity(series.len());
+    for s in series {
+        match index.entry(s.labels) {
+            Entry::Vacant(e) => {
+                let labels = e.key().clone();
+                e.insert(out.len());
+                out.push(StepSeries {
+                    labels,
+                    vals: s.vals,
+                });
+            }
+            Entry::Occupied(e) => {
+                let target = &mut out[*e.get()];
+                for (a, b) in target.vals.iter_mut().zip(s.vals) {
+                    match (a.is_some(), b) {
+                        (true, Some(_)) => {
+                            return Err(exec(
+                                "vector cannot contain metrics with the same labelset",
+                            ));
+                        }
+                        (false, Some(v)) => *a = Some(v),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Go's `math.Max`: NaN wins, and +0 beats -0.
+pub(crate) fn go_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else if a == 0.0 && b == 0.0 {
+        if a.is_sign_negative() { b } else { a }
+    } else if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+/// Go's `math.Min`: NaN wins, and -0 beats +0.
+pub(crate) fn go_min(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else if a == 0.0 && b == 0.0 {
+        if a.is_sign_negative() { a } else { b }
+    } else if a < b {
+        a
+    } else {
+        b
+    }
+}
+
+/// Kahan-Neumaier summation step, as Prometheus's `kahanSumInc`.
+pub(crate) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
+    let t = sum + inc;
+    let c = if t.is_infinite() {
+        0.0
+    } else if sum.abs() >= inc.abs() {
+        c + ((sum - t) + inc)
+    } else {
+        c + ((inc - t) + sum)
+    };
+    (t, c)
+}
+
+/// Value order of `sort`/`topk` (descending) or `sort`/`bottomk` (ascending), NaN last.
+pub(crate) fn rank_values(a: f64, b: f64, descending: bool) -> std::cmp::Ordering {
+    aggregate::rank(a, b, descending)
+}
+
+/// Strips parentheses.
+pub(crate) fn unparen(mut e: &Expr) -> &Expr {
+    while let Expr::Paren(p) = e {
+        e = &p.expr;
+    }
+    e
+}

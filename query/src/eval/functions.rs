@@ -1,0 +1,771 @@
+//! Function calls: range functions over windows, and per-sample functions.
+
+use chrono::{Datelike, TimeZone, Timelike, Utc};
+use fleetscope_store::Labels;
+use fleetscope_store::labels::METRIC_NAME;
+use promql_parser::parser::{Call, Expr};
+
+use super::{Evaluator, go_max, go_min, kahan_inc, merge_same_labels, unparen};
+use crate::error::{Result, bad, exec};
+use crate::value::{Grid, RangeInput, StepSeries, Value};
+
+impl Evaluator<'_> {
+    pub(super) async fn call(&self, call: &Call, grid: Grid) -> Result<Value> {
+        let name = call.func.name;
+        let args: Vec<&Expr> = call.args.args.iter().map(|a| a.as_ref()).collect();
+        let arg = |i: usize| {
+            args.get(i)
+                .copied()
+                .ok_or_else(|| bad(format!("{name}: missing argument {i}")))
+        };
+        match name {
+            // Range functions.
+            "rate"
+            | "increase"
+            | "delta"
+            | "irate"
+            | "idelta"
+            | "deriv"
+            | "resets"
+            | "changes"
+            | "avg_over_time"
+            | "min_over_time"
+            | "max_over_time"
+            | "sum_over_time"
+            | "count_over_time"
+            | "last_over_time"
+            | "present_over_time"
+            | "stddev_over_time"
+            | "stdvar_over_time"
+            | "first_over_time"
+            | "mad_over_time"
+            | "ts_of_min_over_time"
+            | "ts_of_max_over_time"
+            | "ts_of_first_over_time"
+            | "ts_of_last_over_time" => {
+                let input = self.eval_range(arg(0)?, grid).await?;
+                range_function(name, &input, grid.len(), |_| 0.0)
+            }
+            "quantile_over_time" => {
+                let q = self.scalar_arg(arg(0)?, grid, "quantile_over_time").await?;
+                let input = self.eval_range(arg(1)?, grid).await?;
+                range_function(name, &input, grid.len(), |i| q[i])
+            }
+            "predict_linear" => {
+                let input = self.eval_range(arg(0)?, grid).await?;
+                let secs = self.scalar_arg(arg(1)?, grid, "predict_linear").await?;
+                // The regression's intercept is taken at the step time (before `offset` and `@`),
+                // as Prometheus does.
+                let base: Vec<i64> = grid.times().collect();
+                let mut out = Vec::new();
+                for (labels, samples) in &input.series {
+                    let vals = (0..grid.len())
+                        .map(|i| {
+                            let w = RangeInput::window(samples, input.times[i], input.range);
+                            (w.len() >= 2).then(|| {
+                                let (slope, intercept) = linear_regression(w, base[i]);
+                                slope * secs[i] + intercept
+                            })
+                        })
+                        .collect();
+                    out.push(StepSeries {
+                        labels: labels.without_name(),
+                        vals,
+                    });
+                }
+                finish_range(out)
+            }
+            "double_exponential_smoothing" | "holt_winters" => {
+                let input = self.eval_range(arg(0)?, grid).await?;
+                let sf = self.scalar_arg(arg(1)?, grid, "smoothing factor").await?;
+                let tf = self.scalar_arg(arg(2)?, grid, "trend factor").await?;
+                for i in 0..grid.len() {
+                    if !(sf[i] > 0.0 && sf[i] < 1.0) {
+                        return Err(exec(format!(
+                            "invalid smoothing factor. Expected: 0 < sf < 1, got: {:.6}",
+                            sf[i]
+                        )));
+                    }
+                    if !(tf[i] > 0.0 && tf[i] < 1.0) {
+                        return Err(exec(format!(
+                            "invalid trend factor. Expected: 0 < tf < 1, got: {:.6}",
+                            tf[i]
+                        )));
+                    }
+                }
+                let mut out = Vec::new();
+                for (labels, samples) in &input.series {
+                    let vals = (0..grid.len())
+                        .map(|i| {
+                            double_exponential_smoothing(
+                                RangeInput::window(samples, input.times[i], input.range),
+                                sf[i],
+                                tf[i],
+                            )
+                        })
+                        .collect();
+                    out.push(StepSeries {
+                        labels: labels.without_name(),
+                        vals,
+                    });
+                }
+                finish_range(out)
+            }
+            "absent_over_time" => {
+                let input = self.eval_range(arg(0)?, grid).await?;
+                let present: Vec<bool> = (0..grid.len())
+                    .map(|i| {
+                        input.series.iter().any(|(_, s)| {
+                            !RangeInput::window(s, input.times[i], input.range).is_empty()
+                        })
+                    })
+                    .collect();
+                let labels = match unparen(arg(0)?) {
+                    Expr::MatrixSelector(ms) => absent_labels(&ms.vs.matchers.matchers),
+                    _ => Labels::empty(),
+                };
+                Ok(absent_result(labels, &present))
+            }
+            "absent" => {
+                let v = self.vector_arg(arg(0)?, grid).await?;
+                let present: Vec<bool> = (0..grid.len())
+                    .map(|i| v.iter().any(|s| s.vals[i].is_some()))
+                    .collect();
+                let labels = match arg(0)? {
+                    Expr::VectorSelector(vs) => absent_labels(&vs.matchers.matchers),
+                    _ => Labels::empty(),
+                };
+                Ok(absent_result(labels, &present))
+            }
+            "time" => Ok(Value::Scalar(
+                grid.times().map(|t| t as f64 / 1000.0).collect(),
+            )),
+            "start" | "end" | "range" | "step" => {
+                let st = &self.settings;
+                let ms = match name {
+                    "start" => st.query_start,
+                    "end" => st.query_end,
+                    "range" => st.query_end - st.query_start,
+                    _ => st.query_step,
+                };
+                Ok(Value::Scalar(vec![ms as f64 / 1000.0; grid.len()]))
+            }
+            "min_of" | "max_of" => {
+                let a = self.scalar_arg(arg(0)?, grid, name).await?;
+                let b = self.scalar_arg(arg(1)?, grid, name).await?;
+                let f = if name == "min_of" { go_min } else { go_max };
+                Ok(Value::Scalar(
+                    a.iter().zip(&b).map(|(x, y)| f(*x, *y)).collect(),
+                ))
+            }
+            "sort_by_label" | "sort_by_label_desc" => self.eval(arg(0)?, grid).await,
+            "pi" => Ok(Value::Scalar(vec![std::f64::consts::PI; grid.len()])),
+            "vector" => {
+                let s = self.scalar_arg(arg(0)?, grid, "vector").await?;
+                Ok(Value::Vector(vec![StepSeries {
+                    labels: Labels::empty(),
+                    vals: s.into_iter().map(Some).collect(),
+                }]))
+            }
+            "scalar" => {
+                let v = self.vector_arg(arg(0)?, grid).await?;
+                let out = (0..grid.len())
+                    .map(|i| {
+                        let mut present = v.iter().filter_map(|s| s.vals[i]);
+                        match (present.next(), present.next()) {
+                            (Some(x), None) => x,
+                            _ => f64::NAN,
+                        }
+                    })
+                    .collect();
+                Ok(Value::Scalar(out))
+            }
+            "timestamp" => {
+                if let Expr::VectorSelector(vs) = unparen(arg(0)?) {
+                    let out = self.vector_selector_timestamps(vs, grid).await?;
+                    return Ok(Value::Vector(merge_same_labels(out)?));
+                }
+                let v = self.vector_arg(arg(0)?, grid).await?;
+                let out = v
+                    .into_iter()
+                    .map(|s| StepSeries {
+                        labels: s.labels.without_name(),
+                        vals: s
+                            .vals
+                            .iter()
+                            .enumerate()
+                            .map(|(i, v)| v.map(|_| grid.t(i) as f64 / 1000.0))
+                            .collect(),
+                    })
+                    .collect();
+                Ok(Value::Vector(merge_same_labels(out)?))
+            }
+            "sort" | "sort_desc" => self.eval(arg(0)?, grid).await,
+            "label_replace" => {
+                let v = self.vector_arg(arg(0)?, grid).await?;
+                let strs = string_args(&args[1..], name)?;
+                let [dst, replacement, src, regex] = strs.as_slice() else {
+                    return Err(bad("label_replace takes 5 arguments"));
+                };
+                let re = regex::Regex::new(&format!("^(?s:{regex})$")).map_err(|e| {
+                    bad(format!(
+                        "invalid regular expression in label_replace(): {regex}: {e}"
+                    ))
+                })?;
+                if dst.is_empty() {
+                    return Err(bad(format!(
+                        "invalid destination label name in label_replace(): {dst}"
+                    )));
+                }
+                let out = v
+                    .into_iter()
+                    .map(|s| {
+                        let value = s.labels.get(src).unwrap_or("");
+                        let labels = match re.captures(value) {
+                            Some(caps) => {
+                                let mut res = String::new();
+                                caps.expand(replacement, &mut res);
+                                s.labels.with(dst, &res)
+                            }
+                            None => s.labels.clone(),
+                        };
+                        StepSeries {
+                            labels,
+                            vals: s.vals,
+                        }
+                    })
+                    .collect();
+                Ok(Value::Vector(merge_same_labels(out)?))
+            }
+            "label_join" => {
+                let v = self.vector_arg(arg(0)?, grid).await?;
+                let strs = string_args(&args[1..], name)?;
+                let (dst, sep, srcs) = match strs.as_slice() {
+                    [dst, sep, srcs @ ..] => (dst, sep, srcs),
+                    _ => return Err(bad("label_join needs a destination label and a separator")),
+                };
+                if dst.is_empty() {
+                    return Err(bad(format!(
+                        "invalid destination label name in label_join(): {dst}"
+                    )));
+                }
+                let out = v
+                    .into_iter()
+                    .map(|s| {
+                        let joined: Vec<&str> =
+                            srcs.iter().map(|l| s.labels.get(l).unwrap_or("")).collect();
+                        StepSeries {
+                            labels: s.labels.with(dst, &joined.join(sep)),
+                            vals: s.vals,
+                        }
+                    })
+                    .collect();
+                Ok(Value::Vector(merge_same_labels(out)?))
+            }
+            "histogram_quantile" => {
+                let q = self.scalar_arg(arg(0)?, grid, "histogram_quantile").await?;
+                let v = self.vector_arg(arg(1)?, grid).await?;
+                super::aggregate::histogram_quantile(&q, v, grid.len()).map(Value::Vector)
+            }
+            "clamp" | "clamp_min" | "clamp_max" => {
+                let v = self.vector_arg(arg(0)?, grid).await?;
+                let (lo, hi) = match name {
+                    "clamp" => (
+                        Some(self.scalar_arg(arg(1)?, grid, "clamp").await?),
+                        Some(self.scalar_arg(arg(2)?, grid, "clamp").await?),
+                    ),
+                    "clamp_min" => (
+                        Some(self.scalar_arg(arg(1)?, grid, "clamp_min").await?),
+                        None,
+                    ),
+                    _ => (
+                        None,
+                        Some(self.scalar_arg(arg(1)?, grid, "clamp_max").await?),
+                    ),
+                };
+                let out = v
+                    .into_iter()
+                    .map(|s| StepSeries {
+                        labels: s.labels.without_name(),
+                        vals: s
+                            .vals
+                            .iter()
+                            .enumerate()
+                            .map(|(i, v)| {
+                                let (lo, hi) =
+                                    (lo.as_ref().map(|l| l[i]), hi.as_ref().map(|h| h[i]));
+                                if let (Some(lo), Some(hi)) = (lo, hi)
+                                    && hi < lo
+                                {
+                                    return None;
+                                }
+                                v.map(|x| {
+                                    let x = hi.map_or(x, |h| go_min(h, x));
+                                    lo.map_or(x, |l| go_max(l, x))
+                                })
+                            })
+                            .collect(),
+                    })
+                    .collect();
+                Ok(Value::Vector(merge_same_labels(out)?))
+            }
+            "round" => {
+                let v = self.vector_arg(arg(0)?, grid).await?;
+                let to = match args.get(1) {
+                    Some(e) => self.scalar_arg(e, grid, "round").await?,
+                    None => vec![1.0; grid.len()],
+                };
+                map_values(v, |i, x| {
+                    let inv = 1.0 / to[i];
+                    (x * inv + 0.5).floor() / inv
+                })
+            }
+            "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour"
+            | "minute" | "month" | "year" => {
+                let f = date_fn(name);
+                match args.first() {
+                    None => Ok(Value::Vector(vec![StepSeries {
+                        labels: Labels::empty(),
+                        vals: grid.times().map(|t| Some(f(t as f64 / 1000.0))).collect(),
+                    }])),
+                    Some(e) => {
+                        let v = self.vector_arg(e, grid).await?;
+                        map_values(v, |_, x| f(x))
+                    }
+                }
+            }
+            _ => {
+                if let Some(f) = math_fn(name) {
+                    let v = self.vector_arg(arg(0)?, grid).await?;
+                    return map_values(v, |_, x| f(x));
+                }
+                Err(bad(format!("function {name}() is not supported")))
+            }
+        }
+    }
+}
+
+/// Applies `f(step, value)` to every value; drops the metric name.
+fn map_values(v: Vec<StepSeries>, f: impl Fn(usize, f64) -> f64) -> Result<Value> {
+    let out = v
+        .into_iter()
+        .map(|s| StepSeries {
+            labels: s.labels.without_name(),
+            vals: s
+                .vals
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v.map(|x| f(i, x)))
+                .collect(),
+        })
+        .collect();
+    Ok(Value::Vector(merge_same_labels(out)?))
+}
+
+fn string_args(args: &[&Expr], name: &str) -> Result<Vec<String>> {
+    args.iter()
+        .map(|a| match unparen(a) {
+            Expr::StringLiteral(s) => Ok(s.val.clone()),
+            _ => Err(bad(format!("{name}: expected a string literal"))),
+        })
+        .collect()
+}
+
+/// Labels of `absent()`'s output: the equality matchers of the selector (a name matched twice, or
+/// also by another matcher, is left out), as Prometheus's `createLabelsForAbsentFunction`.
+fn absent_labels(matchers: &[promql_parser::label::Matcher]) -> Labels {
+    let mut labels = Labels::empty();
+    let mut has = std::collections::HashSet::new();
+    for m in matchers {
+        if m.name == METRIC_NAME {
+            continue;
+        }
+        if matches!(m.op, promql_parser::label::MatchOp::Equal) && !has.contains(&m.name) {
+            labels = labels.with(&m.name, &m.value);
+            has.insert(m.name.clone());
+        } else {
+            labels = labels.with(&m.name, "");
+        }
+    }
+    labels
+}
+
+fn absent_result(labels: Labels, present: &[bool]) -> Value {
+    let vals: Vec<Option<f64>> = present.iter().map(|p| (!p).then_some(1.0)).collect();
+    if vals.iter().all(Option::is_none) {
+        return Value::Vector(vec![]);
+    }
+    Value::Vector(vec![StepSeries { labels, vals }])
+}
+
+/// A range function over every series and step; drops the metric name except for `last_over_time`.
+fn range_function(
+    name: &str,
+    input: &RangeInput,
+    steps: usize,
+    param: impl Fn(usize) -> f64,
+) -> Result<Value> {
+    let mut out = Vec::with_capacity(input.series.len());
+    for (labels, samples) in &input.series {
+        let vals = (0..steps)
+            .map(|i| {
+                let end = input.times[i];
+                let w = RangeInput::window(samples, end, input.range);
+                if w.is_empty() {
+                    return None;
+                }
+                over_window(name, w, end - input.range, end, input.range, param(i))
+            })
+            .collect();
+        let keeps_name = matches!(name, "last_over_time" | "first_over_time");
+        let labels = if keeps_name {
+            labels.clone()
+        } else {
+            labels.without_name()
+        };
+        out.push(StepSeries { labels, vals });
+    }
+    finish_range(out)
+}
+
+/// Drops all-empty series; a label set twice (after dropping names) is an error, as Prometheus checks
+/// the whole matrix of a range function.
+fn finish_range(out: Vec<StepSeries>) -> Result<Value> {
+    let out: Vec<StepSeries> = out
+        .into_iter()
+        .filter(|s| s.vals.iter().any(Option::is_some))
+        .collect();
+    let mut seen = std::collections::HashSet::with_capacity(out.len());
+    for s in &out {
+        if !seen.insert(&s.labels) {
+            return Err(exec("vector cannot contain metrics with the same labelset"));
+        }
+    }
+    Ok(Value::Vector(out))
+}
+
+/// One range function on one non-empty window `w` of `(range_start, range_end]`.
+fn over_window(
+    name: &str,
+    w: &[(i64, f64)],
+    range_start: i64,
+    range_end: i64,
+    range: i64,
+    param: f64,
+) -> Option<f64> {
+    match name {
+        "rate" => extrapolated_rate(w, range_start, range_end, range, true, true),
+        "increase" => extrapolated_rate(w, range_start, range_end, range, true, false),
+        "delta" => extrapolated_rate(w, range_start, range_end, range, false, false),
+        "irate" | "idelta" => {
+            let [.., (t0, v0), (t1, v1)] = w else {
+                return None;
+            };
+            let mut r = v1 - v0;
+            if name == "irate" {
+                if v1 < v0 {
+                    r = *v1; // counter reset
+                }
+                let dt = (t1 - t0) as f64 / 1000.0;
+                if dt == 0.0 {
+                    return None;
+                }
+                r /= dt;
+            }
+            Some(r)
+        }
+        "deriv" => (w.len() >= 2).then(|| linear_regression(w, w[0].0).0),
+        "resets" => Some(w.windows(2).filter(|p| p[1].1 < p[0].1).count() as f64),
+        "changes" => Some(
+            w.windows(2)
+                .filter(|p| !(p[1].1 == p[0].1 || (p[1].1.is_nan() && p[0].1.is_nan())))
+                .count() as f64,
+        ),
+        "avg_over_time" => Some(avg(w.iter().map(|s| s.1))),
+        "sum_over_time" => {
+            let (sum, c) = w.iter().fold((0.0, 0.0), |(s, c), x| kahan_inc(x.1, s, c));
+            Some(if sum.is_infinite() { sum } else { sum + c })
+        }
+        "count_over_time" => Some(w.len() as f64),
+        "min_over_time" => Some(
+            w.iter()
+                .skip(1)
+                .fold(w[0].1, |m, x| if x.1 < m || m.is_nan() { x.1 } else { m }),
+        ),
+        "max_over_time" => Some(
+            w.iter()
+                .skip(1)
+                .fold(w[0].1, |m, x| if x.1 > m || m.is_nan() { x.1 } else { m }),
+        ),
+        "last_over_time" => w.last().map(|s| s.1),
+        "first_over_time" => w.first().map(|s| s.1),
+        "ts_of_last_over_time" => w.last().map(|s| s.0 as f64 / 1000.0),
+        "ts_of_first_over_time" => w.first().map(|s| s.0 as f64 / 1000.0),
+        "ts_of_min_over_time" | "ts_of_max_over_time" => {
+            let min = name == "ts_of_min_over_time";
+            let mut best = w[0];
+            for &s in &w[1..] {
+                let better = if min { s.1 <= best.1 } else { s.1 >= best.1 };
+                if better || best.1.is_nan() {
+                    best = s;
+                }
+            }
+            Some(best.0 as f64 / 1000.0)
+        }
+        "mad_over_time" => {
+            let mut vals: Vec<f64> = w.iter().map(|s| s.1).collect();
+            if vals.iter().any(|v| v.is_nan()) {
+                return Some(f64::NAN);
+            }
+            let median = quantile(0.5, &mut vals);
+            let mut dev: Vec<f64> = vals.iter().map(|v| (v - median).abs()).collect();
+            Some(quantile(0.5, &mut dev))
+        }
+        "present_over_time" => Some(1.0),
+        "stddev_over_time" => Some(stdvar(w.iter().map(|s| s.1)).sqrt()),
+        "stdvar_over_time" => Some(stdvar(w.iter().map(|s| s.1))),
+        "quantile_over_time" => {
+            let mut vals: Vec<f64> = w.iter().map(|s| s.1).collect();
+            Some(quantile(param, &mut vals))
+        }
+        _ => None,
+    }
+}
+
+/// Prometheus's `extrapolatedRate`.
+fn extrapolated_rate(
+    w: &[(i64, f64)],
+    range_start: i64,
+    range_end: i64,
+    range: i64,
+    is_counter: bool,
+    is_rate: bool,
+) -> Option<f64> {
+    if w.len() < 2 {
+        return None;
+    }
+    let (first, last) = (w[0], w[w.len() - 1]);
+    let mut result = last.1 - first.1;
+    if is_counter {
+        let mut prev = 0.0;
+        for s in w {
+            if s.1 < prev {
+                result += prev;
+            }
+            prev = s.1;
+        }
+    }
+    let mut to_start = (first.0 - range_start) as f64 / 1000.0;
+    let mut to_end = (range_end - last.0) as f64 / 1000.0;
+    let sampled = (last.0 - first.0) as f64 / 1000.0;
+    let avg_step = sampled / (w.len() - 1) as f64;
+    let threshold = avg_step * 1.1;
+    if to_start >= threshold {
+        to_start = avg_step / 2.0;
+    }
+    if is_counter && result > 0.0 && first.1 >= 0.0 {
+        let to_zero = sampled * (first.1 / result);
+        if to_zero < to_start {
+            to_start = to_zero;
+        }
+    }
+    if to_end >= threshold {
+        to_end = avg_step / 2.0;
+    }
+    let mut factor = (sampled + to_start + to_end) / sampled;
+    if is_rate {
+        factor /= range as f64 / 1000.0;
+    }
+    Some(result * factor)
+}
+
+/// Least-squares slope and intercept (at `intercept_t`), as Prometheus's `linearRegression`.
+fn linear_regression(w: &[(i64, f64)], intercept_t: i64) -> (f64, f64) {
+    let (mut n, mut sum_x, mut cx, mut sum_y, mut cy) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    let (mut sum_xy, mut cxy, mut sum_x2, mut cx2) = (0.0, 0.0, 0.0, 0.0);
+    let mut init_y = 0.0;
+    let mut const_y = true;
+    for (i, &(t, v)) in w.iter().enumerate() {
+        if i == 0 {
+            init_y = v;
+        } else if const_y && v != init_y {
+            const_y = false;
+        }
+        n += 1.0;
+        let x = (t - intercept_t) as f64 / 1000.0;
+        (sum_x, cx) = kahan_inc(x, sum_x, cx);
+        (sum_y, cy) = kahan_inc(v, sum_y, cy);
+        (sum_xy, cxy) = kahan_inc(x * v, sum_xy, cxy);
+        (sum_x2, cx2) = kahan_inc(x * x, sum_x2, cx2);
+    }
+    if const_y {
+        if init_y.is_infinite() {
+            return (f64::NAN, f64::NAN);
+        }
+        return (0.0, init_y);
+    }
+    let (sum_x, sum_y, sum_xy, sum_x2) = (sum_x + cx, sum_y + cy, sum_xy + cxy, sum_x2 + cx2);
+    let cov_xy = sum_xy - sum_x * sum_y / n;
+    let var_x = sum_x2 - sum_x * sum_x / n;
+    let slope = cov_xy / var_x;
+    let intercept = sum_y / n - slope * sum_x / n;
+    (slope, intercept)
+}
+
+fn double_exponential_smoothing(w: &[(i64, f64)], sf: f64, tf: f64) -> Option<f64> {
+    if w.len() < 2 {
+        return None;
+    }
+    let (mut s0, mut s1) = (0.0, w[0].1);
+    let mut b = w[1].1 - w[0].1;
+    for (i, s) in w.iter().enumerate().skip(1) {
+        let x = sf * s.1;
+        if i > 1 {
+            b = tf * (s1 - s0) + (1.0 - tf) * b;
+        }
+        let y = (1.0 - sf) * (s1 + b);
+        (s0, s1) = (s1, x + y);
+    }
+    Some(s1)
+}
+
+/// Mean with Kahan summation, switching to an incremental mean on overflow (Prometheus's `avg`).
+pub(crate) fn avg(values: impl Iterator<Item = f64>) -> f64 {
+    let (mut sum, mut c, mut mean, mut count, mut incremental) = (0.0, 0.0, 0.0, 0.0, false);
+    for f in values {
+        count += 1.0;
+        if !incremental {
+            let (ns, nc) = kahan_inc(f, sum, c);
+            if count == 1.0 || !ns.is_infinite() {
+                (sum, c) = (ns, nc);
+                continue;
+            }
+            incremental = true;
+            mean = sum / (count - 1.0);
+            c /= count - 1.0;
+        }
+        if mean.is_infinite() {
+            if f.is_infinite() && (mean > 0.0) == (f > 0.0) {
+                continue;
+            }
+            if !f.is_infinite() && !f.is_nan() {
+                continue;
+            }
+        }
+        let corrected = mean + c;
+        (mean, c) = kahan_inc(f / count - corrected / count, mean, c);
+    }
+    if incremental {
+        mean + c
+    } else {
+        (sum + c) / count
+    }
+}
+
+/// Population variance with Kahan-compensated Welford updates (Prometheus's `stdvar_over_time`).
+pub(crate) fn stdvar(values: impl Iterator<Item = f64>) -> f64 {
+    let (mut count, mut mean, mut c_mean, mut aux, mut c_aux) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for f in values {
+        count += 1.0;
+        let delta = f - (mean + c_mean);
+        (mean, c_mean) = kahan_inc(delta / count, mean, c_mean);
+        (aux, c_aux) = kahan_inc(delta * (f - (mean + c_mean)), aux, c_aux);
+    }
+    (aux + c_aux) / count
+}
+
+/// Prometheus's `quantile`: linear interpolation between the closest ranks.
+pub(crate) fn quantile(q: f64, values: &mut [f64]) -> f64 {
+    if values.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    // NaNs sort first, as in Prometheus's vectorByValueHeap.
+    values.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Less,
+        (false, true) => std::cmp::Ordering::Greater,
+        _ => a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal),
+    });
+    let n = values.len() as f64;
+    let rank = q * (n - 1.0);
+    let lower = rank.floor().max(0.0);
+    let upper = (lower + 1.0).min(n - 1.0);
+    let weight = rank - rank.floor();
+    values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
+}
+
+fn math_fn(name: &str) -> Option<fn(f64) -> f64> {
+    Some(match name {
+        "abs" => f64::abs,
+        "ceil" => f64::ceil,
+        "floor" => f64::floor,
+        "exp" => f64::exp,
+        "sqrt" => f64::sqrt,
+        "ln" => f64::ln,
+        "log2" => f64::log2,
+        "log10" => f64::log10,
+        "sgn" => |x: f64| {
+            if x > 0.0 {
+                1.0
+            } else if x < 0.0 {
+                -1.0
+            } else {
+                x
+            }
+        },
+        "acos" => f64::acos,
+        "acosh" => f64::acosh,
+        "asin" => f64::asin,
+        "asinh" => f64::asinh,
+        "atan" => f64::atan,
+        "atanh" => f64::atanh,
+        "cos" => f64::cos,
+        "cosh" => f64::cosh,
+        "sin" => f64::sin,
+        "sinh" => f64::sinh,
+        "tan" => f64::tan,
+        "tanh" => f64::tanh,
+        "deg" => |x: f64| x * 180.0 / std::f64::consts::PI,
+        "rad" => |x: f64| x * std::f64::consts::PI / 180.0,
+        _ => return None,
+    })
+}
+
+/// Calendar functions of a Unix time in seconds, in UTC.
+fn date_fn(name: &str) -> fn(f64) -> f64 {
+    fn at(secs: f64) -> Option<chrono::DateTime<Utc>> {
+        if !secs.is_finite() {
+            return None;
+        }
+        Utc.timestamp_opt(secs.floor() as i64, 0).single()
+    }
+    match name {
+        "day_of_month" => |s| at(s).map_or(f64::NAN, |d| f64::from(d.day())),
+        "day_of_week" => {
+            |s| at(s).map_or(f64::NAN, |d| f64::from(d.weekday().num_days_from_sunday()))
+        }
+        "day_of_year" => |s| at(s).map_or(f64::NAN, |d| f64::from(d.ordinal())),
+        "days_in_month" => |s| {
+            at(s).map_or(f64::NAN, |d| {
+                let (y, m) = (d.year(), d.month());
+                let next = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+                let first = chrono::NaiveDate::from_ymd_opt(y, m, 1);
+                let first_next = chrono::NaiveDate::from_ymd_opt(next.0, next.1, 1);
+                match (first, first_next) {
+                    (Some(a), Some(b)) => (b - a).num_days() as f64,
+                    _ => f64::NAN,
+                }
+            })
+        },
+        "hour" => |s| at(s).map_or(f64::NAN, |d| f64::from(d.hour())),
+        "minute" => |s| at(s).map_or(f64::NAN, |d| f64::from(d.minute())),
+        "month" => |s| at(s).map_or(f64::NAN, |d| f64::from(d.month())),
+        _ => |s| at(s).map_or(f64::NAN, |d| f64::from(d.year())),
+    }
+}

@@ -1,0 +1,49 @@
+//! Where selectors get their series: the narrow seam between the engine and storage.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use fleetscope_store::{Labels, Matcher, MemSeriesSet, Series};
+
+use crate::error::Result;
+
+/// A future of selected series.
+pub type SelectFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<Series>>> + Send + 'a>>;
+
+/// A future of label sets.
+pub type LabelsFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<Labels>>> + Send + 'a>>;
+
+/// A set of series the engine can select from (all blocks of a bucket, or series in memory).
+pub trait Source: Send + Sync {
+    /// Series matching all matchers (external labels included), with their samples in
+    /// `[min_t, max_t]`, sorted by labels; one entry per label set, samples sorted and unique.
+    fn select<'a>(&'a self, matchers: &'a [Matcher], min_t: i64, max_t: i64) -> SelectFuture<'a>;
+
+    /// Label sets of the series [`Source::select`] would return, sorted and unique; sources may
+    /// answer without reading samples.
+    fn series<'a>(&'a self, matchers: &'a [Matcher], min_t: i64, max_t: i64) -> LabelsFuture<'a> {
+        Box::pin(async move {
+            Ok(self
+                .select(matchers, min_t, max_t)
+                .await?
+                .into_iter()
+                .map(|s| s.labels)
+                .collect())
+        })
+    }
+}
+
+/// A [`Source`] over a [`MemSeriesSet`] (tests, and the reference for block-backed sources).
+#[derive(Debug, Default)]
+pub struct MemSource {
+    /// The series.
+    pub set: MemSeriesSet,
+    /// Labels added to every series (like a block's external labels).
+    pub external: Labels,
+}
+
+impl Source for MemSource {
+    fn select<'a>(&'a self, matchers: &'a [Matcher], min_t: i64, max_t: i64) -> SelectFuture<'a> {
+        Box::pin(async move { Ok(self.set.select(matchers, &self.external, min_t, max_t)) })
+    }
+}

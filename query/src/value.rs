@@ -1,0 +1,121 @@
+//! Query results (what the API renders) and the values flowing between evaluation steps.
+
+use fleetscope_store::Labels;
+
+/// The result of a query, in Prometheus's four result types.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueryValue {
+    /// A single number at a time.
+    Scalar {
+        /// Evaluation time (ms).
+        t: i64,
+        /// The value.
+        v: f64,
+    },
+    /// A string at a time.
+    String {
+        /// Evaluation time (ms).
+        t: i64,
+        /// The string.
+        s: String,
+    },
+    /// One sample per series at one time (instant queries).
+    Vector(Vec<InstantSample>),
+    /// Samples over time per series (range queries, range-vector instant queries).
+    Matrix(Vec<RangeSeries>),
+}
+
+impl QueryValue {
+    /// `scalar`, `string`, `vector` or `matrix`, as in the API's `resultType`.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            QueryValue::Scalar { .. } => "scalar",
+            QueryValue::String { .. } => "string",
+            QueryValue::Vector(_) => "vector",
+            QueryValue::Matrix(_) => "matrix",
+        }
+    }
+}
+
+/// One sample of an instant vector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstantSample {
+    /// The series labels.
+    pub labels: Labels,
+    /// Timestamp (ms).
+    pub t: i64,
+    /// Value.
+    pub v: f64,
+}
+
+/// A series of a matrix: its samples in time order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RangeSeries {
+    /// The series labels.
+    pub labels: Labels,
+    /// `(t ms, v)` in increasing `t`.
+    pub samples: Vec<(i64, f64)>,
+}
+
+/// The evaluation steps: `start, start + step, ..., <= end` (ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Grid {
+    pub(crate) start: i64,
+    pub(crate) end: i64,
+    pub(crate) step: i64,
+}
+
+impl Grid {
+    pub(crate) fn len(&self) -> usize {
+        if self.end < self.start {
+            0
+        } else {
+            ((self.end - self.start) / self.step.max(1)) as usize + 1
+        }
+    }
+
+    pub(crate) fn t(&self, i: usize) -> i64 {
+        self.start + i as i64 * self.step
+    }
+
+    pub(crate) fn times(&self) -> impl Iterator<Item = i64> + '_ {
+        (0..self.len()).map(|i| self.t(i))
+    }
+}
+
+/// An instant-vector series over the grid: one optional value per step.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StepSeries {
+    pub(crate) labels: Labels,
+    pub(crate) vals: Vec<Option<f64>>,
+}
+
+/// What an expression evaluates to over a grid.
+#[derive(Debug, Clone)]
+pub(crate) enum Value {
+    /// One number per step.
+    Scalar(Vec<f64>),
+    /// Series with a value at some steps.
+    Vector(Vec<StepSeries>),
+    /// A string (constant over the grid).
+    String(String),
+}
+
+/// A range vector: raw samples per series and, per step, the window `(t - range, t]` to look at.
+#[derive(Debug, Clone)]
+pub(crate) struct RangeInput {
+    pub(crate) series: Vec<(Labels, Vec<(i64, f64)>)>,
+    /// The range (ms).
+    pub(crate) range: i64,
+    /// Effective evaluation time of each step (`@` and `offset` applied).
+    pub(crate) times: Vec<i64>,
+}
+
+impl RangeInput {
+    /// The samples of `series` inside the window of `step`.
+    pub(crate) fn window(samples: &[(i64, f64)], end: i64, range: i64) -> &[(i64, f64)] {
+        let lo = samples.partition_point(|s| s.0 <= end - range);
+        let hi = samples.partition_point(|s| s.0 <= end);
+        &samples[lo..hi.max(lo)]
+    }
+}

@@ -1,0 +1,77 @@
+//! `fleetscope querier`: the Prometheus HTTP API over every block of the object store.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use fleetscope_query::api::{ApiOptions, ApiState, router};
+use fleetscope_query::{Catalog, Engine};
+
+use crate::args::{ObjstoreArgs, QueryArgs, parse_duration};
+
+/// Flags of `fleetscope querier`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    objstore: ObjstoreArgs,
+    #[command(flatten)]
+    query: QueryArgs,
+    /// Address to serve the HTTP API on.
+    #[arg(long, env = "FLEETSCOPE_LISTEN", default_value = "0.0.0.0:9090")]
+    listen: SocketAddr,
+    /// How often to list the object store for new blocks.
+    #[arg(long, env = "FLEETSCOPE_REFRESH", default_value = "30s", value_parser = parse_duration)]
+    refresh: Duration,
+    /// Longest a query may run.
+    #[arg(long = "query.timeout", env = "FLEETSCOPE_QUERY_TIMEOUT", default_value = "2m", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Queries evaluated at once; more wait.
+    #[arg(
+        long = "query.max-concurrency",
+        env = "FLEETSCOPE_QUERY_MAX_CONCURRENCY",
+        default_value_t = 20
+    )]
+    max_concurrency: usize,
+}
+
+pub(super) async fn run(args: Args) -> anyhow::Result<()> {
+    let store = args.objstore.open()?;
+    let catalog = Arc::new(Catalog::new(store));
+    let blocks = catalog.refresh().await.context("list blocks")?;
+    tracing::info!(blocks, objstore = %args.objstore.objstore, "catalog loaded");
+    let refresher = {
+        let catalog = Arc::clone(&catalog);
+        let every = args.refresh;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match catalog.refresh().await {
+                    Ok(n) => tracing::debug!(blocks = n, "catalog refreshed"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "catalog refresh failed; keeping the previous listing")
+                    }
+                }
+            }
+        })
+    };
+    let state = ApiState::new(
+        Engine::new(args.query.engine_options()),
+        catalog,
+        ApiOptions {
+            timeout: args.timeout,
+            max_concurrency: args.max_concurrency,
+        },
+    );
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listen on {}", args.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, "querier serving the Prometheus HTTP API");
+    axum::serve(listener, router(Arc::new(state)))
+        .with_graceful_shutdown(crate::args::shutdown_signal())
+        .await?;
+    refresher.abort();
+    Ok(())
+}

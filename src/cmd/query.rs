@@ -1,0 +1,180 @@
+//! `fleetscope query`: PromQL from the command line, on the querier's engine.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use fleetscope_query::{Catalog, Engine, QueryValue};
+
+use crate::args::{ObjstoreArgs, QueryArgs, parse_duration};
+
+/// Flags of `fleetscope query`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    objstore: ObjstoreArgs,
+    #[command(flatten)]
+    query: QueryArgs,
+    /// Evaluation time of an instant query: RFC 3339 or Unix seconds (default: now).
+    #[arg(long, conflicts_with_all = ["start", "end"])]
+    time: Option<String>,
+    /// Start of a range query: RFC 3339, Unix seconds, or `-6h` relative to now.
+    #[arg(long, requires = "end")]
+    start: Option<String>,
+    /// End of a range query (same forms; `now` allowed).
+    #[arg(long, requires = "start")]
+    end: Option<String>,
+    /// Step of a range query.
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    step: Duration,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    output: Output,
+    /// The PromQL expression.
+    expr: String,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Output {
+    Table,
+    Json,
+    Csv,
+}
+
+pub(super) async fn run(args: Args) -> anyhow::Result<()> {
+    let now = chrono::Utc::now().timestamp_millis();
+    // Check the expression before touching the object store, so a typo answers at once.
+    if let Err(e) = Engine::parse(&args.expr) {
+        anyhow::bail!("{}", mark_position(&args.expr, &e.to_string()));
+    }
+    let catalog = Catalog::new(args.objstore.open()?);
+    catalog.refresh().await.context("list blocks")?;
+    let catalog = Arc::new(catalog);
+    let engine = Engine::new(args.query.engine_options());
+    let value = match (&args.start, &args.end) {
+        (Some(start), Some(end)) => {
+            let (start, end) = (parse_time(start, now)?, parse_time(end, now)?);
+            engine
+                .range(
+                    catalog.as_ref(),
+                    &args.expr,
+                    start,
+                    end,
+                    args.step.as_millis() as i64,
+                )
+                .await?
+        }
+        _ => {
+            let t = args
+                .time
+                .as_deref()
+                .map(|t| parse_time(t, now))
+                .transpose()?
+                .unwrap_or(now);
+            engine.instant(catalog.as_ref(), &args.expr, t).await?
+        }
+    };
+    print(&value, args.output)
+}
+
+/// RFC 3339, Unix seconds, `now`, or a negative duration relative to now (`-6h`).
+fn parse_time(s: &str, now: i64) -> anyhow::Result<i64> {
+    if s == "now" {
+        return Ok(now);
+    }
+    if let Some(rel) = s.strip_prefix('-').filter(|r| {
+        r.starts_with(|c: char| c.is_ascii_digit())
+            && r.ends_with(|c: char| c.is_ascii_alphabetic())
+    }) {
+        let d = parse_duration(rel).map_err(anyhow::Error::msg)?;
+        return Ok(now - d.as_millis() as i64);
+    }
+    if let Ok(secs) = s.parse::<f64>() {
+        return Ok((secs * 1000.0).round() as i64);
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_millis())
+        .with_context(|| format!("{s:?} is not a time (RFC 3339, Unix seconds, now, or -6h)"))
+}
+
+/// The parser's message with the query and a caret under the reported position, when there is one.
+fn mark_position(expr: &str, message: &str) -> String {
+    // promql-parser reports positions as `<line>:<col>` or as byte offsets in some messages.
+    let col = message
+        .split(|c: char| !c.is_ascii_digit() && c != ':')
+        .find_map(|w| w.split_once(':').and_then(|(_, c)| c.parse::<usize>().ok()));
+    match col.filter(|c| *c <= expr.len() + 1) {
+        Some(c) => format!(
+            "{message}\n  {expr}\n  {}^",
+            " ".repeat(c.saturating_sub(1))
+        ),
+        None => format!("{message}\n  {expr}"),
+    }
+}
+
+fn print(value: &QueryValue, output: Output) -> anyhow::Result<()> {
+    let rows: Vec<(fleetscope_store::Labels, i64, f64)> = match value {
+        QueryValue::Scalar { t, v } => vec![(Default::default(), *t, *v)],
+        QueryValue::String { t, s } => {
+            println!("{s} @ {t}");
+            return Ok(());
+        }
+        QueryValue::Vector(v) => v.iter().map(|s| (s.labels.clone(), s.t, s.v)).collect(),
+        QueryValue::Matrix(m) => m
+            .iter()
+            .flat_map(|s| s.samples.iter().map(|(t, v)| (s.labels.clone(), *t, *v)))
+            .collect(),
+    };
+    let mut names: Vec<String> = rows
+        .iter()
+        .flat_map(|(l, _, _)| l.iter().map(|l| l.name.clone()))
+        .collect();
+    names.sort();
+    names.dedup();
+    match output {
+        Output::Json => {
+            let data = fleetscope_query::api::render_query_data(value);
+            println!("{data}");
+        }
+        Output::Csv => {
+            println!("{},timestamp,value", names.join(","));
+            for (labels, t, v) in &rows {
+                let cells: Vec<String> = names
+                    .iter()
+                    .map(|n| csv_cell(labels.get(n).unwrap_or("")))
+                    .collect();
+                println!("{},{},{}", cells.join(","), *t as f64 / 1000.0, v);
+            }
+        }
+        Output::Table => {
+            let mut table = Table::new();
+            let mut header: Vec<String> = names.clone();
+            header.extend(["TIME (UTC)".to_string(), "VALUE".to_string()]);
+            table.load_preset(UTF8_FULL_CONDENSED).set_header(header);
+            for (labels, t, v) in &rows {
+                let mut row: Vec<String> = names
+                    .iter()
+                    .map(|n| labels.get(n).unwrap_or("").to_string())
+                    .collect();
+                let time = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(*t).map_or_else(
+                    || t.to_string(),
+                    |d| d.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
+                );
+                row.extend([time, format!("{v}")]);
+                table.add_row(row);
+            }
+            println!("{table}");
+            println!("{} row(s)", rows.len());
+        }
+    }
+    Ok(())
+}
+
+fn csv_cell(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
