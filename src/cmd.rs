@@ -5,6 +5,7 @@ mod demo;
 mod import;
 mod querier;
 mod query;
+mod shipper;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +30,8 @@ pub enum Command {
     Demo(demo::Args),
     /// Backfill blocks from OpenMetrics / Prometheus text files with timestamps.
     Import(import::Args),
+    /// Receive remote-write next to a Prometheus, keep a WAL, cut and upload blocks.
+    Shipper(shipper::Args),
     /// Serve the Prometheus HTTP API over every block of the object store.
     Querier(querier::Args),
     /// Run a PromQL query from the command line.
@@ -43,6 +46,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Demo(args) => demo::run(args).await,
         Command::Import(args) => import::run(args).await,
+        Command::Shipper(args) => shipper::run(args).await,
         Command::Querier(args) => querier::run(args).await,
         Command::Query(args) => query::run(args).await,
         Command::Blocks(cmd) => blocks::run(cmd).await,

@@ -1,14 +1,25 @@
 //! Getting samples into fleetscope.
 //!
-//! Today: backfill from OpenMetrics / Prometheus text files ([`openmetrics`]) cut into aligned
-//! blocks ([`cutter`]). Next: the remote-write shipper (WAL, head, cut, upload), which reuses the
-//! same cutter. Never does PromQL; knows protobuf only at the receiver.
+//! * the **shipper**: [`receiver`] (remote-write 1.0/2.0 over HTTP) → [`convert`] (protobuf to
+//!   series, validated) → [`wal`] (group-committed, fsynced) → [`head`] → cut into blocks and
+//!   uploaded by [`shipper`];
+//! * **import**: [`openmetrics`] text files → [`cutter`] (aligned windows) → blocks.
 //!
-//! **Invariant.** Input is parsed completely before any block is written, so a malformed file
-//! leaves the object store untouched.
+//! Never does PromQL. Only [`receiver`] and [`convert`] know protobuf.
+//!
+//! **Invariants.** A 2xx on a write means its samples are in the WAL, fsynced. The WAL is
+//! checkpointed (truncated) only after the blocks holding its samples are uploaded. A block's
+//! `meta.json` is uploaded last. Import parses every input before writing anything.
 
+pub mod convert;
 pub mod cutter;
 pub mod error;
+pub mod head;
+pub mod metrics;
 pub mod openmetrics;
+pub mod receiver;
+pub mod shipper;
+pub mod wal;
 
 pub use error::{Error, Result};
+pub use shipper::{Shipper, ShipperConfig};

@@ -17,7 +17,11 @@ use libtest_mimic::{Arguments, Failed, Trial};
 fn main() {
     let args = Arguments::from_args();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/promql");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     files.retain(|p| p.extension().is_some_and(|e| e == "test"));
     files.sort();
     assert!(!files.is_empty(), "no .test files in {}", dir.display());
@@ -28,7 +32,10 @@ fn main() {
         for backend in [Backend::Mem, Backend::Block] {
             let text = text.clone();
             let file = name.clone();
-            trials.push(Trial::test(format!("{name}::{}", backend.name()), move || run_file(&file, &text, backend)));
+            trials.push(Trial::test(
+                format!("{name}::{}", backend.name()),
+                move || run_file(&file, &text, backend),
+            ));
         }
     }
     libtest_mimic::run(&args, trials).exit();
@@ -50,7 +57,10 @@ impl Backend {
 }
 
 fn run_file(file: &str, text: &str, backend: Backend) -> Result<(), Failed> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let engine = Engine::default();
     let mut data = MemSeriesSet::new();
     let mut source: Option<Box<dyn Source>> = None;
@@ -64,10 +74,15 @@ fn run_file(file: &str, text: &str, backend: Backend) -> Result<(), Failed> {
         if line.trim().is_empty() || line.trim_start().starts_with('#') {
             continue;
         }
-        let block: Vec<&str> = lines[i..].iter().take_while(|l| l.starts_with([' ', '\t']) && !l.trim().is_empty()).map(|l| l.trim()).collect();
+        let block: Vec<&str> = lines[i..]
+            .iter()
+            .take_while(|l| l.starts_with([' ', '\t']) && !l.trim().is_empty())
+            .map(|l| l.trim())
+            .collect();
         i += block.len();
         if let Some(interval) = line.strip_prefix("load ") {
-            let step = parse_duration(interval.trim()).ok_or_else(|| format!("{at}: bad interval"))?;
+            let step =
+                parse_duration(interval.trim()).ok_or_else(|| format!("{at}: bad interval"))?;
             for l in &block {
                 let (labels, values) = parse_series(l).map_err(|e| format!("{at}: {e}"))?;
                 for (k, v) in values.iter().enumerate() {
@@ -86,7 +101,8 @@ fn run_file(file: &str, text: &str, backend: Backend) -> Result<(), Failed> {
                 Some(s) => s,
                 None => source.insert(rt.block_on(build(&data, backend))),
             };
-            check_eval(&rt, &engine, src.as_ref(), rest, &block).map_err(|e| format!("{at}: {e}"))?;
+            check_eval(&rt, &engine, src.as_ref(), rest, &block)
+                .map_err(|e| format!("{at}: {e}"))?;
         } else {
             return Err(format!("{at}: unknown command {line:?}").into());
         }
@@ -99,11 +115,16 @@ fn run_file(file: &str, text: &str, backend: Backend) -> Result<(), Failed> {
 
 async fn build(data: &MemSeriesSet, backend: Backend) -> Box<dyn Source> {
     match backend {
-        Backend::Mem => Box::new(MemSource { set: data.clone(), external: Labels::empty() }),
+        Backend::Mem => Box::new(MemSource {
+            set: data.clone(),
+            external: Labels::empty(),
+        }),
         Backend::Block => {
             let store = objstore::open("memory://").unwrap();
             for (_, series) in data.clone().into_windows(3_600_000) {
-                write_block(&store, series, &Labels::empty(), &WriteOptions::default()).await.unwrap();
+                write_block(&store, series, &Labels::empty(), &WriteOptions::default())
+                    .await
+                    .unwrap();
             }
             let catalog = Catalog::new(Arc::clone(&store));
             catalog.refresh().await.unwrap();
@@ -112,12 +133,24 @@ async fn build(data: &MemSeriesSet, backend: Backend) -> Box<dyn Source> {
     }
 }
 
-fn check_eval(rt: &tokio::runtime::Runtime, engine: &Engine, source: &dyn Source, cmd: &str, block: &[&str]) -> Result<(), String> {
+fn check_eval(
+    rt: &tokio::runtime::Runtime,
+    engine: &Engine,
+    source: &dyn Source,
+    cmd: &str,
+    block: &[&str],
+) -> Result<(), String> {
     let expect_fail = block.iter().find_map(|l| l.strip_prefix("expect fail"));
-    let ordered = block.iter().any(|l| *l == "expect ordered");
-    let expected: Vec<&str> = block.iter().copied().filter(|l| !l.starts_with("expect ")).collect();
+    let ordered = block.contains(&"expect ordered");
+    let expected: Vec<&str> = block
+        .iter()
+        .copied()
+        .filter(|l| !l.starts_with("expect "))
+        .collect();
     let (result, grid) = if let Some(rest) = cmd.strip_prefix("instant at ") {
-        let (t, expr) = rest.split_once(' ').ok_or("eval instant needs a time and an expression")?;
+        let (t, expr) = rest
+            .split_once(' ')
+            .ok_or("eval instant needs a time and an expression")?;
         let t = parse_duration(t).ok_or("bad time")?;
         (rt.block_on(engine.instant(source, expr, t)), None)
     } else if let Some(rest) = cmd.strip_prefix("range from ") {
@@ -125,8 +158,15 @@ fn check_eval(rt: &tokio::runtime::Runtime, engine: &Engine, source: &dyn Source
         let [start, "to", end, "step", step, expr] = parts.as_slice() else {
             return Err("eval range from <t> to <t> step <d> <expr>".into());
         };
-        let (s, e, st) = (parse_duration(start).ok_or("bad start")?, parse_duration(end).ok_or("bad end")?, parse_duration(step).ok_or("bad step")?);
-        (rt.block_on(engine.range(source, expr, s, e, st)), Some((s, e, st)))
+        let (s, e, st) = (
+            parse_duration(start).ok_or("bad start")?,
+            parse_duration(end).ok_or("bad end")?,
+            parse_duration(step).ok_or("bad step")?,
+        );
+        (
+            rt.block_on(engine.range(source, expr, s, e, st)),
+            Some((s, e, st)),
+        )
     } else {
         return Err(format!("unknown eval {cmd:?}"));
     };
@@ -134,7 +174,9 @@ fn check_eval(rt: &tokio::runtime::Runtime, engine: &Engine, source: &dyn Source
         (Err(e), Some(msg)) => {
             let msg = msg.trim().strip_prefix("msg:").map(str::trim);
             match msg {
-                Some(m) if !e.to_string().contains(m) => Err(format!("error {e:?} does not contain {m:?}")),
+                Some(m) if !e.to_string().contains(m) => {
+                    Err(format!("error {e:?} does not contain {m:?}"))
+                }
                 _ => Ok(()),
             }
         }
@@ -144,23 +186,53 @@ fn check_eval(rt: &tokio::runtime::Runtime, engine: &Engine, source: &dyn Source
     }
 }
 
-fn compare(got: &QueryValue, expected: &[&str], grid: Option<(i64, i64, i64)>, ordered: bool) -> Result<(), String> {
+fn compare(
+    got: &QueryValue,
+    expected: &[&str],
+    grid: Option<(i64, i64, i64)>,
+    ordered: bool,
+) -> Result<(), String> {
     match got {
         QueryValue::Scalar { v, .. } => {
-            let [line] = expected else { return Err(format!("got scalar {v}, expected {expected:?}")) };
-            let want = parse_value(line).ok_or("bad expected scalar")?.ok_or("bad expected scalar")?;
-            close(*v, want).then_some(()).ok_or(format!("scalar: got {v}, want {want}"))
+            let [line] = expected else {
+                return Err(format!("got scalar {v}, expected {expected:?}"));
+            };
+            let want = parse_value(line)
+                .ok_or("bad expected scalar")?
+                .ok_or("bad expected scalar")?;
+            close(*v, want)
+                .then_some(())
+                .ok_or(format!("scalar: got {v}, want {want}"))
         }
-        QueryValue::String { s, .. } => (expected == [format!("\"{s}\"").as_str()]).then_some(()).ok_or(format!("string {s:?}")),
+        QueryValue::String { s, .. } => (expected == [format!("\"{s}\"").as_str()])
+            .then_some(())
+            .ok_or(format!("string {s:?}")),
         QueryValue::Vector(samples) => {
-            let want: Vec<(Labels, Vec<Option<f64>>)> = expected.iter().map(|l| parse_series(l)).collect::<Result<_, _>>()?;
+            let want: Vec<(Labels, Vec<Option<f64>>)> = expected
+                .iter()
+                .map(|l| parse_series(l))
+                .collect::<Result<_, _>>()?;
             if want.len() != samples.len() {
-                return Err(format!("got {} series, want {}: {samples:?}", samples.len(), want.len()));
+                return Err(format!(
+                    "got {} series, want {}: {samples:?}",
+                    samples.len(),
+                    want.len()
+                ));
             }
             for (k, (labels, values)) in want.iter().enumerate() {
-                let found = if ordered { samples.get(k).filter(|s| &s.labels == labels) } else { samples.iter().find(|s| &s.labels == labels) };
-                let s = found.ok_or(format!("series {labels} missing (or out of order) in {samples:?}"))?;
-                let w = values.first().copied().flatten().ok_or("expected value missing")?;
+                let found = if ordered {
+                    samples.get(k).filter(|s| &s.labels == labels)
+                } else {
+                    samples.iter().find(|s| &s.labels == labels)
+                };
+                let s = found.ok_or(format!(
+                    "series {labels} missing (or out of order) in {samples:?}"
+                ))?;
+                let w = values
+                    .first()
+                    .copied()
+                    .flatten()
+                    .ok_or("expected value missing")?;
                 if !close(s.v, w) {
                     return Err(format!("{labels}: got {}, want {w}", s.v));
                 }
@@ -168,13 +240,24 @@ fn compare(got: &QueryValue, expected: &[&str], grid: Option<(i64, i64, i64)>, o
             Ok(())
         }
         QueryValue::Matrix(series) => {
-            let (start, end, step) = grid.ok_or("matrix from an instant query: not supported by this runner")?;
-            let want: Vec<(Labels, Vec<Option<f64>>)> = expected.iter().map(|l| parse_series(l)).collect::<Result<_, _>>()?;
+            let (start, end, step) =
+                grid.ok_or("matrix from an instant query: not supported by this runner")?;
+            let want: Vec<(Labels, Vec<Option<f64>>)> = expected
+                .iter()
+                .map(|l| parse_series(l))
+                .collect::<Result<_, _>>()?;
             if want.len() != series.len() {
-                return Err(format!("got {} series, want {}: {series:?}", series.len(), want.len()));
+                return Err(format!(
+                    "got {} series, want {}: {series:?}",
+                    series.len(),
+                    want.len()
+                ));
             }
             for (labels, values) in &want {
-                let s = series.iter().find(|s| &s.labels == labels).ok_or(format!("series {labels} missing in {series:?}"))?;
+                let s = series
+                    .iter()
+                    .find(|s| &s.labels == labels)
+                    .ok_or(format!("series {labels} missing in {series:?}"))?;
                 let want_points: Vec<(i64, f64)> = values
                     .iter()
                     .enumerate()
@@ -182,9 +265,15 @@ fn compare(got: &QueryValue, expected: &[&str], grid: Option<(i64, i64, i64)>, o
                     .filter(|(t, _)| *t <= end)
                     .collect();
                 let ok = want_points.len() == s.samples.len()
-                    && want_points.iter().zip(&s.samples).all(|(a, b)| a.0 == b.0 && close(a.1, b.1));
+                    && want_points
+                        .iter()
+                        .zip(&s.samples)
+                        .all(|(a, b)| a.0 == b.0 && close(a.1, b.1));
                 if !ok {
-                    return Err(format!("{labels}: got {:?}, want {want_points:?}", s.samples));
+                    return Err(format!(
+                        "{labels}: got {:?}, want {want_points:?}",
+                        s.samples
+                    ));
                 }
             }
             Ok(())
@@ -210,7 +299,9 @@ fn parse_duration(s: &str) -> Option<i64> {
         let d = rest.find(|c: char| !c.is_ascii_digit())?;
         let n: i64 = rest[..d].parse().ok()?;
         rest = &rest[d..];
-        let u = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let u = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         total += n * match &rest[..u] {
             "ms" => 1,
             "s" => 1000,
@@ -238,7 +329,11 @@ fn parse_value(tok: &str) -> Option<Option<f64>> {
 
 /// `name{a="b"} 1+2x3 _ stale`: labels and expanded values.
 fn parse_series(line: &str) -> Result<(Labels, Vec<Option<f64>>), String> {
-    let split = if let Some(close) = line.find('}') { close + 1 } else { line.find(' ').unwrap_or(line.len()) };
+    let split = if let Some(close) = line.find('}') {
+        close + 1
+    } else {
+        line.find(' ').unwrap_or(line.len())
+    };
     let (desc, values) = line.split_at(split);
     let labels = parse_labels(desc.trim())?;
     let mut out = Vec::new();
@@ -256,7 +351,10 @@ fn parse_series(line: &str) -> Result<(Labels, Vec<Option<f64>>), String> {
                 None => (base, "0"),
             };
             let a: f64 = a.parse().map_err(|_| format!("bad value {tok:?}"))?;
-            let b: f64 = b.trim_start_matches('+').parse().map_err(|_| format!("bad step {tok:?}"))?;
+            let b: f64 = b
+                .trim_start_matches('+')
+                .parse()
+                .map_err(|_| format!("bad step {tok:?}"))?;
             out.extend((0..=n).map(|k| Some(a + b * k as f64)));
         } else {
             out.push(parse_value(tok).ok_or(format!("bad value {tok:?}"))?);
@@ -276,10 +374,15 @@ fn parse_labels(desc: &str) -> Result<Labels, String> {
         let eq = rest.find('=').ok_or(format!("bad labels {desc:?}"))?;
         let key = rest[..eq].trim().to_string();
         let after = rest[eq + 1..].trim_start();
-        let after = after.strip_prefix('"').ok_or(format!("bad labels {desc:?}"))?;
+        let after = after
+            .strip_prefix('"')
+            .ok_or(format!("bad labels {desc:?}"))?;
         let end = after.find('"').ok_or(format!("bad labels {desc:?}"))?;
         pairs.push((key, after[..end].to_string()));
-        rest = after[end + 1..].trim_start().trim_start_matches(',').trim_start();
+        rest = after[end + 1..]
+            .trim_start()
+            .trim_start_matches(',')
+            .trim_start();
     }
     Ok(Labels::from_pairs(pairs))
 }

@@ -1,0 +1,285 @@
+//! The shipper's HTTP side: `POST /api/v1/write` (remote-write 1.0 and 2.0), `POST /api/v1/flush`,
+//! `/metrics`, `/-/healthy`, `/-/ready`.
+//!
+//! Status codes follow the remote-write specs: 204 success; 400 invalid data (never retried; valid
+//! samples of the request are kept); 401 without the bearer token; 413 too large (checked before
+//! decompressing); 415 unsupported content type or encoding; 503 when the WAL cannot take the write
+//! (retried by the sender).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use fleetscope_store::{Sample, Series};
+
+use crate::convert::{Version, decode};
+use crate::metrics::CodeLabels;
+use crate::shipper::Shipper;
+
+/// Limits and access control of the receiver.
+#[derive(Debug, Clone)]
+pub struct ReceiverOptions {
+    /// Largest compressed body accepted.
+    pub max_body_bytes: usize,
+    /// Largest decompressed body accepted (read from the snappy header before decompressing).
+    pub max_decoded_bytes: usize,
+    /// Bearer token required on writes and flushes, if set.
+    pub auth_token: Option<String>,
+}
+
+impl Default for ReceiverOptions {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 32 << 20,
+            max_decoded_bytes: 256 << 20,
+            auth_token: None,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct AppState {
+    shipper: Shipper,
+    options: ReceiverOptions,
+}
+
+/// The receiver's routes.
+pub fn router(shipper: Shipper, options: ReceiverOptions) -> Router {
+    let limit = options.max_body_bytes;
+    let state = Arc::new(AppState { shipper, options });
+    Router::new()
+        .route("/api/v1/write", post(write))
+        .route("/api/v1/flush", post(flush))
+        .route(
+            "/metrics",
+            get(|State(s): State<Arc<AppState>>| async move { s.shipper.metrics().encode() }),
+        )
+        .route(
+            "/-/healthy",
+            get(|| async { "fleetscope shipper is healthy.\n" }),
+        )
+        .route(
+            "/-/ready",
+            get(|| async { "fleetscope shipper is ready.\n" }),
+        )
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// A write outcome: status, message, and the `*-Written` counts for 2.0 senders.
+struct Outcome {
+    status: StatusCode,
+    message: String,
+    samples: usize,
+    histograms: usize,
+    exemplars: usize,
+}
+
+impl Outcome {
+    fn error(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            samples: 0,
+            histograms: 0,
+            exemplars: 0,
+        }
+    }
+}
+
+fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
+    let Some(token) = &state.options.auth_token else {
+        return true;
+    };
+    let got = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "));
+    // Compare all bytes regardless of where they differ.
+    got.is_some_and(|g| {
+        g.len() == token.len()
+            && g.bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    })
+}
+
+#[tracing::instrument(skip_all, fields(bytes = body.len()))]
+async fn write(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let outcome = if authorized(&state, &headers) {
+        handle_write(&state, &headers, body).await
+    } else {
+        Outcome::error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token")
+    };
+    let m = state.shipper.metrics();
+    m.requests
+        .get_or_create(&CodeLabels {
+            code: outcome.status.as_u16().to_string(),
+        })
+        .inc();
+    if !outcome.status.is_success() {
+        tracing::debug!(status = outcome.status.as_u16(), message = %outcome.message, "write refused");
+    }
+    let mut resp = if outcome.status.is_success() {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        (outcome.status, format!("{}\n", outcome.message)).into_response()
+    };
+    let h = resp.headers_mut();
+    for (name, n) in [
+        ("x-prometheus-remote-write-samples-written", outcome.samples),
+        (
+            "x-prometheus-remote-write-histograms-written",
+            outcome.histograms,
+        ),
+        (
+            "x-prometheus-remote-write-exemplars-written",
+            outcome.exemplars,
+        ),
+    ] {
+        h.insert(name, HeaderValue::from(n as u64));
+    }
+    if outcome.status == StatusCode::SERVICE_UNAVAILABLE {
+        h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    resp
+}
+
+async fn handle_write(state: &AppState, headers: &HeaderMap, body: Bytes) -> Outcome {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let version = match content_type
+        .split(';')
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["application/x-protobuf"]
+        | ["application/x-protobuf", "proto=prometheus.WriteRequest"] => Version::V1,
+        [
+            "application/x-protobuf",
+            "proto=io.prometheus.write.v2.Request",
+        ] => Version::V2,
+        _ => {
+            return Outcome::error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "unsupported content type {content_type:?}: expected application/x-protobuf (remote-write 1.0) or application/x-protobuf;proto=io.prometheus.write.v2.Request"
+                ),
+            );
+        }
+    };
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if encoding != "snappy" {
+        return Outcome::error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("unsupported content encoding {encoding:?}: expected snappy"),
+        );
+    }
+    let decoded_len = match snap::raw::decompress_len(&body) {
+        Ok(n) => n,
+        Err(e) => return Outcome::error(StatusCode::BAD_REQUEST, format!("snappy header: {e}")),
+    };
+    if decoded_len > state.options.max_decoded_bytes {
+        return Outcome::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "decompressed body of {decoded_len} bytes exceeds the limit of {} bytes",
+                state.options.max_decoded_bytes
+            ),
+        );
+    }
+    let raw = match snap::raw::Decoder::new().decompress_vec(&body) {
+        Ok(raw) => raw,
+        Err(e) => {
+            return Outcome::error(StatusCode::BAD_REQUEST, format!("snappy decompress: {e}"));
+        }
+    };
+    let decoded = match decode(version, Bytes::from(raw)) {
+        Ok(d) => d,
+        Err(e) => return Outcome::error(StatusCode::BAD_REQUEST, e),
+    };
+
+    // Samples of windows already cut are refused; the rest are kept.
+    let min_valid_t = state.shipper.min_valid_t();
+    let mut rejected = 0usize;
+    let mut first_rejected = None;
+    let accepted: Vec<Series> = decoded
+        .series
+        .into_iter()
+        .map(|s| {
+            let (ok, old): (Vec<Sample>, Vec<Sample>) =
+                s.samples.into_iter().partition(|x| x.t >= min_valid_t);
+            if !old.is_empty() {
+                rejected += old.len();
+                first_rejected.get_or_insert_with(|| format!("{} at t={} ms", s.labels, old[0].t));
+            }
+            Series {
+                labels: s.labels,
+                samples: ok,
+            }
+        })
+        .filter(|s| !s.samples.is_empty())
+        .collect();
+    let samples: usize = accepted.iter().map(|s| s.samples.len()).sum();
+    if let Err(e) = state.shipper.append(accepted).await {
+        // Overload, a full disk or shutdown: all retryable by the sender.
+        return Outcome::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("samples not written, retry: {e}"),
+        );
+    }
+    let m = state.shipper.metrics();
+    m.samples_rejected.inc_by(rejected as u64);
+    let mut out = Outcome {
+        status: StatusCode::NO_CONTENT,
+        message: String::new(),
+        samples,
+        histograms: 0,
+        exemplars: 0,
+    };
+    if let Some(series) = first_rejected {
+        out.status = StatusCode::BAD_REQUEST;
+        out.message = format!(
+            "{rejected} sample(s) too old: their block window is already cut (oldest accepted t={min_valid_t} ms); first: {series}; the other {samples} sample(s) were written"
+        );
+    } else if decoded.histograms > 0 || decoded.exemplars > 0 {
+        out.status = StatusCode::BAD_REQUEST;
+        out.message = format!(
+            "native histograms and exemplars are not supported yet: {} histogram sample(s) and {} exemplar(s) not written; {samples} float sample(s) written",
+            decoded.histograms, decoded.exemplars
+        );
+    }
+    out
+}
+
+#[tracing::instrument(skip_all)]
+async fn flush(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if !authorized(&state, &headers) {
+        return (StatusCode::UNAUTHORIZED, "missing or wrong bearer token\n").into_response();
+    }
+    match state.shipper.flush(None).await {
+        Ok(blocks) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            format!("{{\"blocks\":{blocks}}}\n"),
+        )
+            .into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("flush: {e}\n")).into_response(),
+    }
+}
+
+/// How long a shutdown waits for the object store before leaving blocks staged for the next start.
+pub const SHUTDOWN_FLUSH_TIMEOUT: Duration = Duration::from_secs(60);

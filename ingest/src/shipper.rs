@@ -1,0 +1,507 @@
+//! [`Shipper`]: the WAL writer, the head, cutting blocks and uploading them.
+//!
+//! * One WAL thread owns the log: it takes appends from request handlers, writes them as one batch,
+//!   fsyncs once (group commit), applies them to the head, then acknowledges. WAL order is head order.
+//! * Cut blocks are written to a local staging folder, then uploaded (data first, `meta.json` last)
+//!   with exponential backoff while the object store is unreachable; they wait on disk meanwhile.
+//! * Only after the upload is the WAL checkpointed (the head's remaining series rewritten, older
+//!   segments deleted): nothing acknowledged exists only in memory.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fleetscope_store::{BlockId, BlockMeta, Labels, Series, WriteOptions, layout, write_block};
+use object_store::local::LocalFileSystem;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::head::Head;
+use crate::metrics::Metrics;
+use crate::wal::{Wal, WalError, encode_record};
+
+/// Shipper settings.
+#[derive(Debug, Clone)]
+pub struct ShipperConfig {
+    /// Where the WAL and staged blocks live.
+    pub data_dir: PathBuf,
+    /// Block window length.
+    pub block_duration: Duration,
+    /// External labels of every block (e.g. `cluster`).
+    pub external_labels: Labels,
+    /// Longest wait between upload retries.
+    pub max_backoff: Duration,
+}
+
+/// Errors of the shipper.
+#[derive(Debug, thiserror::Error)]
+pub enum ShipperError {
+    /// The WAL failed.
+    #[error("write-ahead log")]
+    Wal(#[from] WalError),
+    /// Staging a block failed.
+    #[error("stage block")]
+    Stage(#[source] fleetscope_store::Error),
+    /// The WAL thread is gone (shutting down).
+    #[error("the WAL writer has stopped")]
+    Stopped,
+    /// The WAL queue is full: the sender should retry later.
+    #[error("overloaded: the WAL queue is full")]
+    Overloaded,
+    /// Local file trouble.
+    #[error("{0}")]
+    Io(String),
+}
+
+enum WalCmd {
+    Append {
+        payload: Vec<u8>,
+        series: Vec<Series>,
+        n: u64,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+    Checkpoint {
+        done: oneshot::Sender<Result<(), String>>,
+    },
+}
+
+/// A running shipper.
+#[derive(Debug, Clone)]
+pub struct Shipper {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: ShipperConfig,
+    head: Arc<Mutex<Head>>,
+    wal: mpsc::Sender<WalCmd>,
+    staging: Arc<dyn ObjectStore>,
+    remote: Arc<dyn ObjectStore>,
+    metrics: Arc<Metrics>,
+    /// Serialises cuts, uploads and checkpoints.
+    cut_lock: tokio::sync::Mutex<()>,
+    /// Blocks staged and waiting, with the time they were staged.
+    pending: Mutex<Vec<(BlockId, Instant)>>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shipper")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shipper {
+    /// Opens the WAL (replaying it into the head), then uploads blocks left staged by a previous run.
+    pub async fn start(
+        config: ShipperConfig,
+        remote: Arc<dyn ObjectStore>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, ShipperError> {
+        let duration_ms = config.block_duration.as_millis() as i64;
+        let (wal, replay) = Wal::open(&config.data_dir.join("wal"))?;
+        let mut head = Head::new(duration_ms);
+        let records = replay.records.len();
+        for record in replay.records {
+            head.append(record);
+        }
+        tracing::info!(
+            records,
+            series = head.series_count(),
+            samples = head.samples(),
+            torn_bytes = replay.torn_bytes,
+            "wal replayed"
+        );
+        let head = Arc::new(Mutex::new(head));
+        let staging_dir = config.data_dir.join("blocks");
+        std::fs::create_dir_all(&staging_dir)
+            .map_err(|e| ShipperError::Io(format!("create {}: {e}", staging_dir.display())))?;
+        let staging: Arc<dyn ObjectStore> = Arc::new(
+            LocalFileSystem::new_with_prefix(&staging_dir)
+                .map_err(|e| ShipperError::Io(format!("{}: {e}", staging_dir.display())))?,
+        );
+        let (tx, rx) = mpsc::channel(4096);
+        spawn_wal_thread(wal, rx, Arc::clone(&head), Arc::clone(&metrics));
+        let shipper = Self {
+            inner: Arc::new(Inner {
+                config,
+                head,
+                wal: tx,
+                staging,
+                remote,
+                metrics,
+                cut_lock: tokio::sync::Mutex::new(()),
+                pending: Mutex::new(Vec::new()),
+            }),
+        };
+        shipper.recover_staged().await?;
+        shipper.update_gauges();
+        Ok(shipper)
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The oldest timestamp the head accepts.
+    pub fn min_valid_t(&self) -> i64 {
+        self.inner
+            .head
+            .lock()
+            .map(|h| h.min_valid_t())
+            .unwrap_or(i64::MIN)
+    }
+
+    /// Makes `series` durable (WAL, fsynced) and visible in the head; resolves when both are done.
+    pub async fn append(&self, series: Vec<Series>) -> Result<(), ShipperError> {
+        let n: u64 = series.iter().map(|s| s.samples.len() as u64).sum();
+        if n == 0 {
+            return Ok(());
+        }
+        let payload = encode_record(&series);
+        let (done, rx) = oneshot::channel();
+        self.inner
+            .wal
+            .try_send(WalCmd::Append {
+                payload,
+                series,
+                n,
+                done,
+            })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => ShipperError::Overloaded,
+                mpsc::error::TrySendError::Closed(_) => ShipperError::Stopped,
+            })?;
+        rx.await
+            .map_err(|_| ShipperError::Stopped)?
+            .map_err(ShipperError::Io)
+    }
+
+    /// Cuts every complete window (see [`Head::due_window`]) and ships it. Returns the blocks shipped.
+    pub async fn cut_due(&self) -> Result<usize, ShipperError> {
+        let _guard = self.inner.cut_lock.lock().await;
+        let mut shipped = 0;
+        loop {
+            let window = {
+                let mut head = self
+                    .inner
+                    .head
+                    .lock()
+                    .map_err(|_| ShipperError::Io("head lock poisoned".into()))?;
+                head.due_window().map(|w| (w, head.cut_window(w)))
+            };
+            let Some((w, series)) = window else { break };
+            tracing::info!(window_start = w, series = series.len(), "cutting block");
+            shipped += self.stage_and_upload(vec![series], None).await?;
+        }
+        if shipped > 0 {
+            self.checkpoint().await?;
+        }
+        Ok(shipped)
+    }
+
+    /// Cuts everything in the head and uploads it, waiting at most `timeout` for the object store.
+    /// Returns the number of blocks uploaded; blocks not uploaded in time stay staged.
+    pub async fn flush(&self, timeout: Option<Duration>) -> Result<usize, ShipperError> {
+        let _guard = self.inner.cut_lock.lock().await;
+        let windows: Vec<Vec<Series>> = {
+            let mut head = self
+                .inner
+                .head
+                .lock()
+                .map_err(|_| ShipperError::Io("head lock poisoned".into()))?;
+            head.cut_all().into_values().collect()
+        };
+        let shipped = self.stage_and_upload(windows, timeout).await?;
+        if self
+            .inner
+            .pending
+            .lock()
+            .map(|p| p.is_empty())
+            .unwrap_or(false)
+        {
+            self.checkpoint().await?;
+        }
+        self.update_gauges();
+        Ok(shipped)
+    }
+
+    /// Writes each window as a staged block, then uploads every pending block.
+    async fn stage_and_upload(
+        &self,
+        windows: Vec<Vec<Series>>,
+        timeout: Option<Duration>,
+    ) -> Result<usize, ShipperError> {
+        let options = WriteOptions {
+            producer: format!("fleetscope-shipper/{}", env!("CARGO_PKG_VERSION")),
+            ..Default::default()
+        };
+        for series in windows {
+            match write_block(
+                &self.inner.staging,
+                series,
+                &self.inner.config.external_labels,
+                &options,
+            )
+            .await
+            {
+                Ok(meta) => {
+                    self.inner.metrics.blocks_cut.inc();
+                    if let Ok(mut p) = self.inner.pending.lock() {
+                        p.push((meta.ulid, Instant::now()));
+                    }
+                }
+                Err(fleetscope_store::Error::EmptyBlock) => {}
+                Err(e) => return Err(ShipperError::Stage(e)),
+            }
+        }
+        self.update_gauges();
+        let upload = self.upload_pending();
+        match timeout {
+            Some(t) => tokio::time::timeout(t, upload).await.unwrap_or(Ok(0)),
+            None => upload.await,
+        }
+    }
+
+    /// Uploads pending blocks in order, retrying each with exponential backoff until it succeeds.
+    async fn upload_pending(&self) -> Result<usize, ShipperError> {
+        let mut uploaded = 0;
+        loop {
+            let next = self
+                .inner
+                .pending
+                .lock()
+                .ok()
+                .and_then(|p| p.first().map(|(id, _)| *id));
+            let Some(id) = next else { return Ok(uploaded) };
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                match self.upload(id).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        self.inner.metrics.upload_failures.inc();
+                        tracing::warn!(block = %id, error = %e, retry_in = ?backoff, "block upload failed; retrying");
+                        self.update_gauges();
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(self.inner.config.max_backoff);
+                    }
+                }
+            }
+            if let Ok(mut p) = self.inner.pending.lock() {
+                p.retain(|(p, _)| *p != id);
+            }
+            self.inner.metrics.blocks_uploaded.inc();
+            uploaded += 1;
+            self.update_gauges();
+        }
+    }
+
+    /// Copies one staged block to the object store (data first, `meta.json` last), then removes it locally.
+    async fn upload(&self, id: BlockId) -> Result<(), String> {
+        let meta = BlockMeta::read(self.inner.staging.as_ref(), id)
+            .await
+            .map_err(|e| e.to_string())?;
+        for file in meta
+            .files
+            .iter()
+            .map(|f| f.path.as_str())
+            .chain(["meta.json"])
+        {
+            let path = layout::file_path(id, file);
+            let bytes = self
+                .inner
+                .staging
+                .get(&path)
+                .await
+                .map_err(|e| e.to_string())?
+                .bytes()
+                .await
+                .map_err(|e| e.to_string())?;
+            self.inner
+                .remote
+                .put(&path, PutPayload::from(bytes))
+                .await
+                .map_err(|e| format!("put {path}: {e}"))?;
+        }
+        for file in ["meta.json"]
+            .into_iter()
+            .chain(meta.files.iter().map(|f| f.path.as_str()))
+        {
+            let _ = self
+                .inner
+                .staging
+                .delete(&layout::file_path(id, file))
+                .await;
+        }
+        let _ = std::fs::remove_dir(
+            self.inner
+                .config
+                .data_dir
+                .join("blocks")
+                .join(id.to_string()),
+        );
+        tracing::info!(block = %id, series = meta.stats.series, samples = meta.stats.samples, "block uploaded");
+        Ok(())
+    }
+
+    /// Finds blocks staged by a previous run: complete ones are queued for upload, incomplete ones
+    /// (no `meta.json`: the run died while writing) are removed — their samples are still in the WAL.
+    async fn recover_staged(&self) -> Result<(), ShipperError> {
+        let dir = self.inner.config.data_dir.join("blocks");
+        let entries = std::fs::read_dir(&dir)
+            .map_err(|e| ShipperError::Io(format!("read {}: {e}", dir.display())))?;
+        let mut ids: Vec<BlockId> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+            .collect();
+        ids.sort();
+        for id in ids {
+            if dir.join(id.to_string()).join("meta.json").exists() {
+                if let Ok(mut p) = self.inner.pending.lock() {
+                    p.push((id, Instant::now()));
+                }
+            } else {
+                let _ = std::fs::remove_dir_all(dir.join(id.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Uploads blocks a previous run left staged (call once the shipper serves).
+    pub async fn upload_recovered(&self) -> Result<usize, ShipperError> {
+        let _guard = self.inner.cut_lock.lock().await;
+        self.upload_pending().await
+    }
+
+    async fn checkpoint(&self) -> Result<(), ShipperError> {
+        let (done, rx) = oneshot::channel();
+        self.inner
+            .wal
+            .send(WalCmd::Checkpoint { done })
+            .await
+            .map_err(|_| ShipperError::Stopped)?;
+        rx.await
+            .map_err(|_| ShipperError::Stopped)?
+            .map_err(ShipperError::Io)
+    }
+
+    fn update_gauges(&self) {
+        let m = &self.inner.metrics;
+        if let Ok(h) = self.inner.head.lock() {
+            m.head_series.set(h.series_count() as i64);
+            m.head_samples.set(h.samples() as i64);
+        }
+        if let Ok(p) = self.inner.pending.lock() {
+            m.blocks_pending.set(p.len() as i64);
+            m.upload_lag_seconds
+                .set(p.first().map_or(0, |(_, t)| t.elapsed().as_secs() as i64));
+        }
+    }
+
+    /// Runs until `stop` resolves: cuts due windows every second.
+    pub async fn run_cutter(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => return,
+            }
+            if let Err(e) = self.cut_due().await {
+                tracing::error!(error = %e, "cutting blocks failed");
+            }
+            self.update_gauges();
+        }
+    }
+}
+
+/// The WAL thread: batches appends, one fsync per batch, applies to the head, acknowledges.
+fn spawn_wal_thread(
+    mut wal: Wal,
+    mut rx: mpsc::Receiver<WalCmd>,
+    head: Arc<Mutex<Head>>,
+    metrics: Arc<Metrics>,
+) {
+    std::thread::Builder::new()
+        .name("fleetscope-wal".into())
+        .spawn(move || {
+            while let Some(first) = rx.blocking_recv() {
+                let mut batch = vec![first];
+                while batch.len() < 1024 {
+                    match rx.try_recv() {
+                        Ok(cmd) => batch.push(cmd),
+                        Err(_) => break,
+                    }
+                }
+                let mut appends = Vec::new();
+                for cmd in batch {
+                    match cmd {
+                        WalCmd::Append {
+                            payload,
+                            series,
+                            n,
+                            done,
+                        } => appends.push((payload, series, n, done)),
+                        WalCmd::Checkpoint { done } => {
+                            commit(&mut wal, std::mem::take(&mut appends), &head, &metrics);
+                            let snapshot = head.lock().map(|h| h.snapshot()).unwrap_or_default();
+                            let _ =
+                                done.send(wal.checkpoint(&snapshot).map_err(|e| error_chain(&e)));
+                        }
+                    }
+                }
+                commit(&mut wal, appends, &head, &metrics);
+            }
+        })
+        .expect("spawning a thread only fails when the OS is out of resources at start-up");
+}
+
+type Append = (
+    Vec<u8>,
+    Vec<Series>,
+    u64,
+    oneshot::Sender<Result<(), String>>,
+);
+
+fn commit(wal: &mut Wal, appends: Vec<Append>, head: &Mutex<Head>, metrics: &Metrics) {
+    if appends.is_empty() {
+        return;
+    }
+    let payloads: Vec<Vec<u8>> = appends.iter().map(|a| a.0.clone()).collect();
+    match wal.append(&payloads) {
+        Ok(bytes) => {
+            metrics.wal_bytes.inc_by(bytes);
+            metrics.wal_fsyncs.inc();
+            let mut h = match head.lock() {
+                Ok(h) => h,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            for (_, series, n, done) in appends {
+                h.append(series);
+                metrics.samples_appended.inc_by(n);
+                let _ = done.send(Ok(()));
+            }
+            metrics.head_series.set(h.series_count() as i64);
+            metrics.head_samples.set(h.samples() as i64);
+        }
+        Err(e) => {
+            let msg = error_chain(&e);
+            tracing::error!(error = %msg, "wal write failed");
+            for (.., done) in appends {
+                let _ = done.send(Err(msg.clone()));
+            }
+        }
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

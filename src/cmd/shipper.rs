@@ -1,0 +1,101 @@
+//! `fleetscope shipper`: receives remote-write next to a cluster's Prometheus, keeps a WAL, cuts
+//! blocks and uploads them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use fleetscope_ingest::metrics::Metrics;
+use fleetscope_ingest::receiver::{ReceiverOptions, SHUTDOWN_FLUSH_TIMEOUT, router};
+use fleetscope_ingest::{Shipper, ShipperConfig};
+
+use crate::args::{ExternalLabelArgs, ObjstoreArgs, parse_duration};
+
+/// Flags of `fleetscope shipper`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    objstore: ObjstoreArgs,
+    #[command(flatten)]
+    labels: ExternalLabelArgs,
+    /// Address to receive remote-write on.
+    #[arg(long, env = "FLEETSCOPE_LISTEN", default_value = "0.0.0.0:19291")]
+    listen: SocketAddr,
+    /// Directory for the WAL and blocks waiting for upload.
+    #[arg(
+        long = "data-dir",
+        env = "FLEETSCOPE_DATA_DIR",
+        default_value = "./data"
+    )]
+    data_dir: PathBuf,
+    /// Length of the aligned time window of each block.
+    #[arg(long = "block-duration", env = "FLEETSCOPE_BLOCK_DURATION", default_value = "2h", value_parser = parse_duration)]
+    block_duration: Duration,
+    /// File holding a bearer token required on writes and flushes.
+    #[arg(long = "auth-token-file", env = "FLEETSCOPE_AUTH_TOKEN_FILE")]
+    auth_token_file: Option<PathBuf>,
+    /// Largest compressed remote-write body accepted, in bytes.
+    #[arg(long = "max-body-bytes", env = "FLEETSCOPE_MAX_BODY_BYTES", default_value_t = 32 << 20)]
+    max_body_bytes: usize,
+}
+
+pub(super) async fn run(args: Args) -> anyhow::Result<()> {
+    let remote = args.objstore.open()?;
+    let auth_token = match &args.auth_token_file {
+        Some(path) => {
+            let token = std::fs::read_to_string(path)
+                .with_context(|| format!("read --auth-token-file {}", path.display()))?;
+            let token = token.trim().to_string();
+            anyhow::ensure!(
+                !token.is_empty(),
+                "--auth-token-file {} is empty",
+                path.display()
+            );
+            Some(token)
+        }
+        None => None,
+    };
+    let config = ShipperConfig {
+        data_dir: args.data_dir.clone(),
+        block_duration: args.block_duration,
+        external_labels: args.labels.labels(),
+        max_backoff: Duration::from_secs(30),
+    };
+    let shipper = Shipper::start(config, remote, Arc::new(Metrics::new()))
+        .await
+        .with_context(|| format!("start shipper in {}", args.data_dir.display()))?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let cutter = {
+        let shipper = shipper.clone();
+        tokio::spawn(async move {
+            if let Err(e) = shipper.upload_recovered().await {
+                tracing::error!(error = %e, "uploading blocks left by the previous run failed");
+            }
+            shipper.run_cutter(stop_rx).await;
+        })
+    };
+    let options = ReceiverOptions {
+        max_body_bytes: args.max_body_bytes,
+        auth_token,
+        ..Default::default()
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listen on {}", args.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, external_labels = %args.labels.labels(), "shipper receiving remote-write on /api/v1/write");
+    axum::serve(listener, router(shipper.clone(), options))
+        .with_graceful_shutdown(crate::args::shutdown_signal())
+        .await?;
+
+    // No more writes: cut everything and upload it before exiting.
+    let _ = stop_tx.send(true);
+    let _ = cutter.await;
+    let blocks = shipper
+        .flush(Some(SHUTDOWN_FLUSH_TIMEOUT))
+        .await
+        .context("final flush")?;
+    tracing::info!(blocks, "shipper stopped");
+    Ok(())
+}
