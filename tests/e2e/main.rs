@@ -2,7 +2,10 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
+mod crash;
 mod import;
+mod outage;
+mod support;
 
 use std::path::Path;
 use std::process::{Command, Output};
