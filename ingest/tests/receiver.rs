@@ -45,7 +45,10 @@ async fn fixture(options: ReceiverOptions) -> Fixture {
     }
 }
 
-fn v1_body(series: &[(&[(&str, &str)], &[(i64, f64)])]) -> Vec<u8> {
+/// Label pairs and `(t, v)` samples of one series.
+type TestSeries<'a> = (&'a [(&'a str, &'a str)], &'a [(i64, f64)]);
+
+fn v1_body(series: &[TestSeries<'_>]) -> Vec<u8> {
     let req = v1::WriteRequest {
         timeseries: series
             .iter()
