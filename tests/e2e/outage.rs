@@ -43,7 +43,10 @@ fn object_store_outage_loses_nothing() {
     std::thread::sleep(Duration::from_secs(2));
     let (_, metrics) = http("GET", port, "/metrics", &[], b"").unwrap();
     let metrics = String::from_utf8_lossy(&metrics);
-    assert!(metrics.contains("fleetscope_ingest_blocks_pending 1"), "the cut block waits on disk: {metrics}");
+    assert!(
+        metrics.contains("fleetscope_ingest_blocks_pending 1"),
+        "the cut block waits on disk: {metrics}"
+    );
     write(300);
     s3.restart();
     let (status, body) = flusher.join().unwrap().expect("flush answers");
