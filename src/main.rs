@@ -5,7 +5,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = fleetscope::cmd::Cli::parse();
+    let mut cli = fleetscope::cmd::Cli::parse();
+    // The demo talks to a person: keep the components' info logs out of its output.
+    if matches!(cli.command, fleetscope::cmd::Command::Demo(_)) && std::env::var_os("FLEETSCOPE_LOG").is_none() {
+        cli.log.level = "warn".into();
+    }
     fleetscope::args::init_tracing(&cli.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -70,7 +70,7 @@ impl FleetSpec {
         Self {
             clusters: vec![
                 c("kurator-master", ClusterKind::Control, 3, 4, 0, 12),
-                c("training-bj", ClusterKind::Training, 4, 8, 8, 10),
+                c("training-bj", ClusterKind::Training, 4, 32, 8, 10),
                 c("serving-sh", ClusterKind::Serving, 6, 4, 1, 12),
             ],
             start_ms,
@@ -506,13 +506,9 @@ fn pod_schedule(spec: &FleetSpec, cluster: &ClusterSpec, seed: u64) -> Vec<Pod> 
             while start < end {
                 let life = rng.random_range(1_800_000..8 * 3_600_000);
                 let name = format!("{deploy}-{:05x}", rng.random_range(0..0xfffff));
-                let cores = rng.random_range(
-                    0.05..if cluster.kind == ClusterKind::Training {
-                        6.0
-                    } else {
-                        1.5
-                    },
-                );
+                // Pods share their node: together they use up to about 80% of its CPUs.
+                let max_cores = cluster.cpus_per_node as f64 / cluster.pods_per_node as f64 * 1.6;
+                let cores = rng.random_range(0.02..max_cores.max(0.03));
                 if start + life > spec.start_ms {
                     pods.push(Pod {
                         namespace,

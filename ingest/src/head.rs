@@ -66,6 +66,36 @@ impl Head {
         }
     }
 
+    /// Series matching all `matchers` (with `external` labels added), samples in `[min_t, max_t]`
+    /// sorted and unique: what a querier needs of data not yet in blocks.
+    pub fn select(
+        &self,
+        matchers: &[fleetscope_store::Matcher],
+        external: &Labels,
+        min_t: i64,
+        max_t: i64,
+    ) -> Vec<Series> {
+        let mut out: Vec<Series> = self
+            .series
+            .iter()
+            .filter_map(|(labels, samples)| {
+                let labels = labels.with_external(external);
+                if !fleetscope_store::labels::matches_all(matchers, &labels) {
+                    return None;
+                }
+                let mut samples: Vec<Sample> = samples
+                    .iter()
+                    .filter(|s| (min_t..=max_t).contains(&s.t))
+                    .copied()
+                    .collect();
+                sort_dedup(&mut samples);
+                (!samples.is_empty()).then_some(Series { labels, samples })
+            })
+            .collect();
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        out
+    }
+
     /// Every series with its samples (for a WAL checkpoint).
     pub fn snapshot(&self) -> Vec<Series> {
         self.series

@@ -145,6 +145,21 @@ impl Shipper {
         &self.inner.metrics
     }
 
+    /// Head series matching `matchers` (external labels included) with samples in `[min_t, max_t]`:
+    /// the data not yet in the object store.
+    pub fn select_head(
+        &self,
+        matchers: &[fleetscope_store::Matcher],
+        min_t: i64,
+        max_t: i64,
+    ) -> Vec<Series> {
+        self.inner
+            .head
+            .lock()
+            .map(|h| h.select(matchers, &self.inner.config.external_labels, min_t, max_t))
+            .unwrap_or_default()
+    }
+
     /// The oldest timestamp the head accepts.
     pub fn min_valid_t(&self) -> i64 {
         self.inner

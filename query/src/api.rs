@@ -53,6 +53,8 @@ impl Default for ApiOptions {
 pub struct ApiState {
     engine: Engine,
     catalog: Arc<Catalog>,
+    /// What queries read: the catalog, or the catalog plus fresher sources.
+    source: Arc<dyn Source>,
     options: ApiOptions,
     slots: Semaphore,
     metrics: Metrics,
@@ -61,11 +63,24 @@ pub struct ApiState {
 impl ApiState {
     /// State serving `catalog` with `engine`.
     pub fn new(engine: Engine, catalog: Arc<Catalog>, options: ApiOptions) -> Self {
+        let source: Arc<dyn Source> = Arc::clone(&catalog) as _;
+        Self::with_source(engine, catalog, source, options)
+    }
+
+    /// State answering from `source` (e.g. the catalog fanned out with shippers' heads).
+    pub fn with_source(
+        engine: Engine,
+        catalog: Arc<Catalog>,
+        source: Arc<dyn Source>,
+        options: ApiOptions,
+    ) -> Self {
+        let slots = Semaphore::new(options.max_concurrency.max(1));
         Self {
             engine,
             catalog,
+            source,
             options,
-            slots: Semaphore::new(options.max_concurrency.max(1)),
+            slots,
             metrics: Metrics::new(),
         }
     }
@@ -401,8 +416,8 @@ async fn query(
         .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": query is empty"))?;
     let t = p.time("time")?.unwrap_or_else(now_ms);
     tracing::debug!(query, t, "instant query");
-    let catalog: &dyn Source = state.catalog.as_ref();
-    let value = run_query(&state, "query", state.engine.instant(catalog, query, t)).await?;
+    let source: &dyn Source = state.source.as_ref();
+    let value = run_query(&state, "query", state.engine.instant(source, query, t)).await?;
     Ok(ok(json::query_data(&value)))
 }
 
@@ -441,11 +456,11 @@ async fn query_range(
             "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
         ));
     }
-    let catalog: &dyn Source = state.catalog.as_ref();
+    let source: &dyn Source = state.source.as_ref();
     let value = run_query(
         &state,
         "query_range",
-        state.engine.range(catalog, query, start, end, step),
+        state.engine.range(source, query, start, end, step),
     )
     .await?;
     Ok(ok(json::query_data(&value)))
@@ -512,7 +527,7 @@ async fn matching_series(
     let mut all = Vec::new();
     for set in &sets {
         let found =
-            tokio::time::timeout(state.options.timeout, state.catalog.series(set, start, end))
+            tokio::time::timeout(state.options.timeout, state.source.series(set, start, end))
                 .await
                 .map_err(|_| ApiError::from(Error::Timeout("series lookup")))??;
         all.extend(found);

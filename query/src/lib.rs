@@ -20,5 +20,5 @@ pub mod value;
 pub use catalog::Catalog;
 pub use engine::{Engine, EngineOptions};
 pub use error::{Error, Result};
-pub use source::{MemSource, Source};
+pub use source::{Fanout, MemSource, Source};
 pub use value::{InstantSample, QueryValue, RangeSeries};

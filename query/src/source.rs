@@ -14,7 +14,7 @@ pub type SelectFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<Series>>> + S
 pub type LabelsFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<Labels>>> + Send + 'a>>;
 
 /// A set of series the engine can select from (all blocks of a bucket, or series in memory).
-pub trait Source: Send + Sync {
+pub trait Source: Send + Sync + std::fmt::Debug {
     /// Series matching all matchers (external labels included), with their samples in
     /// `[min_t, max_t]`, sorted by labels; one entry per label set, samples sorted and unique.
     fn select<'a>(&'a self, matchers: &'a [Matcher], min_t: i64, max_t: i64) -> SelectFuture<'a>;
@@ -45,5 +45,40 @@ pub struct MemSource {
 impl Source for MemSource {
     fn select<'a>(&'a self, matchers: &'a [Matcher], min_t: i64, max_t: i64) -> SelectFuture<'a> {
         Box::pin(async move { Ok(self.set.select(matchers, &self.external, min_t, max_t)) })
+    }
+}
+
+/// Several sources read as one: series with the same labels are merged (samples sorted, one per
+/// timestamp), e.g. blocks plus the heads of shippers.
+#[derive(Clone)]
+pub struct Fanout(pub Vec<std::sync::Arc<dyn Source>>);
+
+impl std::fmt::Debug for Fanout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Fanout({} sources)", self.0.len())
+    }
+}
+
+impl Source for Fanout {
+    fn select<'a>(&'a self, matchers: &'a [Matcher], min_t: i64, max_t: i64) -> SelectFuture<'a> {
+        Box::pin(async move {
+            let mut parts = Vec::with_capacity(self.0.len());
+            for s in &self.0 {
+                parts.push(s.select(matchers, min_t, max_t).await?);
+            }
+            Ok(crate::catalog::merge(parts))
+        })
+    }
+
+    fn series<'a>(&'a self, matchers: &'a [Matcher], min_t: i64, max_t: i64) -> LabelsFuture<'a> {
+        Box::pin(async move {
+            let mut all = Vec::new();
+            for s in &self.0 {
+                all.extend(s.series(matchers, min_t, max_t).await?);
+            }
+            all.sort();
+            all.dedup();
+            Ok(all)
+        })
     }
 }
