@@ -7,7 +7,9 @@ use clap::Parser;
 fn main() -> ExitCode {
     let mut cli = fleetscope::cmd::Cli::parse();
     // The demo talks to a person: keep the components' info logs out of its output.
-    if matches!(cli.command, fleetscope::cmd::Command::Demo(_)) && std::env::var_os("FLEETSCOPE_LOG").is_none() {
+    if matches!(cli.command, fleetscope::cmd::Command::Demo(_))
+        && std::env::var_os("FLEETSCOPE_LOG").is_none()
+    {
         cli.log.level = "warn".into();
     }
     fleetscope::args::init_tracing(&cli.log);

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 mod crash;
+mod demo;
 mod fleet;
 mod import;
 mod outage;
