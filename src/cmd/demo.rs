@@ -70,11 +70,17 @@ impl Source for HeadSource {
     }
 }
 
+/// A sample to send: (t, index of its series' labels, value).
+type Pending = (i64, usize, f64);
+
+/// Where a cluster's live samples go: its shipper's port, its series' labels, samples in time order.
+type LiveFeed = (u16, Vec<Labels>, Vec<Pending>);
+
 struct Member {
     shipper: Shipper,
     port: u16,
     /// Samples after "now", sent as their time comes: (t, series index, value).
-    future: Vec<(i64, usize, f64)>,
+    future: Vec<Pending>,
     labels: Vec<Labels>,
 }
 
@@ -239,7 +245,7 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// Sends future samples as wall-clock time reaches them.
-async fn feed_live(members: Vec<(u16, Vec<Labels>, Vec<(i64, usize, f64)>)>) -> anyhow::Result<()> {
+async fn feed_live(members: Vec<LiveFeed>) -> anyhow::Result<()> {
     let mut cursors = vec![0usize; members.len()];
     loop {
         tokio::time::sleep(Duration::from_secs(5)).await;
@@ -257,7 +263,7 @@ async fn feed_live(members: Vec<(u16, Vec<Labels>, Vec<(i64, usize, f64)>)>) -> 
 }
 
 /// One remote-write 1.0 request over loopback HTTP, as Prometheus sends it.
-async fn send(port: u16, labels: &[Labels], samples: &[(i64, usize, f64)]) -> anyhow::Result<()> {
+async fn send(port: u16, labels: &[Labels], samples: &[Pending]) -> anyhow::Result<()> {
     let mut by_series: BTreeMap<usize, Vec<v1::Sample>> = BTreeMap::new();
     for &(t, i, v) in samples {
         by_series.entry(i).or_default().push(v1::Sample {
