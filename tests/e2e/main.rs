@@ -4,6 +4,7 @@
 
 mod crash;
 mod demo;
+mod deploy;
 mod fleet;
 mod import;
 mod outage;
