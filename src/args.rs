@@ -60,6 +60,24 @@ pub struct QueryArgs {
         default_value_t = 50_000_000
     )]
     pub max_samples: usize,
+    /// PromQL semantics: `current` (Prometheus 3), or `prometheus2` to match an older Prometheus
+    /// (left-closed windows, the old rate() extrapolation), e.g. when comparing with it.
+    #[arg(
+        long = "query.compat",
+        env = "FLEETSCOPE_QUERY_COMPAT",
+        value_enum,
+        default_value = "current"
+    )]
+    pub compat: CompatArg,
+}
+
+/// Values of `--query.compat`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum CompatArg {
+    /// Current Prometheus (3.x) semantics.
+    Current,
+    /// Prometheus 2.x semantics.
+    Prometheus2,
 }
 
 impl QueryArgs {
@@ -68,6 +86,10 @@ impl QueryArgs {
         fleetscope_query::EngineOptions {
             lookback_delta: self.lookback_delta,
             max_samples: self.max_samples,
+            compat: match self.compat {
+                CompatArg::Current => fleetscope_query::Compat::Current,
+                CompatArg::Prometheus2 => fleetscope_query::Compat::Prometheus2,
+            },
             ..Default::default()
         }
     }

@@ -3,24 +3,21 @@
 //! ```text
 //! cargo run --profile bench-fast -p fleetscope-bench -- gen --preset small --out /tmp/fleet
 //! cargo run --profile bench-fast -p fleetscope-bench -- storage --preset small
+//! cargo run --profile bench-fast -p fleetscope-bench -- compare --preset small
 //! ```
+
+mod compare;
+mod procs;
+mod storage;
 
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use fleetscope_bench::fleet::{FleetSpec, generate_cluster};
 use fleetscope_bench::openmetrics::{write_eof, write_series};
-use fleetscope_ingest::cutter::{DEFAULT_BLOCK_DURATION, write_windows};
-use fleetscope_ingest::openmetrics::{TimestampUnit, parse};
-use fleetscope_store::{
-    BlockMeta, BlockReader, Labels, Matcher, MemSeriesSet, WriteOptions, objstore,
-};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -54,16 +51,17 @@ enum Cmd {
         #[arg(long, default_value = "promtool")]
         promtool: String,
     },
+    /// Everything side by side with a real Prometheus: ingest, storage, queries, memory; one table.
+    Compare(compare::Args),
 }
 
 /// A fixed, block-aligned start so every run produces the same blocks.
-const START_MS: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+pub(crate) const START_MS: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Cmd::Gen { preset, out } => {
-            let files = generate(&preset, &out)?;
-            for f in files {
+            for f in generate(&preset, &out)? {
                 println!(
                     "{}: {} series, {} samples",
                     f.path.display(),
@@ -77,18 +75,19 @@ fn main() -> anyhow::Result<()> {
             preset,
             work,
             promtool,
-        } => storage(&preset, work, &promtool),
+        } => storage::storage(&preset, work, &promtool).map(|_| ()),
+        Cmd::Compare(args) => compare::run(args),
     }
 }
 
-struct GenFile {
-    cluster: String,
-    path: PathBuf,
-    series: usize,
-    samples: usize,
+pub(crate) struct GenFile {
+    pub(crate) cluster: String,
+    pub(crate) path: PathBuf,
+    pub(crate) series: usize,
+    pub(crate) samples: usize,
 }
 
-fn generate(preset: &str, out: &Path) -> anyhow::Result<Vec<GenFile>> {
+pub(crate) fn generate(preset: &str, out: &Path) -> anyhow::Result<Vec<GenFile>> {
     let spec = FleetSpec::preset(preset, START_MS)
         .with_context(|| format!("unknown preset {preset:?} (tiny, small, medium)"))?;
     std::fs::create_dir_all(out)?;
@@ -121,7 +120,7 @@ fn generate(preset: &str, out: &Path) -> anyhow::Result<Vec<GenFile>> {
     Ok(files)
 }
 
-fn dir_bytes(dir: &Path) -> anyhow::Result<u64> {
+pub(crate) fn dir_bytes(dir: &Path) -> anyhow::Result<u64> {
     let mut total = 0;
     for entry in std::fs::read_dir(dir).with_context(|| format!("read {}", dir.display()))? {
         let entry = entry?;
@@ -133,219 +132,4 @@ fn dir_bytes(dir: &Path) -> anyhow::Result<u64> {
         };
     }
     Ok(total)
-}
-
-fn storage(preset: &str, work: Option<PathBuf>, promtool: &str) -> anyhow::Result<()> {
-    let tmp;
-    let work = match work {
-        Some(w) => w,
-        None => {
-            tmp = tempfile::tempdir()?;
-            tmp.path().to_path_buf()
-        }
-    };
-    let t = Instant::now();
-    let files = generate(preset, &work.join("input"))?;
-    let (series, samples): (usize, usize) = files
-        .iter()
-        .fold((0, 0), |(a, b), f| (a + f.series, b + f.samples));
-    eprintln!(
-        "generated {series} series, {samples} samples in {:.1}s",
-        t.elapsed().as_secs_f64()
-    );
-
-    // Prometheus: one TSDB per cluster, as each member cluster's Prometheus would hold.
-    let prom_dir = work.join("prometheus");
-    let mut prom_time = Duration::ZERO;
-    for f in &files {
-        let out = prom_dir.join(&f.cluster);
-        std::fs::create_dir_all(&out)?;
-        let t = Instant::now();
-        let status = Command::new(promtool)
-            .args(["tsdb", "create-blocks-from", "openmetrics"])
-            .arg(&f.path)
-            .arg(&out)
-            .stdout(std::process::Stdio::null())
-            .status()
-            .with_context(|| format!("run {promtool} (Debian package prometheus)"))?;
-        prom_time += t.elapsed();
-        if !status.success() {
-            bail!("promtool failed on {}", f.path.display());
-        }
-    }
-    let prom_bytes = dir_bytes(&prom_dir)?;
-
-    // fleetscope: the same path as `fleetscope import --cluster NAME FILE`.
-    let fs_dir = work.join("fleetscope");
-    let url = format!("file://{}", fs_dir.display());
-    let store = objstore::open(&url)?;
-    let rt = tokio::runtime::Runtime::new()?;
-    let mut fs_time = Duration::ZERO;
-    let mut parsed_all = Vec::new();
-    for f in &files {
-        let t = Instant::now();
-        let input = std::fs::read(&f.path)?;
-        let parsed = parse(&input, TimestampUnit::Seconds, &mut |_| {})
-            .map_err(|e| anyhow::anyhow!("{}:{e}", f.path.display()))?;
-        let mut set = MemSeriesSet::new();
-        for s in parsed.series {
-            parsed_all.push(s.clone());
-            set.append_series(s);
-        }
-        let external = Labels::from_pairs([("cluster", f.cluster.as_str())]);
-        rt.block_on(write_windows(
-            &store,
-            set,
-            &external,
-            DEFAULT_BLOCK_DURATION,
-            &WriteOptions::default(),
-            &mut |_| {},
-        ))?;
-        fs_time += t.elapsed();
-    }
-    let fs_bytes = dir_bytes(&fs_dir)?;
-
-    // Selective read: one metric, one label, 30 minutes, in every block.
-    let metas = rt.block_on(BlockMeta::list(&store))?;
-    let (mut pages, mut pages_read, mut found) = (0, 0, 0);
-    let matchers = [
-        Matcher::equal("__name__", "DCGM_FI_DEV_GPU_UTIL"),
-        Matcher::equal("gpu", "0"),
-    ];
-    for meta in metas {
-        let reader = BlockReader::new(Arc::clone(&store), meta);
-        let sel = rt.block_on(reader.select(&matchers, START_MS, START_MS + 1_800_000))?;
-        pages += sel.stats.pages;
-        pages_read += sel.stats.pages_read;
-        found += sel.series.len();
-    }
-
-    // The alternatives behind the choice in docs/block-format.md, on the same series.
-    let mut alternatives = Vec::new();
-    for level in [1, 3, 9] {
-        let mem = objstore::open("memory://")?;
-        let opts = WriteOptions {
-            zstd_level: level,
-            ..Default::default()
-        };
-        let mut set = MemSeriesSet::new();
-        for s in &parsed_all {
-            set.append_series(s.clone());
-        }
-        let metas = rt.block_on(write_windows(
-            &mem,
-            set,
-            &Labels::empty(),
-            DEFAULT_BLOCK_DURATION,
-            &opts,
-            &mut |_| {},
-        ))?;
-        alternatives.push((
-            format!("chunk rows (this format), zstd {level}"),
-            metas.iter().map(|m| m.stats.bytes).sum::<u64>(),
-        ));
-    }
-    alternatives.push((
-        "sample rows: (series, t, v), delta t, byte-stream-split v, zstd 3".into(),
-        sample_rows_bytes(&parsed_all)?,
-    ));
-
-    let per = |b: u64| b as f64 / samples as f64;
-    let rate = |d: Duration| samples as f64 / d.as_secs_f64();
-    println!(
-        "dataset: preset {preset}, {} clusters, {series} series, {samples} samples (15 s interval)\n",
-        files.len()
-    );
-    println!("| | fleetscope | Prometheus TSDB (promtool) | fleetscope / Prometheus |");
-    println!("|---|---|---|---|");
-    println!(
-        "| bytes on disk | {fs_bytes} | {prom_bytes} | {:.3} |",
-        fs_bytes as f64 / prom_bytes as f64
-    );
-    println!(
-        "| bytes per sample | {:.3} | {:.3} | {:.3} |",
-        per(fs_bytes),
-        per(prom_bytes),
-        per(fs_bytes) / per(prom_bytes)
-    );
-    println!(
-        "| import, samples/s | {:.0} | {:.0} | {:.2} |",
-        rate(fs_time),
-        rate(prom_time),
-        rate(fs_time) / rate(prom_time)
-    );
-    println!("\nlayout alternatives (data bytes only, same series):\n");
-    println!("| layout | bytes per sample |");
-    println!("|---|---|");
-    for (name, bytes) in alternatives {
-        println!("| {name} | {:.3} |", per(bytes));
-    }
-    println!(
-        "\nselective read `DCGM_FI_DEV_GPU_UTIL{{gpu=\"0\"}}` over 30 min: {found} series; {pages_read} of {pages} metric_name pages read in the row groups kept"
-    );
-    Ok(())
-}
-
-/// Bytes of the "sample rows" family (design.md): a series table plus one row per sample, sorted by
-/// series then time, timestamps DELTA_BINARY_PACKED, values BYTE_STREAM_SPLIT, zstd 3.
-fn sample_rows_bytes(series: &[fleetscope_store::Series]) -> anyhow::Result<u64> {
-    use arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray, UInt32Array};
-    use arrow::datatypes::{DataType, Field, Schema};
-    use parquet::arrow::ArrowWriter;
-    use parquet::basic::{Compression, Encoding, ZstdLevel};
-    use parquet::file::properties::WriterProperties;
-    use parquet::schema::types::ColumnPath;
-
-    let mut sorted: Vec<&fleetscope_store::Series> = series.iter().collect();
-    sorted.sort_by(|a, b| a.labels.cmp(&b.labels));
-    let zstd = Compression::ZSTD(ZstdLevel::try_new(3)?);
-    let props = WriterProperties::builder()
-        .set_compression(zstd)
-        .set_column_encoding(ColumnPath::from("t"), Encoding::DELTA_BINARY_PACKED)
-        .set_column_encoding(ColumnPath::from("v"), Encoding::BYTE_STREAM_SPLIT)
-        .set_column_dictionary_enabled(ColumnPath::from("t"), false)
-        .set_column_dictionary_enabled(ColumnPath::from("v"), false)
-        .build();
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("series_id", DataType::UInt32, false),
-        Field::new("t", DataType::Int64, false),
-        Field::new("v", DataType::Float64, false),
-    ]));
-    let mut w = ArrowWriter::try_new(Vec::new(), Arc::clone(&schema), Some(props.clone()))?;
-    let (mut ids, mut ts, mut vs) = (Vec::new(), Vec::new(), Vec::new());
-    for (id, s) in sorted.iter().enumerate() {
-        for x in &s.samples {
-            ids.push(id as u32);
-            ts.push(x.t);
-            vs.push(x.v);
-        }
-        if ids.len() > 1 << 20 {
-            let cols: Vec<arrow::array::ArrayRef> = vec![
-                Arc::new(UInt32Array::from(std::mem::take(&mut ids))),
-                Arc::new(Int64Array::from(std::mem::take(&mut ts))),
-                Arc::new(Float64Array::from(std::mem::take(&mut vs))),
-            ];
-            w.write(&RecordBatch::try_new(Arc::clone(&schema), cols)?)?;
-        }
-    }
-    let cols: Vec<arrow::array::ArrayRef> = vec![
-        Arc::new(UInt32Array::from(ids)),
-        Arc::new(Int64Array::from(ts)),
-        Arc::new(Float64Array::from(vs)),
-    ];
-    w.write(&RecordBatch::try_new(Arc::clone(&schema), cols)?)?;
-    let samples_file = w.into_inner()?.len() as u64;
-
-    let series_schema = Arc::new(Schema::new(vec![
-        Field::new("series_id", DataType::UInt32, false),
-        Field::new("labels", DataType::Utf8, false),
-    ]));
-    let mut w = ArrowWriter::try_new(Vec::new(), Arc::clone(&series_schema), Some(props))?;
-    let labels: Vec<String> = sorted.iter().map(|s| s.labels.to_string()).collect();
-    let cols: Vec<arrow::array::ArrayRef> = vec![
-        Arc::new(UInt32Array::from_iter_values(0..sorted.len() as u32)),
-        Arc::new(StringArray::from(labels)),
-    ];
-    w.write(&RecordBatch::try_new(series_schema, cols)?)?;
-    Ok(samples_file + w.into_inner()?.len() as u64)
 }

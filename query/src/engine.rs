@@ -18,6 +18,20 @@ pub struct EngineOptions {
     pub subquery_step: Duration,
     /// Most samples a query may load (`--query.max-samples`, 50M).
     pub max_samples: usize,
+    /// Which Prometheus's semantics to follow.
+    pub compat: Compat,
+}
+
+/// Semantics to follow where Prometheus changed them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Compat {
+    /// Current Prometheus (3.x): range and lookback windows open on the left; `rate()`
+    /// extrapolation caps the start by the threshold before clamping to the counter's zero point.
+    #[default]
+    Current,
+    /// Prometheus 2.x (for comparisons with an older server): windows closed on the left, the
+    /// zero-point clamp applied first.
+    Prometheus2,
 }
 
 impl Default for EngineOptions {
@@ -26,6 +40,7 @@ impl Default for EngineOptions {
             lookback_delta: Duration::from_secs(300),
             subquery_step: Duration::from_secs(60),
             max_samples: 50_000_000,
+            compat: Compat::Current,
         }
     }
 }
@@ -174,6 +189,7 @@ impl Engine {
             query_start: start,
             query_end: end,
             query_step: step,
+            prometheus2: self.options.compat == Compat::Prometheus2,
         }
     }
 }
@@ -185,7 +201,7 @@ fn range_at(input: &RangeInput, i: usize) -> Vec<RangeSeries> {
         .iter()
         .map(|(labels, samples)| RangeSeries {
             labels: labels.clone(),
-            samples: RangeInput::window(samples, input.times[i], input.range).to_vec(),
+            samples: input.window(samples, i).to_vec(),
         })
         .filter(|s| !s.samples.is_empty())
         .collect();
@@ -334,4 +350,70 @@ fn explain_parse_error(query: &str, err: &str) -> String {
         );
     }
     format!("parse error: {err}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::MemSource;
+    use fleetscope_store::{Labels, MemSeriesSet};
+
+    /// The cases where Prometheus 3 and 2 differ, with the values Prometheus 2.42 gives
+    /// (checked through the conformance harness against Debian's Prometheus).
+    #[tokio::test]
+    async fn prometheus2_compat_matches_the_old_semantics() {
+        let mut set = MemSeriesSet::new();
+        let l = Labels::from_pairs([("__name__", "x")]);
+        for i in 0..=10 {
+            set.append(&l, i * 60_000, (i * 10) as f64);
+        }
+        let pod = Labels::from_pairs([("__name__", "c")]);
+        for (t, v) in [
+            (284_405, 0.416874671),
+            (299_405, 0.931420682),
+            (314_405, 1.429672605),
+            (329_405, 1.9),
+        ] {
+            set.append(&pod, t, v);
+        }
+        let src = MemSource {
+            set,
+            external: Labels::empty(),
+        };
+        let run = |compat, q: &'static str, t| {
+            let engine = Engine::new(EngineOptions {
+                compat,
+                ..Default::default()
+            });
+            let src = &src;
+            async move {
+                match engine.instant(src, q, t).await.unwrap() {
+                    QueryValue::Vector(v) => v[0].v,
+                    QueryValue::Scalar { v, .. } => v,
+                    other => panic!("{other:?}"),
+                }
+            }
+        };
+        // The sample at t - range counts in Prometheus 2 only.
+        assert_eq!(
+            run(Compat::Current, "count_over_time(x[2m])", 600_000).await,
+            2.0
+        );
+        assert_eq!(
+            run(Compat::Prometheus2, "count_over_time(x[2m])", 600_000).await,
+            3.0
+        );
+        assert_eq!(
+            run(Compat::Current, "count_over_time(x[3m:1m])", 600_000).await,
+            3.0
+        );
+        assert_eq!(
+            run(Compat::Prometheus2, "count_over_time(x[3m:1m])", 600_000).await,
+            4.0
+        );
+        // A counter that starts inside the window: the zero-point clamp order differs.
+        let now = run(Compat::Current, "rate(c[5m])", 340_000).await;
+        let old = run(Compat::Prometheus2, "rate(c[5m])", 340_000).await;
+        assert!(now < old, "{now} vs {old}");
+    }
 }

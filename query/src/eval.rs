@@ -33,6 +33,8 @@ pub(crate) struct Settings {
     pub(crate) query_end: i64,
     /// Step of the query (0 for instant queries), for `step()`.
     pub(crate) query_step: i64,
+    /// Follow Prometheus 2 semantics (left-closed windows, old `rate()` extrapolation).
+    pub(crate) prometheus2: bool,
 }
 
 /// One query's evaluation state.
@@ -100,7 +102,7 @@ impl<'a> Evaluator<'a> {
                     let times =
                         self.effective_times(grid, ms.vs.at.as_ref(), ms.vs.offset.as_ref());
                     let (lo, hi) = min_max(&times);
-                    let mut series = self.fetch(&ms.vs, lo - range + 1, hi).await?;
+                    let mut series = self.fetch(&ms.vs, lo - range, hi).await?;
                     for (_, samples) in &mut series {
                         samples.retain(|(_, v)| !is_stale_nan(*v));
                     }
@@ -109,6 +111,7 @@ impl<'a> Evaluator<'a> {
                         series,
                         range,
                         times,
+                        left_closed: self.settings.prometheus2,
                     })
                 }
                 Expr::Subquery(sq) => self.subquery(sq, grid).await,
@@ -131,7 +134,11 @@ impl<'a> Evaluator<'a> {
         let (lo, hi) = min_max(&times);
         // The first multiple of the step after the earliest window start (Prometheus aligns
         // subquery steps to absolute time).
-        let start = (lo - range).div_euclid(step) * step + step;
+        let first = lo - range;
+        let mut start = first.div_euclid(step) * step;
+        if start < first || (start == first && !self.settings.prometheus2) {
+            start += step;
+        }
         let inner = Grid {
             start,
             end: hi,
@@ -166,6 +173,7 @@ impl<'a> Evaluator<'a> {
             series,
             range,
             times,
+            left_closed: self.settings.prometheus2,
         })
     }
 
@@ -175,13 +183,15 @@ impl<'a> Evaluator<'a> {
         let lookback = self.settings.lookback_ms;
         let times = self.effective_times(grid, vs.at.as_ref(), vs.offset.as_ref());
         let (lo, hi) = min_max(&times);
-        let series = self.fetch(vs, lo - lookback + 1, hi).await?;
+        let series = self.fetch(vs, lo - lookback, hi).await?;
         Ok(series
             .into_iter()
             .filter_map(|(labels, samples)| {
                 let vals: Vec<Option<f64>> = times
                     .iter()
-                    .map(|&t| latest(&samples, t, lookback).map(|(_, v)| v))
+                    .map(|&t| {
+                        latest(&samples, t, lookback, self.settings.prometheus2).map(|(_, v)| v)
+                    })
                     .collect();
                 vals.iter()
                     .any(Option::is_some)
@@ -199,13 +209,16 @@ impl<'a> Evaluator<'a> {
         let lookback = self.settings.lookback_ms;
         let times = self.effective_times(grid, vs.at.as_ref(), vs.offset.as_ref());
         let (lo, hi) = min_max(&times);
-        let series = self.fetch(vs, lo - lookback + 1, hi).await?;
+        let series = self.fetch(vs, lo - lookback, hi).await?;
         Ok(series
             .into_iter()
             .filter_map(|(labels, samples)| {
                 let vals: Vec<Option<f64>> = times
                     .iter()
-                    .map(|&t| latest(&samples, t, lookback).map(|(st, _)| st as f64 / 1000.0))
+                    .map(|&t| {
+                        latest(&samples, t, lookback, self.settings.prometheus2)
+                            .map(|(st, _)| st as f64 / 1000.0)
+                    })
                     .collect();
                 vals.iter().any(Option::is_some).then_some(StepSeries {
                     labels: labels.without_name(),
@@ -305,10 +318,11 @@ impl<'a> Evaluator<'a> {
 }
 
 /// The latest sample at or before `t` and after `t - lookback`, unless it is a stale marker.
-fn latest(samples: &[(i64, f64)], t: i64, lookback: i64) -> Option<(i64, f64)> {
+fn latest(samples: &[(i64, f64)], t: i64, lookback: i64, left_closed: bool) -> Option<(i64, f64)> {
     let i = samples.partition_point(|s| s.0 <= t);
     let (st, v) = *samples.get(i.checked_sub(1)?)?;
-    (st > t - lookback && !is_stale_nan(v)).then_some((st, v))
+    let inside = st > t - lookback || (left_closed && st == t - lookback);
+    (inside && !is_stale_nan(v)).then_some((st, v))
 }
 
 fn min_max(times: &[i64]) -> (i64, i64) {

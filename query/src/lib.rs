@@ -18,7 +18,7 @@ pub mod source;
 pub mod value;
 
 pub use catalog::Catalog;
-pub use engine::{Engine, EngineOptions};
+pub use engine::{Compat, Engine, EngineOptions};
 pub use error::{Error, Result};
 pub use source::{Fanout, MemSource, Source};
 pub use value::{InstantSample, QueryValue, RangeSeries};

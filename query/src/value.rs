@@ -109,12 +109,24 @@ pub(crate) struct RangeInput {
     pub(crate) range: i64,
     /// Effective evaluation time of each step (`@` and `offset` applied).
     pub(crate) times: Vec<i64>,
+    /// Windows include their left edge (Prometheus 2 semantics, see [`crate::Compat`]).
+    pub(crate) left_closed: bool,
 }
 
 impl RangeInput {
-    /// The samples of `series` inside the window of `step`.
-    pub(crate) fn window(samples: &[(i64, f64)], end: i64, range: i64) -> &[(i64, f64)] {
-        let lo = samples.partition_point(|s| s.0 <= end - range);
+    /// The samples of a series inside the window of step `i`: `(t - range, t]`.
+    pub(crate) fn window<'s>(&self, samples: &'s [(i64, f64)], i: usize) -> &'s [(i64, f64)] {
+        self.window_at(samples, self.times[i])
+    }
+
+    /// The samples inside the window ending at `end`.
+    pub(crate) fn window_at<'s>(&self, samples: &'s [(i64, f64)], end: i64) -> &'s [(i64, f64)] {
+        let start = end - self.range;
+        let lo = if self.left_closed {
+            samples.partition_point(|s| s.0 < start)
+        } else {
+            samples.partition_point(|s| s.0 <= start)
+        };
         let hi = samples.partition_point(|s| s.0 <= end);
         &samples[lo..hi.max(lo)]
     }

@@ -61,7 +61,7 @@ impl Evaluator<'_> {
                 for (labels, samples) in &input.series {
                     let vals = (0..grid.len())
                         .map(|i| {
-                            let w = RangeInput::window(samples, input.times[i], input.range);
+                            let w = input.window(samples, i);
                             (w.len() >= 2).then(|| {
                                 let (slope, intercept) = linear_regression(w, base[i]);
                                 slope * secs[i] + intercept
@@ -97,11 +97,7 @@ impl Evaluator<'_> {
                 for (labels, samples) in &input.series {
                     let vals = (0..grid.len())
                         .map(|i| {
-                            double_exponential_smoothing(
-                                RangeInput::window(samples, input.times[i], input.range),
-                                sf[i],
-                                tf[i],
-                            )
+                            double_exponential_smoothing(input.window(samples, i), sf[i], tf[i])
                         })
                         .collect();
                     out.push(StepSeries {
@@ -115,9 +111,10 @@ impl Evaluator<'_> {
                 let input = self.eval_range(arg(0)?, grid).await?;
                 let present: Vec<bool> = (0..grid.len())
                     .map(|i| {
-                        input.series.iter().any(|(_, s)| {
-                            !RangeInput::window(s, input.times[i], input.range).is_empty()
-                        })
+                        input
+                            .series
+                            .iter()
+                            .any(|(_, s)| !input.window(s, i).is_empty())
                     })
                     .collect();
                 let labels = match unparen(arg(0)?) {
@@ -410,11 +407,19 @@ fn range_function(
         let vals = (0..steps)
             .map(|i| {
                 let end = input.times[i];
-                let w = RangeInput::window(samples, end, input.range);
+                let w = input.window_at(samples, end);
                 if w.is_empty() {
                     return None;
                 }
-                over_window(name, w, end - input.range, end, input.range, param(i))
+                over_window(
+                    name,
+                    w,
+                    end - input.range,
+                    end,
+                    input.range,
+                    param(i),
+                    input.left_closed,
+                )
             })
             .collect();
         let keeps_name = matches!(name, "last_over_time" | "first_over_time");
@@ -452,11 +457,21 @@ fn over_window(
     range_end: i64,
     range: i64,
     param: f64,
+    prometheus2: bool,
 ) -> Option<f64> {
+    let rate = |is_counter, is_rate| {
+        extrapolated_rate(
+            w,
+            (range_start, range_end, range),
+            is_counter,
+            is_rate,
+            prometheus2,
+        )
+    };
     match name {
-        "rate" => extrapolated_rate(w, range_start, range_end, range, true, true),
-        "increase" => extrapolated_rate(w, range_start, range_end, range, true, false),
-        "delta" => extrapolated_rate(w, range_start, range_end, range, false, false),
+        "rate" => rate(true, true),
+        "increase" => rate(true, false),
+        "delta" => rate(false, false),
         "irate" | "idelta" => {
             let [.., (t0, v0), (t1, v1)] = w else {
                 return None;
@@ -533,13 +548,14 @@ fn over_window(
 }
 
 /// Prometheus's `extrapolatedRate`.
+/// Prometheus's `extrapolatedRate`; `prometheus2` applies the zero-point clamp before the
+/// threshold, as Prometheus 2.x did (changed in prometheus/prometheus#13725).
 fn extrapolated_rate(
     w: &[(i64, f64)],
-    range_start: i64,
-    range_end: i64,
-    range: i64,
+    (range_start, range_end, range): (i64, i64, i64),
     is_counter: bool,
     is_rate: bool,
+    prometheus2: bool,
 ) -> Option<f64> {
     if w.len() < 2 {
         return None;
@@ -560,14 +576,22 @@ fn extrapolated_rate(
     let sampled = (last.0 - first.0) as f64 / 1000.0;
     let avg_step = sampled / (w.len() - 1) as f64;
     let threshold = avg_step * 1.1;
+    let clamp_to_zero = |to_start: &mut f64| {
+        if is_counter && result > 0.0 && first.1 >= 0.0 {
+            let to_zero = sampled * (first.1 / result);
+            if to_zero < *to_start {
+                *to_start = to_zero;
+            }
+        }
+    };
+    if prometheus2 {
+        clamp_to_zero(&mut to_start);
+    }
     if to_start >= threshold {
         to_start = avg_step / 2.0;
     }
-    if is_counter && result > 0.0 && first.1 >= 0.0 {
-        let to_zero = sampled * (first.1 / result);
-        if to_zero < to_start {
-            to_start = to_zero;
-        }
+    if !prometheus2 {
+        clamp_to_zero(&mut to_start);
     }
     if to_end >= threshold {
         to_end = avg_step / 2.0;

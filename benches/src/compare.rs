@@ -1,0 +1,505 @@
+//! `compare`: fleetscope and a real Prometheus on the same fleet data, in the same run, on the same
+//! machine: ingest over remote-write, storage, query latency (first run and warm median), label
+//! APIs, peak memory; one Markdown table of ratios. Exits non-zero if any answer differs.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use fleetscope_bench::fleet::{FleetSpec, generate_cluster};
+use fleetscope_proto::v1;
+use prost::Message;
+
+use crate::procs::{Server, free_port, http};
+use crate::{START_MS, dir_bytes};
+
+/// Flags of `compare`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// tiny, small or medium.
+    #[arg(long, default_value = "small")]
+    preset: String,
+    /// Working directory (default: a fresh temporary one).
+    #[arg(long)]
+    work: Option<PathBuf>,
+    /// The fleetscope binary (default: next to this one).
+    #[arg(long)]
+    fleetscope: Option<PathBuf>,
+    /// The Prometheus server binary.
+    #[arg(long, default_value = "prometheus")]
+    prometheus: String,
+    /// promtool, for the storage comparison.
+    #[arg(long, default_value = "promtool")]
+    promtool: String,
+    /// Concurrent remote-write clients (each owns a share of the series, as Prometheus shards).
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Warm runs per query; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+}
+
+/// Samples per remote-write request (Prometheus's default `max_samples_per_send` is 2000).
+const PER_REQUEST: usize = 2000;
+
+struct Ingest {
+    seconds: f64,
+    cpu: f64,
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+    let tmp;
+    let work = match &args.work {
+        Some(w) => w.clone(),
+        None => {
+            tmp = tempfile::tempdir()?;
+            tmp.path().to_path_buf()
+        }
+    };
+    std::fs::create_dir_all(&work).with_context(|| format!("create {}", work.display()))?;
+    let fleetscope = match &args.fleetscope {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("fleetscope"),
+    };
+    anyhow::ensure!(
+        fleetscope.exists(),
+        "no fleetscope binary at {} (build it with the same profile, or pass --fleetscope)",
+        fleetscope.display()
+    );
+    let fleetscope = fleetscope.to_string_lossy().into_owned();
+    let spec = FleetSpec::preset(&args.preset, START_MS)
+        .with_context(|| format!("unknown preset {:?}", args.preset))?;
+    let end_ms = START_MS + spec.duration_ms;
+
+    // The load: every cluster's series (with their `cluster` label), split among the clients by
+    // series, each client's requests in time order.
+    let t = Instant::now();
+    let mut series: Vec<(Vec<v1::Label>, Vec<(i64, f64)>)> = Vec::new();
+    for cluster in &spec.clusters {
+        generate_cluster(&spec, cluster, &mut |s| {
+            let mut labels: Vec<(String, String)> = s
+                .labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect();
+            labels.push(("__name__".into(), s.name.to_string()));
+            labels.push(("cluster".into(), cluster.name.clone()));
+            labels.sort();
+            let labels = labels
+                .into_iter()
+                .map(|(name, value)| v1::Label { name, value })
+                .collect();
+            series.push((labels, s.samples));
+        });
+    }
+    let samples: usize = series.iter().map(|s| s.1.len()).sum();
+    let n_series = series.len();
+    let requests = build_requests(&series, args.clients.max(1));
+    drop(series);
+    let n_requests: usize = requests.iter().map(Vec::len).sum();
+    let built = t.elapsed().as_secs_f64();
+    eprintln!(
+        "load: {n_series} series, {samples} samples in {n_requests} requests, built in {built:.1}s"
+    );
+
+    // Both receivers.
+    let fs_port = free_port()?;
+    let bucket = work.join("fleetscope-bucket");
+    let shipper = Server::start(
+        "fleetscope shipper",
+        &fleetscope,
+        &[
+            "shipper".into(),
+            "--objstore".into(),
+            format!("file://{}", bucket.display()),
+            "--listen".into(),
+            format!("127.0.0.1:{fs_port}"),
+            "--data-dir".into(),
+            work.join("fleetscope-data").display().to_string(),
+            "--log.level".into(),
+            "warn".into(),
+        ],
+        fs_port,
+        "/-/ready",
+        &work.join("shipper.log"),
+    )?;
+    let prom_port = free_port()?;
+    let prom_config = work.join("prometheus.yml");
+    std::fs::write(&prom_config, "global:\n  scrape_interval: 15s\n")?;
+    let prometheus = Server::start(
+        "prometheus",
+        &args.prometheus,
+        &[
+            format!("--config.file={}", prom_config.display()),
+            format!(
+                "--storage.tsdb.path={}",
+                work.join("prometheus-data").display()
+            ),
+            "--storage.tsdb.retention.time=100y".into(),
+            format!("--web.listen-address=127.0.0.1:{prom_port}"),
+            "--web.enable-remote-write-receiver".into(),
+            "--query.max-samples=500000000".into(),
+        ],
+        prom_port,
+        "/-/ready",
+        &work.join("prometheus.log"),
+    )?;
+
+    let fs_ingest = ingest(&shipper, &requests)?;
+    let t = Instant::now();
+    let (status, body) = http("POST", fs_port, "/api/v1/flush", &[], b"")?;
+    anyhow::ensure!(status == 200, "flush: {}", String::from_utf8_lossy(&body));
+    let flush_s = t.elapsed().as_secs_f64();
+    let prom_ingest = ingest(&prometheus, &requests)?;
+    let shipper_rss = shipper.peak_rss();
+    let prom_ingest_rss = prometheus.peak_rss();
+    drop(shipper);
+    let fs_rw_bytes = dir_bytes(&bucket)?;
+
+    // Storage, as each member cluster's own Prometheus would hold it (promtool blocks).
+    let storage =
+        crate::storage::storage(&args.preset, Some(work.join("storage")), &args.promtool)?;
+
+    // Queries: the querier over the shipped blocks; Prometheus over what it ingested.
+    let q_port = free_port()?;
+    let querier = Server::start(
+        "fleetscope querier",
+        &fleetscope,
+        &[
+            "querier".into(),
+            // Debian's Prometheus is 2.x: compare with its semantics (windows closed on the left).
+            "--query.compat=prometheus2".into(),
+            "--objstore".into(),
+            format!("file://{}", bucket.display()),
+            "--listen".into(),
+            format!("127.0.0.1:{q_port}"),
+            "--log.level".into(),
+            "warn".into(),
+        ],
+        q_port,
+        "/-/ready",
+        &work.join("querier.log"),
+    )?;
+    let at = (end_ms - 60_000) as f64 / 1000.0;
+    let (start, end) = ((START_MS + 600_000) as f64 / 1000.0, at);
+    let fleet_queries = [
+        "sum by (cluster) (rate(container_cpu_usage_seconds_total[5m]))",
+        "avg by (cluster, modelName) (DCGM_FI_DEV_GPU_UTIL)",
+        "sum by (cluster) (DCGM_FI_DEV_FB_USED) / sum by (cluster) (DCGM_FI_DEV_FB_USED + DCGM_FI_DEV_FB_FREE)",
+        "histogram_quantile(0.99, sum by (le, cluster) (rate(http_request_duration_seconds_bucket[5m])))",
+        "topk(5, sum by (cluster, namespace) (rate(container_cpu_usage_seconds_total[5m])))",
+        "node_cpu_seconds_total",
+    ];
+    let mut rows: Vec<(String, Timing, Timing, bool)> = Vec::new();
+    for q in fleet_queries {
+        let enc: String = url::form_urlencoded::byte_serialize(q.as_bytes()).collect();
+        let instant = format!("/api/v1/query?query={enc}&time={at}");
+        let range = format!("/api/v1/query_range?query={enc}&start={start}&end={end}&step=60");
+        for (kind, path) in [("instant", instant), ("range", range)] {
+            let (a, ra) = time_requests(q_port, &path, args.repeats)?;
+            let (b, rb) = time_requests(prom_port, &path, args.repeats)?;
+            rows.push((format!("`{q}` ({kind})"), a, b, same_result(&ra, &rb)));
+        }
+    }
+    for (name, path) in [
+        ("labels", "/api/v1/labels".to_string()),
+        (
+            "label values of `__name__`",
+            "/api/v1/label/__name__/values".to_string(),
+        ),
+        ("series `up`", "/api/v1/series?match[]=up".to_string()),
+    ] {
+        let (a, ra) = time_requests(q_port, &path, args.repeats)?;
+        let (b, rb) = time_requests(prom_port, &path, args.repeats)?;
+        rows.push((name.to_string(), a, b, same_result(&ra, &rb)));
+    }
+    let querier_rss = querier.peak_rss();
+    let prom_rss = prometheus.peak_rss();
+
+    // The table.
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    let rate = |i: &Ingest| samples as f64 / i.seconds;
+    let cpu_per_m = |i: &Ingest| i.cpu / (samples as f64 / 1e6);
+    println!(
+        "## fleetscope vs Prometheus {}, preset `{}`\n",
+        prometheus_version(&args.prometheus),
+        args.preset
+    );
+    println!(
+        "{} clusters, {} series, {samples} samples at 15 s over {} h; {} remote-write clients; {}.\n",
+        spec.clusters.len(),
+        n_series,
+        spec.duration_ms / 3_600_000,
+        args.clients,
+        machine()
+    );
+    println!("| measure | fleetscope | Prometheus | fleetscope / Prometheus |");
+    println!("|---|---|---|---|");
+    println!(
+        "| ingest, samples/s (remote-write, fsynced WAL) | {:.0} | {:.0} | {:.2} |",
+        rate(&fs_ingest),
+        rate(&prom_ingest),
+        rate(&fs_ingest) / rate(&prom_ingest)
+    );
+    println!(
+        "| ingest, CPU-seconds per million samples | {:.3} | {:.3} | {:.2} |",
+        cpu_per_m(&fs_ingest),
+        cpu_per_m(&prom_ingest),
+        cpu_per_m(&fs_ingest) / cpu_per_m(&prom_ingest)
+    );
+    println!(
+        "| ingest, peak RSS (MiB) | {:.0} | {:.0} | {:.2} |",
+        mib(shipper_rss),
+        mib(prom_ingest_rss),
+        shipper_rss as f64 / prom_ingest_rss as f64
+    );
+    println!(
+        "| storage, bytes per sample (blocks; Prometheus via promtool) | {:.3} | {:.3} | {:.2} |",
+        storage.fs_bytes as f64 / storage.samples as f64,
+        storage.prom_bytes as f64 / storage.samples as f64,
+        storage.fs_bytes as f64 / storage.prom_bytes as f64
+    );
+    println!(
+        "| storage, bytes per sample of the shipped blocks (remote-write path) | {:.3} | | |",
+        fs_rw_bytes as f64 / samples as f64
+    );
+    let mut all_same = true;
+    for (name, a, b, same) in &rows {
+        all_same &= same;
+        println!(
+            "| {name}: first run / warm median (ms) | {:.1} / {:.1} | {:.1} / {:.1} | {:.2} / {:.2}{} |",
+            a.first * 1e3,
+            a.median * 1e3,
+            b.first * 1e3,
+            b.median * 1e3,
+            a.first / b.first,
+            a.median / b.median,
+            if *same { "" } else { " **results differ**" }
+        );
+    }
+    println!(
+        "| querier peak RSS (MiB; Prometheus: whole process, ingest included) | {:.0} | {:.0} | {:.2} |",
+        mib(querier_rss),
+        mib(prom_rss),
+        querier_rss as f64 / prom_rss as f64
+    );
+    println!(
+        "\nflush (cut + upload of the head) after ingest: {flush_s:.2}s. Same results for every query: {}.",
+        if all_same { "yes" } else { "NO" }
+    );
+    if !all_same {
+        bail!("fleetscope's answers differ from Prometheus's");
+    }
+    Ok(())
+}
+
+/// A pre-encoded request body.
+struct Request {
+    body: Vec<u8>,
+}
+
+/// Splits series among clients; each client's requests go in time order, `PER_REQUEST` samples each.
+fn build_requests(
+    series: &[(Vec<v1::Label>, Vec<(i64, f64)>)],
+    clients: usize,
+) -> Vec<Vec<Request>> {
+    (0..clients)
+        .map(|c| {
+            let mine: Vec<&(Vec<v1::Label>, Vec<(i64, f64)>)> =
+                series.iter().skip(c).step_by(clients).collect();
+            // All samples of this client in time order, then cut into requests.
+            let mut flat: Vec<(i64, usize, f64)> = mine
+                .iter()
+                .enumerate()
+                .flat_map(|(i, s)| s.1.iter().map(move |&(t, v)| (t, i, v)))
+                .collect();
+            flat.sort_by_key(|x| (x.0, x.1));
+            flat.chunks(PER_REQUEST)
+                .map(|chunk| {
+                    let mut by_series: BTreeMap<usize, Vec<v1::Sample>> = BTreeMap::new();
+                    for &(t, i, v) in chunk {
+                        by_series.entry(i).or_default().push(v1::Sample {
+                            value: v,
+                            timestamp: t,
+                        });
+                    }
+                    let req = v1::WriteRequest {
+                        timeseries: by_series
+                            .into_iter()
+                            .map(|(i, samples)| v1::TimeSeries {
+                                labels: mine[i].0.clone(),
+                                samples,
+                                ..Default::default()
+                            })
+                            .collect(),
+                        metadata: vec![],
+                    };
+                    let body = snap::raw::Encoder::new()
+                        .compress_vec(&req.encode_to_vec())
+                        .unwrap_or_default();
+                    Request { body }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Sends every client's requests concurrently; returns wall time and the server's CPU seconds.
+fn ingest(server: &Server, clients: &[Vec<Request>]) -> anyhow::Result<Ingest> {
+    let cpu0 = server.cpu_seconds();
+    let t = Instant::now();
+    let port = server.port;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = clients
+            .iter()
+            .map(|reqs| {
+                s.spawn(move || -> anyhow::Result<()> {
+                    let headers = [
+                        ("Content-Type", "application/x-protobuf"),
+                        ("Content-Encoding", "snappy"),
+                        ("X-Prometheus-Remote-Write-Version", "0.1.0"),
+                        ("User-Agent", "fleetscope-bench"),
+                    ];
+                    for r in reqs {
+                        let (status, body) =
+                            http("POST", port, "/api/v1/write", &headers, &r.body)?;
+                        anyhow::ensure!(
+                            (200..300).contains(&status),
+                            "write refused ({status}): {}",
+                            String::from_utf8_lossy(&body)
+                        );
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .try_for_each(|h| h.join().map_err(|_| anyhow::anyhow!("client panicked"))?)
+    })?;
+    Ok(Ingest {
+        seconds: t.elapsed().as_secs_f64(),
+        cpu: server.cpu_seconds() - cpu0,
+    })
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    first: f64,
+    median: f64,
+}
+
+/// First-run latency and the median of `repeats` more runs; returns the last answer.
+fn time_requests(
+    port: u16,
+    path: &str,
+    repeats: usize,
+) -> anyhow::Result<(Timing, serde_json::Value)> {
+    let run = || -> anyhow::Result<(f64, serde_json::Value)> {
+        let t = Instant::now();
+        let (status, body) = http("GET", port, path, &[], b"")?;
+        let secs = t.elapsed().as_secs_f64();
+        anyhow::ensure!(
+            status == 200,
+            "{path} on port {port}: {status} {}",
+            String::from_utf8_lossy(&body)
+        );
+        Ok((secs, serde_json::from_slice(&body)?))
+    };
+    let (first, _) = run()?;
+    let mut times = Vec::new();
+    let mut last = serde_json::Value::Null;
+    for _ in 0..repeats.max(1) {
+        let (t, v) = run()?;
+        times.push(t);
+        last = v;
+    }
+    times.sort_by(f64::total_cmp);
+    Ok((
+        Timing {
+            first,
+            median: times[times.len() / 2],
+        },
+        last,
+    ))
+}
+
+/// Same series (labels) and values (1e-9 relative) with the same timestamps, in any order.
+fn same_result(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    /// Result items keyed by their labels (query results, series) or themselves (names, values).
+    fn norm(v: &serde_json::Value) -> BTreeMap<String, Vec<(String, f64)>> {
+        let data = &v["data"];
+        let items = data["result"]
+            .as_array()
+            .or(data.as_array())
+            .cloned()
+            .unwrap_or_default();
+        items
+            .iter()
+            .map(|item| {
+                let key = item.get("metric").unwrap_or(item).to_string();
+                let points = item["values"]
+                    .as_array()
+                    .cloned()
+                    .or_else(|| item.get("value").map(|v| vec![v.clone()]));
+                let pts = points
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|p| {
+                        (
+                            p[0].to_string(),
+                            p[1].as_str()
+                                .and_then(|s| s.parse().ok())
+                                .unwrap_or(f64::NAN),
+                        )
+                    })
+                    .collect();
+                (key, pts)
+            })
+            .collect()
+    }
+    let (x, y) = (norm(a), norm(b));
+    x.len() == y.len()
+        && x.iter().all(|(k, pa)| {
+            y.get(k).is_some_and(|pb| {
+                pa.len() == pb.len()
+                    && pa.iter().zip(pb).all(|((ta, va), (tb, vb))| {
+                        let ta: f64 = ta.parse().unwrap_or(f64::NAN);
+                        let tb: f64 = tb.parse().unwrap_or(f64::NAN);
+                        ta == tb
+                            && (va == vb
+                                || (va - vb).abs() <= 1e-9 * va.abs().max(vb.abs())
+                                || (va.is_nan() && vb.is_nan()))
+                    })
+            })
+        })
+}
+
+fn prometheus_version(bin: &str) -> String {
+    std::process::Command::new(bin)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .nth(2)
+                .map(String::from)
+        })
+        .unwrap_or_else(|| "?".into())
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
+        .unwrap_or_default();
+    format!("{cpus} CPUs ({model})")
+}
