@@ -40,6 +40,9 @@ pub(crate) struct Args {
     repeats: usize,
 }
 
+/// One series of the load: its labels and `(t, v)` samples.
+type LoadSeries = (Vec<v1::Label>, Vec<(i64, f64)>);
+
 /// Samples per remote-write request (Prometheus's default `max_samples_per_send` is 2000).
 const PER_REQUEST: usize = 2000;
 
@@ -75,7 +78,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     // The load: every cluster's series (with their `cluster` label), split among the clients by
     // series, each client's requests in time order.
     let t = Instant::now();
-    let mut series: Vec<(Vec<v1::Label>, Vec<(i64, f64)>)> = Vec::new();
+    let mut series: Vec<LoadSeries> = Vec::new();
     for cluster in &spec.clusters {
         generate_cluster(&spec, cluster, &mut |s| {
             let mut labels: Vec<(String, String)> = s
@@ -301,12 +304,12 @@ struct Request {
 
 /// Splits series among clients; each client's requests go in time order, `PER_REQUEST` samples each.
 fn build_requests(
-    series: &[(Vec<v1::Label>, Vec<(i64, f64)>)],
+    series: &[LoadSeries],
     clients: usize,
 ) -> Vec<Vec<Request>> {
     (0..clients)
         .map(|c| {
-            let mine: Vec<&(Vec<v1::Label>, Vec<(i64, f64)>)> =
+            let mine: Vec<&LoadSeries> =
                 series.iter().skip(c).step_by(clients).collect();
             // All samples of this client in time order, then cut into requests.
             let mut flat: Vec<(i64, usize, f64)> = mine
