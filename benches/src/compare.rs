@@ -303,14 +303,10 @@ struct Request {
 }
 
 /// Splits series among clients; each client's requests go in time order, `PER_REQUEST` samples each.
-fn build_requests(
-    series: &[LoadSeries],
-    clients: usize,
-) -> Vec<Vec<Request>> {
+fn build_requests(series: &[LoadSeries], clients: usize) -> Vec<Vec<Request>> {
     (0..clients)
         .map(|c| {
-            let mine: Vec<&LoadSeries> =
-                series.iter().skip(c).step_by(clients).collect();
+            let mine: Vec<&LoadSeries> = series.iter().skip(c).step_by(clients).collect();
             // All samples of this client in time order, then cut into requests.
             let mut flat: Vec<(i64, usize, f64)> = mine
                 .iter()

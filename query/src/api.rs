@@ -537,6 +537,19 @@ async fn matching_series(
     Ok(all)
 }
 
+/// Label names and values of the series in the request's time range, from the sources' indexes.
+async fn label_index(
+    state: &ApiState,
+    p: &Params,
+) -> Result<fleetscope_store::reader::LabelIndex, ApiError> {
+    let start = p.time("start")?.unwrap_or(i64::MIN / 2);
+    let end = p.time("end")?.unwrap_or(i64::MAX / 2);
+    tokio::time::timeout(state.options.timeout, state.source.label_index(start, end))
+        .await
+        .map_err(|_| ApiError::from(Error::Timeout("label lookup")))?
+        .map_err(ApiError::from)
+}
+
 fn truncate<T>(items: &mut Vec<T>, limit: usize) -> Vec<String> {
     if limit > 0 && items.len() > limit {
         items.truncate(limit);
@@ -568,19 +581,24 @@ async fn labels(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let p = Params::new(q, &headers, &body);
-    let mut sets = match_sets(&p)?;
-    if sets.is_empty() {
-        sets.push(vec![]);
-    }
-    let found = matching_series(&state, &p, sets).await?;
-    let mut names: Vec<&str> = found
-        .iter()
-        .flat_map(|l| l.iter().map(|l| l.name.as_str()))
-        .collect();
-    names.sort_unstable();
-    names.dedup();
+    let sets = match_sets(&p)?;
+    let mut names: Vec<String> = if sets.is_empty() {
+        label_index(&state, &p).await?.into_keys().collect()
+    } else {
+        let found = matching_series(&state, &p, sets).await?;
+        let mut names: Vec<String> = found
+            .iter()
+            .flat_map(|l| l.iter().map(|l| l.name.clone()))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    };
     let warnings = truncate(&mut names, p.limit()?);
-    Ok(ok_warn(json::string_array(names), &warnings))
+    Ok(ok_warn(
+        json::string_array(names.iter().map(String::as_str)),
+        &warnings,
+    ))
 }
 
 async fn label_values(
@@ -593,19 +611,28 @@ async fn label_values(
     let p = Params::new(q, &headers, &body);
     // Grafana escapes UTF-8 label names as `U__...`; plain names pass through unchanged.
     let name = unescape_label_name(&name);
-    let mut sets = match_sets(&p)?;
-    if sets.is_empty() {
-        sets.push(vec![
-            Matcher::new(fleetscope_store::MatchOp::Regex, name.clone(), ".+")
-                .map_err(|e| ApiError::bad_data(e.to_string()))?,
-        ]);
-    }
-    let found = matching_series(&state, &p, sets).await?;
-    let mut values: Vec<&str> = found.iter().filter_map(|l| l.get(&name)).collect();
-    values.sort_unstable();
-    values.dedup();
+    let sets = match_sets(&p)?;
+    let mut values: Vec<String> = if sets.is_empty() {
+        let mut index = label_index(&state, &p).await?;
+        index
+            .remove(&name)
+            .map(|v| v.into_iter().collect())
+            .unwrap_or_default()
+    } else {
+        let found = matching_series(&state, &p, sets).await?;
+        let mut values: Vec<String> = found
+            .iter()
+            .filter_map(|l| l.get(&name).map(String::from))
+            .collect();
+        values.sort_unstable();
+        values.dedup();
+        values
+    };
     let warnings = truncate(&mut values, p.limit()?);
-    Ok(ok_warn(json::string_array(values), &warnings))
+    Ok(ok_warn(
+        json::string_array(values.iter().map(String::as_str)),
+        &warnings,
+    ))
 }
 
 /// Decodes Prometheus's `U__` label-name escaping (`U__a_2e_b` is `a.b`).

@@ -3,43 +3,65 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use fleetscope_store::reader::LabelIndex;
 use fleetscope_store::{BlockMeta, BlockReader, Labels, Matcher, Sample, Series};
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStore;
 
 use crate::error::{Error, Result};
-use crate::source::{LabelsFuture, SelectFuture, Source};
+use crate::source::{IndexFuture, LabelsFuture, SelectFuture, Source};
 
-/// Blocks readable through one object store. Holds only what a listing rebuilds in seconds.
+/// Blocks readable through one object store. Holds only what a listing rebuilds in seconds, plus
+/// per-block caches of immutable data (Parquet footers, label indexes) filled on first use.
 #[derive(Debug)]
 pub struct Catalog {
     store: Arc<dyn ObjectStore>,
-    blocks: RwLock<Arc<Vec<BlockMeta>>>,
+    readers: RwLock<Arc<Vec<Arc<BlockReader>>>>,
 }
+
+/// Blocks read at once by one selection.
+const CONCURRENT_BLOCKS: usize = 8;
 
 impl Catalog {
     /// A catalog of `store`, empty until [`Catalog::refresh`].
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
         Self {
             store,
-            blocks: RwLock::new(Arc::new(Vec::new())),
+            readers: RwLock::new(Arc::new(Vec::new())),
         }
     }
 
-    /// Lists the blocks again; returns how many there are.
+    /// Lists the blocks again, keeping the caches of blocks still there; returns how many there are.
     pub async fn refresh(&self) -> Result<usize> {
         let metas = BlockMeta::list(&self.store).await?;
-        let n = metas.len();
+        let old: HashMap<_, Arc<BlockReader>> = self
+            .readers()
+            .iter()
+            .map(|r| (r.meta().ulid, Arc::clone(r)))
+            .collect();
+        let readers: Vec<Arc<BlockReader>> = metas
+            .into_iter()
+            .map(|m| {
+                old.get(&m.ulid)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(BlockReader::new(Arc::clone(&self.store), m)))
+            })
+            .collect();
+        let n = readers.len();
         *self
-            .blocks
+            .readers
             .write()
-            .map_err(|_| Error::Internal("catalog lock poisoned".into()))? = Arc::new(metas);
+            .map_err(|_| Error::Internal("catalog lock poisoned".into()))? = Arc::new(readers);
         Ok(n)
     }
 
     /// The blocks known since the last refresh.
-    pub fn blocks(&self) -> Arc<Vec<BlockMeta>> {
-        self.blocks
+    pub fn blocks(&self) -> Vec<BlockMeta> {
+        self.readers().iter().map(|r| r.meta().clone()).collect()
+    }
+
+    fn readers(&self) -> Arc<Vec<Arc<BlockReader>>> {
+        self.readers
             .read()
             .map(|b| Arc::clone(&b))
             .unwrap_or_default()
@@ -55,59 +77,72 @@ impl Catalog {
                 Some(v) => m.matches(v) || !m.matches(""),
                 None => true,
             })
-            || matchers.is_empty()
+    }
+
+    fn selected(&self, matchers: &[Matcher], min_t: i64, max_t: i64) -> Vec<Arc<BlockReader>> {
+        self.readers()
+            .iter()
+            .filter(|r| r.meta().overlaps(min_t, max_t) && Self::may_match(r.meta(), matchers))
+            .cloned()
+            .collect()
     }
 }
 
 impl Source for Catalog {
     fn select<'a>(&'a self, matchers: &'a [Matcher], min_t: i64, max_t: i64) -> SelectFuture<'a> {
         Box::pin(async move {
-            let selected = self.selected(matchers, min_t, max_t);
             let results: Vec<Vec<Series>> =
-                futures::stream::iter(selected.into_iter().map(|meta| {
-                    let reader = BlockReader::new(Arc::clone(&self.store), meta);
-                    async move {
+                futures::stream::iter(self.selected(matchers, min_t, max_t))
+                    .map(|reader| async move {
                         reader
                             .select(matchers, min_t, max_t)
                             .await
                             .map(|s| s.series)
-                    }
-                }))
-                .buffer_unordered(8)
-                .try_collect()
-                .await
-                .map_err(Error::Store)?;
+                    })
+                    .buffer_unordered(CONCURRENT_BLOCKS)
+                    .try_collect()
+                    .await
+                    .map_err(Error::Store)?;
             Ok(merge(results))
         })
     }
 
     fn series<'a>(&'a self, matchers: &'a [Matcher], min_t: i64, max_t: i64) -> LabelsFuture<'a> {
         Box::pin(async move {
-            let selected = self.selected(matchers, min_t, max_t);
             let results: Vec<Vec<Labels>> =
-                futures::stream::iter(selected.into_iter().map(|meta| {
-                    let reader = BlockReader::new(Arc::clone(&self.store), meta);
-                    async move { reader.series_labels(matchers, min_t, max_t).await }
-                }))
-                .buffer_unordered(8)
-                .try_collect()
-                .await
-                .map_err(Error::Store)?;
+                futures::stream::iter(self.selected(matchers, min_t, max_t))
+                    .map(|reader| async move { reader.series_labels(matchers, min_t, max_t).await })
+                    .buffer_unordered(CONCURRENT_BLOCKS)
+                    .try_collect()
+                    .await
+                    .map_err(Error::Store)?;
             let mut all: Vec<Labels> = results.into_iter().flatten().collect();
             all.sort();
             all.dedup();
             Ok(all)
         })
     }
-}
 
-impl Catalog {
-    fn selected(&self, matchers: &[Matcher], min_t: i64, max_t: i64) -> Vec<BlockMeta> {
-        self.blocks()
-            .iter()
-            .filter(|m| m.overlaps(min_t, max_t) && Self::may_match(m, matchers))
-            .cloned()
-            .collect()
+    fn label_index<'a>(&'a self, min_t: i64, max_t: i64) -> IndexFuture<'a> {
+        Box::pin(async move {
+            let parts: Vec<Arc<LabelIndex>> =
+                futures::stream::iter(self.selected(&[], min_t, max_t))
+                    .map(|reader| async move { reader.label_index().await })
+                    .buffer_unordered(CONCURRENT_BLOCKS)
+                    .try_collect()
+                    .await
+                    .map_err(Error::Store)?;
+            let mut index = LabelIndex::new();
+            for part in parts {
+                for (name, values) in part.iter() {
+                    index
+                        .entry(name.clone())
+                        .or_default()
+                        .extend(values.iter().cloned());
+                }
+            }
+            Ok(index)
+        })
     }
 }
 

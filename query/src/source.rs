@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use fleetscope_store::reader::LabelIndex;
 use fleetscope_store::{Labels, Matcher, MemSeriesSet, Series};
 
 use crate::error::Result;
@@ -12,6 +13,9 @@ pub type SelectFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<Series>>> + S
 
 /// A future of label sets.
 pub type LabelsFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<Labels>>> + Send + 'a>>;
+
+/// A future of a label index (name -> values).
+pub type IndexFuture<'a> = Pin<Box<dyn Future<Output = Result<LabelIndex>> + Send + 'a>>;
 
 /// A set of series the engine can select from (all blocks of a bucket, or series in memory).
 pub trait Source: Send + Sync + std::fmt::Debug {
@@ -29,6 +33,23 @@ pub trait Source: Send + Sync + std::fmt::Debug {
                 .into_iter()
                 .map(|s| s.labels)
                 .collect())
+        })
+    }
+
+    /// Every label name with its values among series with samples in `[min_t, max_t]` (sources
+    /// may answer from a coarser index: blocks overlapping the range).
+    fn label_index<'a>(&'a self, min_t: i64, max_t: i64) -> IndexFuture<'a> {
+        Box::pin(async move {
+            let mut index = LabelIndex::new();
+            for labels in self.series(&[], min_t, max_t).await? {
+                for l in labels.iter() {
+                    index
+                        .entry(l.name.clone())
+                        .or_default()
+                        .insert(l.value.clone());
+                }
+            }
+            Ok(index)
         })
     }
 }
@@ -79,6 +100,18 @@ impl Source for Fanout {
             all.sort();
             all.dedup();
             Ok(all)
+        })
+    }
+
+    fn label_index<'a>(&'a self, min_t: i64, max_t: i64) -> IndexFuture<'a> {
+        Box::pin(async move {
+            let mut index = LabelIndex::new();
+            for s in &self.0 {
+                for (name, values) in s.label_index(min_t, max_t).await? {
+                    index.entry(name).or_default().extend(values);
+                }
+            }
+            Ok(index)
         })
     }
 }

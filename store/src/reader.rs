@@ -5,6 +5,7 @@
 //! anything. The remaining rows go through a row filter (matchers and time overlap, on the small
 //! label columns); only rows that pass it have their chunk columns fetched and decoded.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
@@ -18,7 +19,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
 use parquet::arrow::arrow_reader::{
-    ArrowPredicateFn, ArrowReaderOptions, RowFilter, RowSelection, RowSelector,
+    ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, RowFilter, RowSelection, RowSelector,
 };
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
@@ -32,12 +33,18 @@ use crate::meta::BlockMeta;
 use crate::schema::{self, DATA_FILE};
 use crate::series::{Sample, Series};
 
-/// Reads series out of one block.
+/// Label names and their values in a block (external labels included).
+pub type LabelIndex = BTreeMap<String, BTreeSet<String>>;
+
+/// Reads series out of one block. Keep one per block: it caches the Parquet footer and page index,
+/// and the block's label index, after first use (blocks are immutable).
 #[derive(Debug, Clone)]
 pub struct BlockReader {
     store: Arc<dyn ObjectStore>,
     meta: BlockMeta,
     external: Labels,
+    parquet_meta: Arc<tokio::sync::OnceCell<ArrowReaderMetadata>>,
+    label_index: Arc<tokio::sync::OnceCell<Arc<LabelIndex>>>,
 }
 
 /// The series a selection found, with what it cost.
@@ -72,6 +79,8 @@ impl BlockReader {
             store,
             meta,
             external,
+            parquet_meta: Arc::default(),
+            label_index: Arc::default(),
         }
     }
 
@@ -112,10 +121,8 @@ impl BlockReader {
             return Ok(Selection::default());
         }
         let file = self.file().await?;
-        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
-        let builder = ParquetRecordBatchStreamBuilder::new_with_options(file, options)
-            .await
-            .map_err(pq)?;
+        let builder =
+            ParquetRecordBatchStreamBuilder::new_with_metadata(file, self.reader_metadata().await?);
         let metadata = Arc::clone(builder.metadata());
         let arrow_schema = Arc::clone(builder.schema());
         let parquet_schema = builder.parquet_schema();
@@ -253,6 +260,43 @@ pub struct MetricCount {
 }
 
 impl BlockReader {
+    /// Every label name of the block with its values (read once, then cached).
+    pub async fn label_index(&self) -> Result<Arc<LabelIndex>> {
+        let index = self
+            .label_index
+            .get_or_try_init(|| async {
+                let mut index = LabelIndex::new();
+                for labels in self.series_labels(&[], i64::MIN, i64::MAX).await? {
+                    for l in labels.iter() {
+                        index
+                            .entry(l.name.clone())
+                            .or_default()
+                            .insert(l.value.clone());
+                    }
+                }
+                Ok::<_, Error>(Arc::new(index))
+            })
+            .await?;
+        Ok(Arc::clone(index))
+    }
+
+    /// The Parquet footer and page index (read once, then cached).
+    async fn reader_metadata(&self) -> Result<ArrowReaderMetadata> {
+        let block = self.meta.ulid;
+        let md = self
+            .parquet_meta
+            .get_or_try_init(|| async {
+                let mut file = self.file().await?;
+                let options =
+                    ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+                ArrowReaderMetadata::load_async(&mut file, options)
+                    .await
+                    .map_err(|source| Error::Parquet { block, source })
+            })
+            .await?;
+        Ok(md.clone())
+    }
+
     /// Per-metric series and sample counts, reading only the name and count columns.
     pub async fn metric_counts(&self) -> Result<Vec<MetricCount>> {
         let block = self.meta.ulid;
