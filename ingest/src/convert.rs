@@ -114,8 +114,9 @@ fn check_labels(i: usize, labels: Vec<Label>) -> Result<Labels, String> {
     if !labels.iter().any(|l| l.name == METRIC_NAME) {
         return Err(format!("series {i} {}: no {METRIC_NAME} label", shown()));
     }
-    let desc = shown();
-    Labels::from_sorted(labels).map_err(|e| format!("series {i} {desc}: {e}"))
+    // Describe the series only when it is refused: formatting is costly on the hot path.
+    Labels::check_sorted(&labels).map_err(|e| format!("series {i} {}: {e}", shown()))?;
+    Labels::from_sorted(labels).map_err(|e| format!("series {i}: {e}"))
 }
 
 #[cfg(test)]

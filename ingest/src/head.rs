@@ -4,7 +4,9 @@
 //! past its end have arrived (as Prometheus waits before compacting its head), so late samples
 //! still land in it. Samples older than the last cut window are refused.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 
 use fleetscope_store::series::{sort_dedup, window_start};
 use fleetscope_store::{Labels, Sample, Series};
@@ -12,7 +14,7 @@ use fleetscope_store::{Labels, Sample, Series};
 /// Samples not yet in a block.
 #[derive(Debug)]
 pub struct Head {
-    series: HashMap<Labels, Vec<Sample>>,
+    series: FxHashMap<Labels, Vec<Sample>>,
     duration_ms: i64,
     /// Samples before this time belong to windows already cut.
     min_valid_t: i64,
@@ -24,7 +26,7 @@ impl Head {
     /// An empty head cutting windows of `duration_ms`.
     pub fn new(duration_ms: i64) -> Self {
         Self {
-            series: HashMap::new(),
+            series: FxHashMap::default(),
             duration_ms: duration_ms.max(1),
             min_valid_t: i64::MIN,
             max_t: i64::MIN,

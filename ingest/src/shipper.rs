@@ -483,7 +483,7 @@ fn commit(wal: &mut Wal, appends: Vec<Append>, head: &Mutex<Head>, metrics: &Met
     if appends.is_empty() {
         return;
     }
-    let payloads: Vec<Vec<u8>> = appends.iter().map(|a| a.0.clone()).collect();
+    let payloads: Vec<&[u8]> = appends.iter().map(|a| a.0.as_slice()).collect();
     match wal.append(&payloads) {
         Ok(bytes) => {
             metrics.wal_bytes.inc_by(bytes);

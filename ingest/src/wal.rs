@@ -126,10 +126,10 @@ impl Wal {
     }
 
     /// Appends records and fsyncs once for all of them (group commit).
-    pub fn append(&mut self, payloads: &[Vec<u8>]) -> Result<u64> {
+    pub fn append<P: AsRef<[u8]>>(&mut self, payloads: &[P]) -> Result<u64> {
         let path = segment_path(&self.dir, self.segment);
-        let mut buf = Vec::with_capacity(payloads.iter().map(|p| p.len() + HEADER).sum());
-        for p in payloads {
+        let mut buf = Vec::with_capacity(payloads.iter().map(|p| p.as_ref().len() + HEADER).sum());
+        for p in payloads.iter().map(AsRef::as_ref) {
             buf.extend_from_slice(&(p.len() as u32).to_le_bytes());
             buf.extend_from_slice(&crc32fast::hash(p).to_le_bytes());
             buf.extend_from_slice(p);

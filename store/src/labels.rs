@@ -60,6 +60,12 @@ impl Labels {
     /// Builds a label set from pairs that must already be sorted by name, unique and non-empty:
     /// the checks remote-write requires of senders.
     pub fn from_sorted(labels: Vec<Label>) -> Result<Self> {
+        Self::check_sorted(&labels)?;
+        Ok(Self(labels))
+    }
+
+    /// The checks of [`Labels::from_sorted`], without taking the labels.
+    pub fn check_sorted(labels: &[Label]) -> Result<()> {
         for (i, l) in labels.iter().enumerate() {
             if l.name.is_empty() {
                 return Err(Error::InvalidLabels(format!("label {i} has an empty name")));
@@ -86,7 +92,7 @@ impl Labels {
                 }
             }
         }
-        Ok(Self(labels))
+        Ok(())
     }
 
     /// The value of label `name`, if present.
