@@ -9,7 +9,6 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use fleetscope_bench::fleet::{FleetSpec, generate_cluster};
 use fleetscope_proto::v1;
-use prost::Message;
 
 use crate::procs::{Server, free_port, http};
 use crate::{START_MS, dir_bytes};
@@ -316,27 +315,7 @@ fn build_requests(series: &[LoadSeries], clients: usize) -> Vec<Vec<Request>> {
             flat.sort_by_key(|x| (x.0, x.1));
             flat.chunks(PER_REQUEST)
                 .map(|chunk| {
-                    let mut by_series: BTreeMap<usize, Vec<v1::Sample>> = BTreeMap::new();
-                    for &(t, i, v) in chunk {
-                        by_series.entry(i).or_default().push(v1::Sample {
-                            value: v,
-                            timestamp: t,
-                        });
-                    }
-                    let req = v1::WriteRequest {
-                        timeseries: by_series
-                            .into_iter()
-                            .map(|(i, samples)| v1::TimeSeries {
-                                labels: mine[i].0.clone(),
-                                samples,
-                                ..Default::default()
-                            })
-                            .collect(),
-                        metadata: vec![],
-                    };
-                    let body = snap::raw::Encoder::new()
-                        .compress_vec(&req.encode_to_vec())
-                        .unwrap_or_default();
+                    let body = fleetscope_bench::remote_write::encode(chunk, |i| mine[i].0.clone());
                     Request { body }
                 })
                 .collect()

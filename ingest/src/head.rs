@@ -77,25 +77,13 @@ impl Head {
         min_t: i64,
         max_t: i64,
     ) -> Vec<Series> {
-        let mut out: Vec<Series> = self
-            .series
-            .iter()
-            .filter_map(|(labels, samples)| {
-                let labels = labels.with_external(external);
-                if !fleetscope_store::labels::matches_all(matchers, &labels) {
-                    return None;
-                }
-                let mut samples: Vec<Sample> = samples
-                    .iter()
-                    .filter(|s| (min_t..=max_t).contains(&s.t))
-                    .copied()
-                    .collect();
-                sort_dedup(&mut samples);
-                (!samples.is_empty()).then_some(Series { labels, samples })
-            })
-            .collect();
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        out
+        fleetscope_store::mem::select_series(
+            self.series.iter().map(|(l, s)| (l, s.as_slice())),
+            matchers,
+            external,
+            min_t,
+            max_t,
+        )
     }
 
     /// Every series with its samples (for a WAL checkpoint).

@@ -180,31 +180,26 @@ impl<'a> Evaluator<'a> {
     /// Instant-vector selection: at each step, the latest sample within the lookback window,
     /// unless it is a stale marker.
     async fn vector_selector(&self, vs: &VectorSelector, grid: Grid) -> Result<Vec<StepSeries>> {
-        let lookback = self.settings.lookback_ms;
-        let times = self.effective_times(grid, vs.at.as_ref(), vs.offset.as_ref());
-        let (lo, hi) = min_max(&times);
-        let series = self.fetch(vs, lo - lookback, hi).await?;
-        Ok(series
-            .into_iter()
-            .filter_map(|(labels, samples)| {
-                let vals: Vec<Option<f64>> = times
-                    .iter()
-                    .map(|&t| {
-                        latest(&samples, t, lookback, self.settings.prometheus2).map(|(_, v)| v)
-                    })
-                    .collect();
-                vals.iter()
-                    .any(Option::is_some)
-                    .then_some(StepSeries { labels, vals })
-            })
-            .collect())
+        self.select_instant(vs, grid, |_, v| v, false).await
     }
 
-    /// Like [`Self::vector_selector`], but the timestamps of the selected samples (for `timestamp()`).
+    /// Like [`Self::vector_selector`], but the timestamps of the selected samples, name dropped
+    /// (for `timestamp()`).
     pub(crate) async fn vector_selector_timestamps(
         &self,
         vs: &VectorSelector,
         grid: Grid,
+    ) -> Result<Vec<StepSeries>> {
+        self.select_instant(vs, grid, |t, _| t as f64 / 1000.0, true)
+            .await
+    }
+
+    async fn select_instant(
+        &self,
+        vs: &VectorSelector,
+        grid: Grid,
+        value: impl Fn(i64, f64) -> f64,
+        drop_name: bool,
     ) -> Result<Vec<StepSeries>> {
         let lookback = self.settings.lookback_ms;
         let times = self.effective_times(grid, vs.at.as_ref(), vs.offset.as_ref());
@@ -217,13 +212,17 @@ impl<'a> Evaluator<'a> {
                     .iter()
                     .map(|&t| {
                         latest(&samples, t, lookback, self.settings.prometheus2)
-                            .map(|(st, _)| st as f64 / 1000.0)
+                            .map(|(st, v)| value(st, v))
                     })
                     .collect();
-                vals.iter().any(Option::is_some).then_some(StepSeries {
-                    labels: labels.without_name(),
-                    vals,
-                })
+                let labels = if drop_name {
+                    labels.without_name()
+                } else {
+                    labels
+                };
+                vals.iter()
+                    .any(Option::is_some)
+                    .then_some(StepSeries { labels, vals })
             })
             .collect())
     }

@@ -1,7 +1,6 @@
 //! `fleetscope demo`: a simulated fleet of three clusters, shipped through real shippers over
 //! loopback remote-write into a local folder, then served by the querier and summarised with PromQL.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,7 +18,6 @@ use fleetscope_query::source::{LabelsFuture, SelectFuture};
 use fleetscope_query::{Catalog, Engine, Fanout, QueryValue, Source};
 use fleetscope_store::{BlockMeta, Labels, Matcher, objstore};
 use indicatif::{ProgressBar, ProgressStyle};
-use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::args::parse_duration;
@@ -264,31 +262,15 @@ async fn feed_live(members: Vec<LiveFeed>) -> anyhow::Result<()> {
 
 /// One remote-write 1.0 request over loopback HTTP, as Prometheus sends it.
 async fn send(port: u16, labels: &[Labels], samples: &[Pending]) -> anyhow::Result<()> {
-    let mut by_series: BTreeMap<usize, Vec<v1::Sample>> = BTreeMap::new();
-    for &(t, i, v) in samples {
-        by_series.entry(i).or_default().push(v1::Sample {
-            value: v,
-            timestamp: t,
-        });
-    }
-    let req = v1::WriteRequest {
-        timeseries: by_series
-            .into_iter()
-            .map(|(i, samples)| v1::TimeSeries {
-                labels: labels[i]
-                    .iter()
-                    .map(|l| v1::Label {
-                        name: l.name.clone(),
-                        value: l.value.clone(),
-                    })
-                    .collect(),
-                samples,
-                ..Default::default()
+    let body = fleetscope_bench::remote_write::encode(samples, |i| {
+        labels[i]
+            .iter()
+            .map(|l| v1::Label {
+                name: l.name.clone(),
+                value: l.value.clone(),
             })
-            .collect(),
-        metadata: vec![],
-    };
-    let body = snap::raw::Encoder::new().compress_vec(&req.encode_to_vec())?;
+            .collect()
+    });
     let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
     let head = format!(
         "POST /api/v1/write HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-protobuf\r\nContent-Encoding: snappy\r\nX-Prometheus-Remote-Write-Version: 0.1.0\r\nUser-Agent: fleetscope-demo\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",

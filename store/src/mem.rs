@@ -63,22 +63,13 @@ impl MemSeriesSet {
         min_t: i64,
         max_t: i64,
     ) -> Vec<Series> {
-        let mut out: Vec<Series> = self
-            .series
-            .iter()
-            .filter_map(|(labels, samples)| {
-                let labels = labels.with_external(external);
-                if !matches_all(matchers, &labels) {
-                    return None;
-                }
-                let mut samples = samples.clone();
-                sort_dedup(&mut samples);
-                samples.retain(|s| (min_t..=max_t).contains(&s.t));
-                (!samples.is_empty()).then_some(Series { labels, samples })
-            })
-            .collect();
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        out
+        select_series(
+            self.series.iter().map(|(l, s)| (l, s.as_slice())),
+            matchers,
+            external,
+            min_t,
+            max_t,
+        )
     }
 
     /// Splits the set into aligned windows of `duration_ms`: window start -> series of that window.
@@ -111,6 +102,32 @@ impl MemSeriesSet {
             })
             .collect()
     }
+}
+
+/// The selection contract of [`crate::BlockReader::select`] over series held in memory: series
+/// whose labels (external labels added) match every matcher, samples in `[min_t, max_t]` sorted
+/// with the last write of a timestamp kept, series without samples left out, sorted by labels.
+pub fn select_series<'a>(
+    series: impl Iterator<Item = (&'a Labels, &'a [Sample])>,
+    matchers: &[Matcher],
+    external: &Labels,
+    min_t: i64,
+    max_t: i64,
+) -> Vec<Series> {
+    let mut out: Vec<Series> = series
+        .filter_map(|(labels, samples)| {
+            let labels = labels.with_external(external);
+            if !matches_all(matchers, &labels) {
+                return None;
+            }
+            let mut samples = samples.to_vec();
+            sort_dedup(&mut samples);
+            samples.retain(|s| (min_t..=max_t).contains(&s.t));
+            (!samples.is_empty()).then_some(Series { labels, samples })
+        })
+        .collect();
+    out.sort_by(|a, b| a.labels.cmp(&b.labels));
+    out
 }
 
 #[cfg(test)]
