@@ -345,11 +345,45 @@ fn explain_parse_error(query: &str, err: &str) -> String {
         && !compact.contains(":]")
     {
         let fname = f.trim_end_matches('(');
+        let at = query
+            .find(")[")
+            .map_or(1, |i| query[..=i].chars().count() + 1);
         return format!(
-            "{err}: the range goes inside {fname}(), right after the selector: write {fname}(metric[5m]), not {fname}(metric)[5m]"
+            "1:{at}: {err}: the range goes inside {fname}(), right after the selector: write {fname}(metric[5m]), not {fname}(metric)[5m]"
         );
     }
-    format!("parse error: {err}")
+    let (line, col) = error_position(query);
+    format!("{line}:{col}: parse error: {err}")
+}
+
+/// Where a query stops making sense: the end of the shortest prefix that fails for a reason other
+/// than being incomplete (the parser reports no positions itself). `line:column`, 1-based.
+fn error_position(query: &str) -> (usize, usize) {
+    const INCOMPLETE: [&str; 4] = [
+        "end of input",
+        "unclosed",
+        "unterminated",
+        "unexpected <eof>",
+    ];
+    // By default the problem is the end of the input (the column just past the last character).
+    let mut end = query.len();
+    let mut past_end = 1;
+    if query.len() <= 4096 {
+        for (i, c) in query.char_indices() {
+            let prefix = &query[..i + c.len_utf8()];
+            if let Err(e) = parser::parse(prefix) {
+                if !INCOMPLETE.iter().any(|w| e.contains(w)) {
+                    end = i + c.len_utf8();
+                    past_end = 0;
+                    break;
+                }
+            }
+        }
+    }
+    let before = &query[..end];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + past_end;
+    (line, col.max(1))
 }
 
 #[cfg(test)]
@@ -415,5 +449,26 @@ mod tests {
         let now = run(Compat::Current, "rate(c[5m])", 340_000).await;
         let old = run(Compat::Prometheus2, "rate(c[5m])", 340_000).await;
         assert!(now < old, "{now} vs {old}");
+    }
+
+    #[test]
+    fn parse_errors_say_where() {
+        let err = |q| Engine::parse(q).unwrap_err().to_string();
+        assert!(
+            err("sum(up{job=\"a\"").starts_with("1:15: parse error"),
+            "{}",
+            err("sum(up{job=\"a\"")
+        );
+        assert!(
+            err("sum(up) by").starts_with("1:9:"),
+            "{}",
+            err("sum(up) by")
+        );
+        assert!(err("up +* 2").starts_with("1:4:"), "{}", err("up +* 2"));
+        let hint = err("sum(rate(container_cpu_usage_seconds_total)[5m])");
+        assert!(
+            hint.starts_with("1:44:") && hint.contains("write rate(metric[5m])"),
+            "{hint}"
+        );
     }
 }

@@ -100,16 +100,19 @@ fn parse_time(s: &str, now: i64) -> anyhow::Result<i64> {
 
 /// The parser's message with the query and a caret under the reported position, when there is one.
 fn mark_position(expr: &str, message: &str) -> String {
-    // promql-parser reports positions as `<line>:<col>` or as byte offsets in some messages.
-    let col = message
-        .split(|c: char| !c.is_ascii_digit() && c != ':')
-        .find_map(|w| w.split_once(':').and_then(|(_, c)| c.parse::<usize>().ok()));
-    match col.filter(|c| *c <= expr.len() + 1) {
-        Some(c) => format!(
-            "{message}\n  {expr}\n  {}^",
-            " ".repeat(c.saturating_sub(1))
-        ),
-        None => format!("{message}\n  {expr}"),
+    // The engine's parse errors start with `line:column:`.
+    let mut parts = message.splitn(3, ':');
+    let line = parts.next().and_then(|l| l.trim().parse::<usize>().ok());
+    let col = parts.next().and_then(|c| c.trim().parse::<usize>().ok());
+    match (line, col) {
+        (Some(line), Some(col)) if line >= 1 => {
+            let text = expr.lines().nth(line - 1).unwrap_or(expr);
+            format!(
+                "{message}\n  {text}\n  {}^",
+                " ".repeat(col.saturating_sub(1))
+            )
+        }
+        _ => format!("{message}\n  {expr}"),
     }
 }
 

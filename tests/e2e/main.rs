@@ -8,6 +8,7 @@ mod deploy;
 mod fleet;
 mod import;
 mod outage;
+mod query;
 mod support;
 
 use std::path::Path;
