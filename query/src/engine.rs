@@ -371,12 +371,12 @@ fn error_position(query: &str) -> (usize, usize) {
     if query.len() <= 4096 {
         for (i, c) in query.char_indices() {
             let prefix = &query[..i + c.len_utf8()];
-            if let Err(e) = parser::parse(prefix) {
-                if !INCOMPLETE.iter().any(|w| e.contains(w)) {
-                    end = i + c.len_utf8();
-                    past_end = 0;
-                    break;
-                }
+            if let Err(e) = parser::parse(prefix)
+                && !INCOMPLETE.iter().any(|w| e.contains(w))
+            {
+                end = i + c.len_utf8();
+                past_end = 0;
+                break;
             }
         }
     }
