@@ -80,13 +80,13 @@ impl FleetSpec {
         }
     }
 
-    /// Named sizes: `tiny` (tests, ~1.5k series, 30 min), `small` (~10k series, 2h), `medium` (~100k series, 6h).
+    /// Named sizes: `tiny` (tests, ~2.8k series, 30 min), `small` (~20k series, 2h), `medium` (~100k series, 6h).
     pub fn preset(name: &str, start_ms: i64) -> Option<Self> {
         const H: i64 = 3_600_000;
         match name {
             "tiny" => Some(Self::standard(1, start_ms, H / 2)),
             "small" => Some(Self::standard(6, start_ms, 2 * H)),
-            "medium" => Some(Self::standard(60, start_ms, 6 * H)),
+            "medium" => Some(Self::standard(30, start_ms, 6 * H)),
             _ => None,
         }
     }
