@@ -461,8 +461,10 @@ fn spawn_wal_thread(
                         WalCmd::Checkpoint { done } => {
                             commit(&mut wal, std::mem::take(&mut appends), &head, &metrics);
                             let snapshot = head.lock().map(|h| h.snapshot()).unwrap_or_default();
-                            let _ =
-                                done.send(wal.checkpoint(&snapshot).map_err(|e| error_chain(&e)));
+                            let _ = done.send(
+                                wal.checkpoint(&snapshot)
+                                    .map_err(|e| fleetscope_store::error::display_chain(&e)),
+                            );
                         }
                     }
                 }
@@ -501,22 +503,11 @@ fn commit(wal: &mut Wal, appends: Vec<Append>, head: &Mutex<Head>, metrics: &Met
             metrics.head_samples.set(h.samples() as i64);
         }
         Err(e) => {
-            let msg = error_chain(&e);
+            let msg = fleetscope_store::error::display_chain(&e);
             tracing::error!(error = %msg, "wal write failed");
             for (.., done) in appends {
                 let _ = done.send(Err(msg.clone()));
             }
         }
     }
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

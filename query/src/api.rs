@@ -197,25 +197,14 @@ impl From<Error> for ApiError {
             Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         if status.is_server_error() {
-            tracing::warn!(error = %fmt_chain(&e), "query failed");
+            tracing::warn!(error = %fleetscope_store::error::display_chain(&e), "query failed");
         }
         Self {
             status,
             error_type,
-            message: fmt_chain(&e),
+            message: fleetscope_store::error::display_chain(&e),
         }
     }
-}
-
-fn fmt_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 impl IntoResponse for ApiError {
