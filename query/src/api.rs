@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -233,6 +233,19 @@ fn ok_warn(data: String, warnings: &[String]) -> Response {
 /// Request parameters from the query string and a form-encoded body.
 struct Params(Vec<(String, String)>);
 
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let query = req.uri().query().map(String::from);
+        let headers = req.headers().clone();
+        let body = <Bytes as axum::extract::FromRequest<S>>::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::bad_data(format!("read request body: {e}")))?;
+        Ok(Params::new(query, &headers, &body))
+    }
+}
+
 impl Params {
     fn new(query: Option<String>, headers: &HeaderMap, body: &Bytes) -> Self {
         let mut v: Vec<(String, String)> =
@@ -393,13 +406,7 @@ fn status_of(e: &Error) -> &'static str {
 }
 
 #[tracing::instrument(skip_all, fields(handler = "query"))]
-async fn query(
-    State(state): State<Arc<ApiState>>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let p = Params::new(q, &headers, &body);
+async fn query(State(state): State<Arc<ApiState>>, p: Params) -> Result<Response, ApiError> {
     let query = p
         .get("query")
         .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": query is empty"))?;
@@ -411,13 +418,7 @@ async fn query(
 }
 
 #[tracing::instrument(skip_all, fields(handler = "query_range"))]
-async fn query_range(
-    State(state): State<Arc<ApiState>>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let p = Params::new(q, &headers, &body);
+async fn query_range(State(state): State<Arc<ApiState>>, p: Params) -> Result<Response, ApiError> {
     let query = p
         .get("query")
         .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": query is empty"))?;
@@ -547,13 +548,7 @@ fn truncate<T>(items: &mut Vec<T>, limit: usize) -> Vec<String> {
     vec![]
 }
 
-async fn series(
-    State(state): State<Arc<ApiState>>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let p = Params::new(q, &headers, &body);
+async fn series(State(state): State<Arc<ApiState>>, p: Params) -> Result<Response, ApiError> {
     let sets = match_sets(&p)?;
     if sets.is_empty() {
         return Err(ApiError::bad_data("no match[] parameter provided"));
@@ -563,13 +558,7 @@ async fn series(
     Ok(ok_warn(json::label_sets(&found), &warnings))
 }
 
-async fn labels(
-    State(state): State<Arc<ApiState>>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let p = Params::new(q, &headers, &body);
+async fn labels(State(state): State<Arc<ApiState>>, p: Params) -> Result<Response, ApiError> {
     let sets = match_sets(&p)?;
     let mut names: Vec<String> = if sets.is_empty() {
         label_index(&state, &p).await?.into_keys().collect()
@@ -593,11 +582,8 @@ async fn labels(
 async fn label_values(
     State(state): State<Arc<ApiState>>,
     Path(name): Path<String>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    p: Params,
 ) -> Result<Response, ApiError> {
-    let p = Params::new(q, &headers, &body);
     // Grafana escapes UTF-8 label names as `U__...`; plain names pass through unchanged.
     let name = unescape_label_name(&name);
     let sets = match_sets(&p)?;
