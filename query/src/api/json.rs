@@ -138,7 +138,8 @@ fn timestamp(out: &mut String, t: i64) {
     }
 }
 
-/// Go's `strconv.FormatFloat(v, 'f', -1, 64)` with Prometheus's spellings of the special values.
+/// Go's `strconv.FormatFloat(v, 'f', -1, 64)` with Prometheus's spellings of the special values
+/// (sample values in answers, and the label `count_values` adds).
 pub(crate) fn format_value(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()

@@ -45,7 +45,7 @@ impl Evaluator<'_> {
                     for (i, v) in s.vals.iter().enumerate() {
                         if let Some(v) = v {
                             let vals = out
-                                .entry(key.with(&label, &format_value(*v)))
+                                .entry(key.with(&label, &crate::api::json::format_value(*v)))
                                 .or_insert_with(|| vec![None; n]);
                             vals[i] = Some(vals[i].unwrap_or(0.0) + 1.0);
                         }
@@ -217,21 +217,6 @@ pub(crate) fn rank(a: f64, b: f64, descending: bool) -> std::cmp::Ordering {
         (false, true) => Less,
         _ if descending => b.partial_cmp(&a).unwrap_or(Equal),
         _ => a.partial_cmp(&b).unwrap_or(Equal),
-    }
-}
-
-/// Go's `strconv.FormatFloat(f, 'f', -1, 64)`, as `count_values` prints values.
-fn format_value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        }
-    } else {
-        format!("{v}")
     }
 }
 

@@ -183,19 +183,7 @@ impl Evaluator<'_> {
                     return Ok(Value::Vector(merge_same_labels(out)?));
                 }
                 let v = self.vector_arg(arg(0)?, grid).await?;
-                let out = v
-                    .into_iter()
-                    .map(|s| StepSeries {
-                        labels: s.labels.without_name(),
-                        vals: s
-                            .vals
-                            .iter()
-                            .enumerate()
-                            .map(|(i, v)| v.map(|_| grid.t(i) as f64 / 1000.0))
-                            .collect(),
-                    })
-                    .collect();
-                Ok(Value::Vector(merge_same_labels(out)?))
+                map_values(v, |i, _| grid.t(i) as f64 / 1000.0)
             }
             "sort" | "sort_desc" => self.eval(arg(0)?, grid).await,
             "label_replace" => {
@@ -280,31 +268,16 @@ impl Evaluator<'_> {
                         Some(self.scalar_arg(arg(1)?, grid, "clamp_max").await?),
                     ),
                 };
-                let out = v
-                    .into_iter()
-                    .map(|s| StepSeries {
-                        labels: s.labels.without_name(),
-                        vals: s
-                            .vals
-                            .iter()
-                            .enumerate()
-                            .map(|(i, v)| {
-                                let (lo, hi) =
-                                    (lo.as_ref().map(|l| l[i]), hi.as_ref().map(|h| h[i]));
-                                if let (Some(lo), Some(hi)) = (lo, hi)
-                                    && hi < lo
-                                {
-                                    return None;
-                                }
-                                v.map(|x| {
-                                    let x = hi.map_or(x, |h| go_min(h, x));
-                                    lo.map_or(x, |l| go_max(l, x))
-                                })
-                            })
-                            .collect(),
-                    })
-                    .collect();
-                Ok(Value::Vector(merge_same_labels(out)?))
+                filter_map_values(v, |i, x| {
+                    let (lo, hi) = (lo.as_ref().map(|l| l[i]), hi.as_ref().map(|h| h[i]));
+                    if let (Some(lo), Some(hi)) = (lo, hi)
+                        && hi < lo
+                    {
+                        return None;
+                    }
+                    let x = hi.map_or(x, |h| go_min(h, x));
+                    Some(lo.map_or(x, |l| go_max(l, x)))
+                })
             }
             "round" => {
                 let v = self.vector_arg(arg(0)?, grid).await?;
@@ -344,6 +317,11 @@ impl Evaluator<'_> {
 
 /// Applies `f(step, value)` to every value; drops the metric name.
 fn map_values(v: Vec<StepSeries>, f: impl Fn(usize, f64) -> f64) -> Result<Value> {
+    filter_map_values(v, |i, x| Some(f(i, x)))
+}
+
+/// Applies `f(step, value)` to every value, `None` dropping it; drops the metric name.
+fn filter_map_values(v: Vec<StepSeries>, f: impl Fn(usize, f64) -> Option<f64>) -> Result<Value> {
     let out = v
         .into_iter()
         .map(|s| StepSeries {
@@ -352,7 +330,7 @@ fn map_values(v: Vec<StepSeries>, f: impl Fn(usize, f64) -> f64) -> Result<Value
                 .vals
                 .iter()
                 .enumerate()
-                .map(|(i, v)| v.map(|x| f(i, x)))
+                .map(|(i, v)| v.and_then(|x| f(i, x)))
                 .collect(),
         })
         .collect();
