@@ -12,7 +12,6 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use fleetscope_bench::fleet::{FleetSpec, generate_cluster};
 use fleetscope_ingest::convert::{Version, decode};
 use fleetscope_ingest::wal::{Wal, encode_record};
-use fleetscope_proto::v1;
 use fleetscope_query::{Catalog, Engine, MemSource};
 use fleetscope_store::{
     BlockMeta, BlockReader, Labels, Matcher, MemSeriesSet, Series, WriteOptions, objstore,
@@ -51,14 +50,12 @@ fn bench(c: &mut Criterion) {
         .map(|(i, s)| (s.samples[0].t, i, s.samples[0].v))
         .collect();
     let body = fleetscope_bench::remote_write::encode(&flat, |i| {
-        series[i]
-            .labels
-            .iter()
-            .map(|l| v1::Label {
-                name: l.name.clone(),
-                value: l.value.clone(),
-            })
-            .collect()
+        fleetscope_bench::remote_write::encode_labels(
+            series[i]
+                .labels
+                .iter()
+                .map(|l| (l.name.as_str(), l.value.as_str())),
+        )
     });
     let raw = Bytes::from(snap::raw::Decoder::new().decompress_vec(&body).unwrap());
     let mut g = c.benchmark_group("ingest");

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use fleetscope_bench::fleet::{FleetSpec, generate_cluster};
-use fleetscope_proto::v1;
+use fleetscope_bench::remote_write::{encode, encode_labels};
 
 use crate::procs::{Server, free_port, http};
 use crate::{START_MS, dir_bytes};
@@ -28,9 +28,6 @@ pub(crate) struct Args {
     /// The Prometheus server binary.
     #[arg(long, default_value = "prometheus")]
     prometheus: String,
-    /// promtool, for the storage comparison.
-    #[arg(long, default_value = "promtool")]
-    promtool: String,
     /// Concurrent remote-write clients (each owns a share of the series, as Prometheus shards).
     #[arg(long, default_value_t = 4)]
     clients: usize,
@@ -39,8 +36,8 @@ pub(crate) struct Args {
     repeats: usize,
 }
 
-/// One series of the load: its labels and `(t, v)` samples.
-type LoadSeries = (Vec<v1::Label>, Vec<(i64, f64)>);
+/// One series of the load: its encoded labels and `(t, v)` samples.
+type LoadSeries = (Vec<u8>, Vec<(i64, f64)>);
 
 /// Samples per remote-write request (Prometheus's default `max_samples_per_send` is 2000).
 const PER_REQUEST: usize = 2000;
@@ -80,19 +77,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let mut series: Vec<LoadSeries> = Vec::new();
     for cluster in &spec.clusters {
         generate_cluster(&spec, cluster, &mut |s| {
-            let mut labels: Vec<(String, String)> = s
-                .labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect();
-            labels.push(("__name__".into(), s.name.to_string()));
-            labels.push(("cluster".into(), cluster.name.clone()));
-            labels.sort();
-            let labels = labels
-                .into_iter()
-                .map(|(name, value)| v1::Label { name, value })
-                .collect();
-            series.push((labels, s.samples));
+            let mut labels: Vec<(&str, &str)> =
+                s.labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            labels.push(("__name__", s.name));
+            labels.push(("cluster", &cluster.name));
+            labels.sort_unstable();
+            series.push((encode_labels(labels), s.samples));
         });
     }
     let samples: usize = series.iter().map(|s| s.1.len()).sum();
@@ -141,6 +131,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             "--storage.tsdb.retention.time=100y".into(),
             format!("--web.listen-address=127.0.0.1:{prom_port}"),
             "--web.enable-remote-write-receiver".into(),
+            "--web.enable-admin-api".into(),
             "--query.max-samples=500000000".into(),
         ],
         prom_port,
@@ -157,11 +148,21 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let shipper_rss = shipper.peak_rss();
     let prom_ingest_rss = prometheus.peak_rss();
     drop(shipper);
-    let fs_rw_bytes = dir_bytes(&bucket)?;
+    let fs_bytes = dir_bytes(&bucket)?;
 
-    // Storage, as each member cluster's own Prometheus would hold it (promtool blocks).
-    let storage =
-        crate::storage::storage(&args.preset, Some(work.join("storage")), &args.promtool)?;
+    // Storage: the objects the shipper uploaded, against the blocks Prometheus writes from the same
+    // data (a snapshot persists its head as a block, as compaction would).
+    let (status, body) = http("POST", prom_port, "/api/v1/admin/tsdb/snapshot", &[], b"")?;
+    anyhow::ensure!(
+        status == 200,
+        "snapshot: {}",
+        String::from_utf8_lossy(&body)
+    );
+    let snapshot: serde_json::Value = serde_json::from_slice(&body)?;
+    let name = snapshot["data"]["name"]
+        .as_str()
+        .context("snapshot answer without data.name")?;
+    let prom_bytes = dir_bytes(&work.join("prometheus-data/snapshots").join(name))?;
 
     // Queries: the querier over the shipped blocks; Prometheus over what it ingested.
     let q_port = free_port()?;
@@ -257,14 +258,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         shipper_rss as f64 / prom_ingest_rss as f64
     );
     println!(
-        "| storage, bytes per sample (blocks; Prometheus via promtool) | {:.3} | {:.3} | {:.2} |",
-        storage.fs_bytes as f64 / storage.samples as f64,
-        storage.prom_bytes as f64 / storage.samples as f64,
-        storage.fs_bytes as f64 / storage.prom_bytes as f64
-    );
-    println!(
-        "| storage, bytes per sample of the shipped blocks (remote-write path) | {:.3} | | |",
-        fs_rw_bytes as f64 / samples as f64
+        "| storage, bytes per sample (fleetscope: uploaded objects; Prometheus: blocks of a TSDB snapshot) | {:.3} | {:.3} | {:.2} |",
+        fs_bytes as f64 / samples as f64,
+        prom_bytes as f64 / samples as f64,
+        fs_bytes as f64 / prom_bytes as f64
     );
     let mut all_same = true;
     for (name, a, b, same) in &rows {
@@ -301,26 +298,31 @@ struct Request {
     body: Vec<u8>,
 }
 
-/// Splits series among clients; each client's requests go in time order, `PER_REQUEST` samples each.
+/// Splits series among clients; each client's requests go in time order, `PER_REQUEST` samples
+/// each. Clients are built in parallel.
 fn build_requests(series: &[LoadSeries], clients: usize) -> Vec<Vec<Request>> {
-    (0..clients)
-        .map(|c| {
-            let mine: Vec<&LoadSeries> = series.iter().skip(c).step_by(clients).collect();
-            // All samples of this client in time order, then cut into requests.
-            let mut flat: Vec<(i64, usize, f64)> = mine
-                .iter()
-                .enumerate()
-                .flat_map(|(i, s)| s.1.iter().map(move |&(t, v)| (t, i, v)))
-                .collect();
-            flat.sort_by_key(|x| (x.0, x.1));
-            flat.chunks(PER_REQUEST)
-                .map(|chunk| {
-                    let body = fleetscope_bench::remote_write::encode(chunk, |i| mine[i].0.clone());
-                    Request { body }
-                })
-                .collect()
-        })
-        .collect()
+    let build = |c: usize| -> Vec<Request> {
+        let mine: Vec<&LoadSeries> = series.iter().skip(c).step_by(clients).collect();
+        // All samples of this client in time order, then cut into requests.
+        let mut flat: Vec<(i64, usize, f64)> = mine
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| s.1.iter().map(move |&(t, v)| (t, i, v)))
+            .collect();
+        flat.sort_unstable_by_key(|x| (x.0, x.1));
+        flat.chunks(PER_REQUEST)
+            .map(|chunk| Request {
+                body: encode(chunk, |i| mine[i].0.as_slice()),
+            })
+            .collect()
+    };
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..clients).map(|c| s.spawn(move || build(c))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
 }
 
 /// Sends every client's requests concurrently; returns wall time and the server's CPU seconds.

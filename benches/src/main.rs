@@ -75,7 +75,7 @@ fn main() -> anyhow::Result<()> {
             preset,
             work,
             promtool,
-        } => storage::storage(&preset, work, &promtool).map(|_| ()),
+        } => storage::storage(&preset, work, &promtool),
         Cmd::Compare(args) => compare::run(args),
     }
 }

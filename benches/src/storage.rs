@@ -14,18 +14,7 @@ use fleetscope_store::{
 
 use crate::{START_MS, dir_bytes, generate};
 
-/// What the storage comparison measured.
-pub(crate) struct StorageResult {
-    pub(crate) samples: usize,
-    pub(crate) fs_bytes: u64,
-    pub(crate) prom_bytes: u64,
-}
-
-pub(crate) fn storage(
-    preset: &str,
-    work: Option<PathBuf>,
-    promtool: &str,
-) -> anyhow::Result<StorageResult> {
+pub(crate) fn storage(preset: &str, work: Option<PathBuf>, promtool: &str) -> anyhow::Result<()> {
     let tmp;
     let work = match work {
         Some(w) => w,
@@ -173,11 +162,7 @@ pub(crate) fn storage(
     println!(
         "\nselective read `DCGM_FI_DEV_GPU_UTIL{{gpu=\"0\"}}` over 30 min: {found} series; {pages_read} of {pages} metric_name pages read in the row groups kept"
     );
-    Ok(StorageResult {
-        samples,
-        fs_bytes,
-        prom_bytes,
-    })
+    Ok(())
 }
 
 /// Bytes of the "sample rows" family (design.md): a series table plus one row per sample, sorted by

@@ -32,6 +32,8 @@ pub struct Metrics {
     pub head_series: Gauge,
     /// Samples in the head.
     pub head_samples: Gauge,
+    /// Bytes of the head's samples (coded chunks and raw open tails).
+    pub head_sample_bytes: Gauge,
     /// Blocks cut from the head.
     pub blocks_cut: Counter,
     /// Blocks uploaded.
@@ -62,6 +64,7 @@ impl Metrics {
             wal_fsyncs: Counter::default(),
             head_series: Gauge::default(),
             head_samples: Gauge::default(),
+            head_sample_bytes: Gauge::default(),
             blocks_cut: Counter::default(),
             blocks_uploaded: Counter::default(),
             upload_failures: Counter::default(),
@@ -90,6 +93,11 @@ impl Metrics {
             "head_samples",
             "Samples in the head",
             m.head_samples.clone(),
+        );
+        registry.register(
+            "head_sample_bytes",
+            "Bytes of the head's samples (coded chunks and raw open tails)",
+            m.head_sample_bytes.clone(),
         );
         registry.register(
             "blocks_cut",

@@ -1,5 +1,5 @@
-//! The shipper's HTTP side: `POST /api/v1/write` (remote-write 1.0 and 2.0), `POST /api/v1/flush`,
-//! `/metrics`, `/-/healthy`, `/-/ready`.
+//! The shipper's HTTP side: `POST /api/v1/write` (remote-write 1.0 and 2.0), `POST /api/v1/read`
+//! (remote-read, see [`crate::read`]), `POST /api/v1/flush`, `/metrics`, `/-/healthy`, `/-/ready`.
 //!
 //! Status codes follow the remote-write specs: 204 success; 400 invalid data (never retried; valid
 //! samples of the request are kept); 401 without the bearer token; 413 too large (checked before
@@ -19,6 +19,7 @@ use fleetscope_store::{Sample, Series};
 
 use crate::convert::{Version, decode};
 use crate::metrics::CodeLabels;
+use crate::read::ReadError;
 use crate::shipper::Shipper;
 
 /// Limits and access control of the receiver.
@@ -28,8 +29,10 @@ pub struct ReceiverOptions {
     pub max_body_bytes: usize,
     /// Largest decompressed body accepted (read from the snappy header before decompressing).
     pub max_decoded_bytes: usize,
-    /// Bearer token required on writes and flushes, if set.
+    /// Bearer token required on writes, reads and flushes, if set.
     pub auth_token: Option<String>,
+    /// Most samples one remote-read answers (Prometheus's `--storage.remote.read-sample-limit`).
+    pub max_read_samples: usize,
 }
 
 impl Default for ReceiverOptions {
@@ -38,6 +41,7 @@ impl Default for ReceiverOptions {
             max_body_bytes: 32 << 20,
             max_decoded_bytes: 256 << 20,
             auth_token: None,
+            max_read_samples: 50_000_000,
         }
     }
 }
@@ -54,6 +58,7 @@ pub fn router(shipper: Shipper, options: ReceiverOptions) -> Router {
     let state = Arc::new(AppState { shipper, options });
     Router::new()
         .route("/api/v1/write", post(write))
+        .route("/api/v1/read", post(read))
         .route("/api/v1/flush", post(flush))
         .route(
             "/metrics",
@@ -188,24 +193,9 @@ async fn handle_write(state: &AppState, headers: &HeaderMap, body: Bytes) -> Out
             format!("unsupported content encoding {encoding:?}: expected snappy"),
         );
     }
-    let decoded_len = match snap::raw::decompress_len(&body) {
-        Ok(n) => n,
-        Err(e) => return Outcome::error(StatusCode::BAD_REQUEST, format!("snappy header: {e}")),
-    };
-    if decoded_len > state.options.max_decoded_bytes {
-        return Outcome::error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "decompressed body of {decoded_len} bytes exceeds the limit of {} bytes",
-                state.options.max_decoded_bytes
-            ),
-        );
-    }
-    let raw = match snap::raw::Decoder::new().decompress_vec(&body) {
+    let raw = match decompress(&body, state.options.max_decoded_bytes) {
         Ok(raw) => raw,
-        Err(e) => {
-            return Outcome::error(StatusCode::BAD_REQUEST, format!("snappy decompress: {e}"));
-        }
+        Err((status, message)) => return Outcome::error(status, message),
     };
     let decoded = match decode(version, Bytes::from(raw)) {
         Ok(d) => d,
@@ -263,6 +253,56 @@ async fn handle_write(state: &AppState, headers: &HeaderMap, body: Bytes) -> Out
         );
     }
     out
+}
+
+#[tracing::instrument(skip_all, fields(bytes = body.len()))]
+async fn read(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    if !authorized(&state, &headers) {
+        return (StatusCode::UNAUTHORIZED, "missing or wrong bearer token\n").into_response();
+    }
+    let raw = match decompress(&body, state.options.max_decoded_bytes) {
+        Ok(raw) => raw,
+        Err((status, message)) => return (status, format!("{message}\n")).into_response(),
+    };
+    let answer = crate::read::answer(&state.shipper, &raw, state.options.max_read_samples).await;
+    let compressed = answer.and_then(|r| {
+        snap::raw::Encoder::new()
+            .compress_vec(&r)
+            .map_err(|e| ReadError::Internal(format!("compress response: {e}")))
+    });
+    match compressed {
+        Ok(body) => (
+            [
+                (header::CONTENT_TYPE, "application/x-protobuf"),
+                (header::CONTENT_ENCODING, "snappy"),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(e) => {
+            let status = match e {
+                ReadError::BadRequest(_) => StatusCode::BAD_REQUEST,
+                ReadError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            tracing::debug!(status = status.as_u16(), error = %e, "read refused");
+            (status, format!("{e}\n")).into_response()
+        }
+    }
+}
+
+/// A snappy body decompressed, its declared size checked against `limit` first.
+fn decompress(body: &[u8], limit: usize) -> Result<Vec<u8>, (StatusCode, String)> {
+    let len = snap::raw::decompress_len(body)
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("snappy header: {e}")))?;
+    if len > limit {
+        return Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("decompressed body of {len} bytes exceeds the limit of {limit} bytes"),
+        ));
+    }
+    snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("snappy decompress: {e}")))
 }
 
 #[tracing::instrument(skip_all)]

@@ -6,12 +6,17 @@
 //!   with exponential backoff while the object store is unreachable; they wait on disk meanwhile.
 //! * Only after the upload is the WAL checkpointed (the head's remaining series rewritten, older
 //!   segments deleted): nothing acknowledged exists only in memory.
+//! * Uploaded blocks move to a `shipped` folder and stay readable there for
+//!   [`ShipperConfig::local_retention`], so a querier reading the shipper ([`Shipper::select`], served
+//!   as remote-read) sees no gap while its own listing of the bucket catches up.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fleetscope_store::{BlockId, BlockMeta, Labels, Series, WriteOptions, layout, write_block};
+use fleetscope_store::{
+    BlockId, BlockMeta, BlockReader, Labels, Matcher, Series, WriteOptions, layout, write_block,
+};
 use object_store::local::LocalFileSystem;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use tokio::sync::{mpsc, oneshot};
@@ -31,6 +36,22 @@ pub struct ShipperConfig {
     pub external_labels: Labels,
     /// Longest wait between upload retries.
     pub max_backoff: Duration,
+    /// How long uploaded blocks stay readable from the shipper (longer than queriers' refresh).
+    pub local_retention: Duration,
+}
+
+impl ShipperConfig {
+    /// Defaults for everything but the data folder: 2h blocks, no external labels, 30 s longest
+    /// backoff, 10 min local retention.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            block_duration: Duration::from_secs(2 * 3600),
+            external_labels: Labels::empty(),
+            max_backoff: Duration::from_secs(30),
+            local_retention: Duration::from_secs(600),
+        }
+    }
 }
 
 /// Errors of the shipper.
@@ -48,6 +69,9 @@ pub enum ShipperError {
     /// The WAL queue is full: the sender should retry later.
     #[error("overloaded: the WAL queue is full")]
     Overloaded,
+    /// Reading a local block failed.
+    #[error("read local block")]
+    Read(#[source] fleetscope_store::Error),
     /// Local file trouble.
     #[error("{0}")]
     Io(String),
@@ -82,6 +106,9 @@ struct Inner {
     cut_lock: tokio::sync::Mutex<()>,
     /// Blocks staged and waiting, with the time they were staged.
     pending: Mutex<Vec<(BlockId, Instant)>>,
+    /// Uploaded blocks kept in `shipped/` for reads, with the time they were uploaded.
+    shipped_store: Arc<dyn ObjectStore>,
+    shipped: Mutex<Vec<(Arc<BlockReader>, Instant)>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -114,13 +141,8 @@ impl Shipper {
             "wal replayed"
         );
         let head = Arc::new(Mutex::new(head));
-        let staging_dir = config.data_dir.join("blocks");
-        std::fs::create_dir_all(&staging_dir)
-            .map_err(|e| ShipperError::Io(format!("create {}: {e}", staging_dir.display())))?;
-        let staging: Arc<dyn ObjectStore> = Arc::new(
-            LocalFileSystem::new_with_prefix(&staging_dir)
-                .map_err(|e| ShipperError::Io(format!("{}: {e}", staging_dir.display())))?,
-        );
+        let staging = local_store(&config.data_dir.join("blocks"))?;
+        let shipped_store = local_store(&config.data_dir.join("shipped"))?;
         let (tx, rx) = mpsc::channel(4096);
         spawn_wal_thread(wal, rx, Arc::clone(&head), Arc::clone(&metrics));
         let shipper = Self {
@@ -133,6 +155,8 @@ impl Shipper {
                 metrics,
                 cut_lock: tokio::sync::Mutex::new(()),
                 pending: Mutex::new(Vec::new()),
+                shipped_store,
+                shipped: Mutex::new(Vec::new()),
             }),
         };
         shipper.recover_staged().await?;
@@ -145,19 +169,88 @@ impl Shipper {
         &self.inner.metrics
     }
 
-    /// Head series matching `matchers` (external labels included) with samples in `[min_t, max_t]`:
-    /// the data not yet in the object store.
-    pub fn select_head(
+    /// Series matching `matchers` (external labels included) with samples in `[min_t, max_t]`, from
+    /// everything the shipper holds: the head, staged blocks and recently uploaded ones. Sorted by
+    /// labels, one entry per label set.
+    pub async fn select(
         &self,
-        matchers: &[fleetscope_store::Matcher],
+        matchers: &[Matcher],
         min_t: i64,
         max_t: i64,
-    ) -> Vec<Series> {
+    ) -> Result<Vec<Series>, ShipperError> {
+        let mut parts = vec![self.select_head(matchers, min_t, max_t)];
+        for reader in self.local_blocks(min_t, max_t).await? {
+            let selection = reader
+                .select(matchers, min_t, max_t)
+                .await
+                .map_err(ShipperError::Read)?;
+            parts.push(selection.series);
+        }
+        Ok(fleetscope_store::series::merge(parts))
+    }
+
+    /// Label sets of the series [`Shipper::select`] would return, without their samples.
+    pub async fn series(
+        &self,
+        matchers: &[Matcher],
+        min_t: i64,
+        max_t: i64,
+    ) -> Result<Vec<Labels>, ShipperError> {
+        let mut all: Vec<Labels> = self
+            .select_head(matchers, min_t, max_t)
+            .into_iter()
+            .map(|s| s.labels)
+            .collect();
+        for reader in self.local_blocks(min_t, max_t).await? {
+            all.extend(
+                reader
+                    .series_labels(matchers, min_t, max_t)
+                    .await
+                    .map_err(ShipperError::Read)?,
+            );
+        }
+        all.sort();
+        all.dedup();
+        Ok(all)
+    }
+
+    fn select_head(&self, matchers: &[Matcher], min_t: i64, max_t: i64) -> Vec<Series> {
         self.inner
             .head
             .lock()
             .map(|h| h.select(matchers, &self.inner.config.external_labels, min_t, max_t))
             .unwrap_or_default()
+    }
+
+    /// Readers of the staged and kept blocks overlapping `[min_t, max_t]`.
+    async fn local_blocks(
+        &self,
+        min_t: i64,
+        max_t: i64,
+    ) -> Result<Vec<Arc<BlockReader>>, ShipperError> {
+        let staged: Vec<BlockId> = self
+            .inner
+            .pending
+            .lock()
+            .map(|p| p.iter().map(|(id, _)| *id).collect())
+            .unwrap_or_default();
+        let mut readers: Vec<Arc<BlockReader>> = self
+            .inner
+            .shipped
+            .lock()
+            .map(|s| s.iter().map(|(r, _)| Arc::clone(r)).collect())
+            .unwrap_or_default();
+        for id in staged {
+            // A block uploaded meanwhile has moved to `shipped/` (and is in `readers` next time).
+            if let Ok(meta) = BlockMeta::read(self.inner.staging.as_ref(), id).await {
+                readers.push(Arc::new(BlockReader::new(
+                    Arc::clone(&self.inner.staging),
+                    meta,
+                )));
+            }
+        }
+        readers.retain(|r| r.meta().overlaps(min_t, max_t));
+        Ok(readers)
     }
 
     /// The oldest timestamp the head accepts.
@@ -313,7 +406,8 @@ impl Shipper {
         }
     }
 
-    /// Copies one staged block to the object store (data first, `meta.json` last), then removes it locally.
+    /// Copies one staged block to the object store (data first, `meta.json` last), then moves it to
+    /// `shipped/`.
     async fn upload(&self, id: BlockId) -> Result<(), String> {
         let meta = BlockMeta::read(self.inner.staging.as_ref(), id)
             .await
@@ -340,23 +434,18 @@ impl Shipper {
                 .await
                 .map_err(|e| format!("put {path}: {e}"))?;
         }
-        for file in ["meta.json"]
-            .into_iter()
-            .chain(meta.files.iter().map(|f| f.path.as_str()))
-        {
-            let _ = self
-                .inner
-                .staging
-                .delete(&layout::file_path(id, file))
-                .await;
-        }
-        let _ = std::fs::remove_dir(
-            self.inner
-                .config
-                .data_dir
-                .join("blocks")
-                .join(id.to_string()),
+        // Keep the block readable from `shipped/` until queriers have listed it.
+        let dir = &self.inner.config.data_dir;
+        let (from, to) = (
+            dir.join("blocks").join(id.to_string()),
+            dir.join("shipped").join(id.to_string()),
         );
+        std::fs::rename(&from, &to)
+            .map_err(|e| format!("move {} to {}: {e}", from.display(), to.display()))?;
+        if let Ok(mut s) = self.inner.shipped.lock() {
+            let reader = BlockReader::new(Arc::clone(&self.inner.shipped_store), meta.clone());
+            s.push((Arc::new(reader), Instant::now()));
+        }
         tracing::info!(block = %id, series = meta.stats.series, samples = meta.stats.samples, "block uploaded");
         Ok(())
     }
@@ -372,6 +461,15 @@ impl Shipper {
             .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
             .collect();
         ids.sort();
+        for meta in BlockMeta::list(&self.inner.shipped_store)
+            .await
+            .map_err(ShipperError::Read)?
+        {
+            let reader = BlockReader::new(Arc::clone(&self.inner.shipped_store), meta);
+            if let Ok(mut s) = self.inner.shipped.lock() {
+                s.push((Arc::new(reader), Instant::now()));
+            }
+        }
         for id in ids {
             if dir.join(id.to_string()).join("meta.json").exists() {
                 if let Ok(mut p) = self.inner.pending.lock() {
@@ -407,6 +505,7 @@ impl Shipper {
         if let Ok(h) = self.inner.head.lock() {
             m.head_series.set(h.series_count() as i64);
             m.head_samples.set(h.samples() as i64);
+            m.head_sample_bytes.set(h.sample_bytes() as i64);
         }
         if let Ok(p) = self.inner.pending.lock() {
             m.blocks_pending.set(p.len() as i64);
@@ -426,9 +525,46 @@ impl Shipper {
             if let Err(e) = self.cut_due().await {
                 tracing::error!(error = %e, "cutting blocks failed");
             }
+            self.prune_shipped();
             self.update_gauges();
         }
     }
+
+    /// Deletes uploaded blocks kept longer than the local retention (the cutter calls it every
+    /// second).
+    pub fn prune_shipped(&self) {
+        let retention = self.inner.config.local_retention;
+        let expired: Vec<BlockId> = match self.inner.shipped.lock() {
+            Ok(mut s) => {
+                let (old, keep) = s
+                    .drain(..)
+                    .partition(|(_, uploaded)| uploaded.elapsed() >= retention);
+                *s = keep;
+                old.into_iter().map(|(r, _)| r.meta().ulid).collect()
+            }
+            Err(_) => return,
+        };
+        for id in expired {
+            let dir = self
+                .inner
+                .config
+                .data_dir
+                .join("shipped")
+                .join(id.to_string());
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(block = %id, error = %e, "removing an uploaded block's local copy failed");
+            }
+        }
+    }
+}
+
+/// An object store over a local folder, created if missing.
+fn local_store(dir: &std::path::Path) -> Result<Arc<dyn ObjectStore>, ShipperError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| ShipperError::Io(format!("create {}: {e}", dir.display())))?;
+    let store = LocalFileSystem::new_with_prefix(dir)
+        .map_err(|e| ShipperError::Io(format!("{}: {e}", dir.display())))?;
+    Ok(Arc::new(store))
 }
 
 /// The WAL thread: batches appends, one fsync per batch, applies to the head, acknowledges.

@@ -12,6 +12,9 @@ use axum::http::{Request, StatusCode};
 use fleetscope_ingest::metrics::Metrics;
 use fleetscope_ingest::receiver::{ReceiverOptions, router};
 use fleetscope_ingest::{Shipper, ShipperConfig};
+use fleetscope_proto::read::{
+    LabelMatcher, MatchType, Query, ReadHints, ReadRequest, ReadResponse, ResponseType,
+};
 use fleetscope_proto::{v1, v2};
 use fleetscope_store::{BlockMeta, BlockReader, Labels, objstore};
 use object_store::ObjectStore;
@@ -26,13 +29,17 @@ struct Fixture {
 }
 
 async fn fixture(options: ReceiverOptions) -> Fixture {
+    fixture_with(options, Duration::from_secs(600)).await
+}
+
+async fn fixture_with(options: ReceiverOptions, local_retention: Duration) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let remote = objstore::open("memory://").unwrap();
     let config = ShipperConfig {
-        data_dir: dir.path().into(),
-        block_duration: Duration::from_secs(7200),
         external_labels: Labels::from_pairs([("cluster", "c1")]),
         max_backoff: Duration::from_millis(100),
+        local_retention,
+        ..ShipperConfig::new(dir.path())
     };
     let shipper = Shipper::start(config, Arc::clone(&remote), Arc::new(Metrics::new()))
         .await
@@ -102,7 +109,7 @@ async fn bad_input_gets_the_right_status_and_message() {
     let f = fixture(ReceiverOptions {
         max_body_bytes: 4096,
         max_decoded_bytes: 8192,
-        auth_token: None,
+        ..Default::default()
     })
     .await;
     let pb = "application/x-protobuf";
@@ -355,4 +362,183 @@ async fn bearer_token_is_required_when_configured() {
     )
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+fn read_request(queries: Vec<Query>, accepted: Vec<ResponseType>) -> Request<Body> {
+    let req = ReadRequest {
+        queries,
+        accepted_response_types: accepted.into_iter().map(|t| t as i32).collect(),
+    };
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .unwrap();
+    Request::post("/api/v1/read")
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", "snappy")
+        .body(Body::from(body))
+        .unwrap()
+}
+
+fn query(min_t: i64, max_t: i64, matchers: &[(MatchType, &str, &str)]) -> Query {
+    Query {
+        start_timestamp_ms: min_t,
+        end_timestamp_ms: max_t,
+        matchers: matchers
+            .iter()
+            .map(|&(t, name, value)| LabelMatcher {
+                r#type: t as i32,
+                name: name.into(),
+                value: value.into(),
+            })
+            .collect(),
+        hints: None,
+    }
+}
+
+/// Each result as `(labels, samples)`.
+async fn read(app: &Router, req: Request<Body>) -> Vec<Vec<(String, Vec<(i64, f64)>)>> {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-encoding"], "snappy");
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
+    ReadResponse::decode(raw.as_slice())
+        .unwrap()
+        .results
+        .into_iter()
+        .map(|r| {
+            r.timeseries
+                .into_iter()
+                .map(|ts| {
+                    let labels: Vec<String> = ts
+                        .labels
+                        .iter()
+                        .map(|l| format!("{}={}", l.name, l.value))
+                        .collect();
+                    let samples = ts.samples.iter().map(|s| (s.timestamp, s.value)).collect();
+                    (labels.join(","), samples)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn remote_read_answers_from_head_staged_and_shipped_blocks() {
+    let f = fixture_with(ReceiverOptions::default(), Duration::ZERO).await;
+    let pb = "application/x-protobuf";
+    let h = 3_600_000;
+    let body = v1_body(&[
+        (UP, &[(1000, 1.0), (2000, 2.0)]),
+        (&[("__name__", "up"), ("job", "db")], &[(1000, 0.0)]),
+        (&[("__name__", "other")], &[(1000, 5.0)]),
+    ]);
+    assert_eq!(
+        send(&f.app, write(body, pb)).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let up_api = "__name__=up,cluster=c1,job=api";
+    let want_head = vec![
+        vec![(up_api.to_string(), vec![(1000, 1.0), (2000, 2.0)])],
+        vec![(up_api.to_string(), vec![(2000, 2.0)])],
+        vec![("__name__=up,cluster=c1,job=db".to_string(), vec![])],
+    ];
+    let queries = || {
+        let mut series_only = query(0, 10_000, &[(MatchType::Eq, "job", "db")]);
+        series_only.hints = Some(ReadHints {
+            func: "series".into(),
+            ..Default::default()
+        });
+        vec![
+            // External labels can be matched, and are returned.
+            query(
+                0,
+                10_000,
+                &[
+                    (MatchType::Eq, "__name__", "up"),
+                    (MatchType::Re, "cluster", "c.*"),
+                    (MatchType::Neq, "job", "db"),
+                ],
+            ),
+            query(1500, 10_000, &[(MatchType::Re, "job", "a.+")]),
+            series_only,
+        ]
+    };
+    // Prometheus lists its preferred type first; SAMPLES is served.
+    let accepted = vec![ResponseType::StreamedXorChunks, ResponseType::Samples];
+    assert_eq!(
+        read(&f.app, read_request(queries(), accepted.clone())).await,
+        want_head
+    );
+
+    // Cut into a block (the head window is gone): the same answers from the local block.
+    let (status, _, _) = send(&f.app, write(v1_body(&[(UP, &[(4 * h, 3.0)])]), pb)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(f.shipper.cut_due().await.unwrap(), 1);
+    assert_eq!(BlockMeta::list(&f.remote).await.unwrap().len(), 1);
+    assert_eq!(
+        read(&f.app, read_request(queries(), accepted.clone())).await,
+        want_head
+    );
+    // Past the local retention the shipper forgets the block (queriers read it from the bucket).
+    f.shipper.prune_shipped();
+    assert_eq!(
+        read(&f.app, read_request(queries(), accepted)).await,
+        vec![vec![], vec![], vec![]]
+    );
+    let all = read(
+        &f.app,
+        read_request(
+            vec![query(0, i64::MAX, &[(MatchType::Re, "__name__", ".+")])],
+            vec![],
+        ),
+    )
+    .await;
+    assert_eq!(all, vec![vec![(up_api.to_string(), vec![(4 * h, 3.0)])]]);
+}
+
+#[tokio::test]
+async fn remote_read_refuses_bad_requests_with_400() {
+    let f = fixture(ReceiverOptions {
+        max_read_samples: 1,
+        ..Default::default()
+    })
+    .await;
+    let body = v1_body(&[(UP, &[(1000, 1.0), (2000, 2.0)])]);
+    let (status, _, _) = send(&f.app, write(body, "application/x-protobuf")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let any = || query(0, 10_000, &[(MatchType::Eq, "__name__", "up")]);
+    let garbage = Request::post("/api/v1/read")
+        .body(Body::from(
+            snap::raw::Encoder::new().compress_vec(b"\xff\xff").unwrap(),
+        ))
+        .unwrap();
+    let cases = vec![
+        (
+            read_request(vec![query(0, 1, &[(MatchType::Re, "job", "(")])], vec![]),
+            "query 0",
+        ),
+        (
+            read_request(vec![any()], vec![ResponseType::StreamedXorChunks]),
+            "does not support any of the requested response types",
+        ),
+        (
+            read_request(vec![any()], vec![]),
+            "exceeded sample limit (1)",
+        ),
+        (garbage, "decode ReadRequest"),
+        (
+            Request::post("/api/v1/read")
+                .body(Body::from("not snappy"))
+                .unwrap(),
+            "snappy",
+        ),
+    ];
+    for (req, want) in cases {
+        let (status, body, _) = send(&f.app, req).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{want}: {body}");
+        assert!(body.contains(want), "{want}: {body}");
+    }
 }

@@ -1,7 +1,8 @@
-//! Prometheus remote-write protobuf messages as [`prost`] types, and nothing else.
+//! Prometheus remote-write and remote-read protobuf messages as [`prost`] types, and nothing else.
 //!
 //! * [`v1`]: `prometheus.WriteRequest` (remote-write 1.0, `prometheus/prompb/{remote,types}.proto`).
 //! * [`v2`]: `io.prometheus.write.v2.Request` (remote-write 2.0, `prometheus/prompb/io/prometheus/write/v2/types.proto`).
+//! * [`read`]: `prometheus.ReadRequest` / `ReadResponse` (remote-read, `SAMPLES` responses).
 //!
 //! The structs are written by hand with `#[derive(prost::Message)]`, field numbers copied from the
 //! upstream `.proto` files (Apache-2.0, The Prometheus Authors), so no `protoc` is needed to build.
@@ -260,5 +261,119 @@ mod tests {
             0x7ff0_0000_0000_0002
         );
         assert_eq!(back.symbols, req.symbols);
+    }
+}
+
+/// Remote-read messages (`prometheus.ReadRequest`, `prometheus/prompb/remote.proto`); series come
+/// back as [`v1::TimeSeries`].
+pub mod read {
+    use super::v1::TimeSeries;
+
+    /// The body of a remote-read request: one or more queries.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ReadRequest {
+        /// The queries, answered in order.
+        #[prost(message, repeated, tag = "1")]
+        pub queries: Vec<Query>,
+        /// Response types the client accepts, in order of preference (empty: `SAMPLES`).
+        #[prost(enumeration = "ResponseType", repeated, tag = "2")]
+        pub accepted_response_types: Vec<i32>,
+    }
+
+    /// Response encodings of remote-read.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+    #[repr(i32)]
+    pub enum ResponseType {
+        /// One snappy-compressed [`ReadResponse`] with raw samples.
+        Samples = 0,
+        /// A stream of XOR-encoded chunks (not served by fleetscope).
+        StreamedXorChunks = 1,
+    }
+
+    /// One selection: matchers over a time range.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Query {
+        /// Start of the range, ms since the epoch, inclusive.
+        #[prost(int64, tag = "1")]
+        pub start_timestamp_ms: i64,
+        /// End of the range, ms since the epoch, inclusive.
+        #[prost(int64, tag = "2")]
+        pub end_timestamp_ms: i64,
+        /// Every series returned matches all of these.
+        #[prost(message, repeated, tag = "3")]
+        pub matchers: Vec<LabelMatcher>,
+        /// What the client will do with the data.
+        #[prost(message, optional, tag = "4")]
+        pub hints: Option<ReadHints>,
+    }
+
+    /// A label matcher.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct LabelMatcher {
+        /// The comparison.
+        #[prost(enumeration = "MatchType", tag = "1")]
+        pub r#type: i32,
+        /// The label name.
+        #[prost(string, tag = "2")]
+        pub name: String,
+        /// The value or regular expression.
+        #[prost(string, tag = "3")]
+        pub value: String,
+    }
+
+    /// Comparisons of [`LabelMatcher`].
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+    #[repr(i32)]
+    pub enum MatchType {
+        /// `=`
+        Eq = 0,
+        /// `!=`
+        Neq = 1,
+        /// `=~`
+        Re = 2,
+        /// `!~`
+        Nre = 3,
+    }
+
+    /// Hints about the query a selection serves; `func = "series"` asks for labels only.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ReadHints {
+        /// Query step, ms.
+        #[prost(int64, tag = "1")]
+        pub step_ms: i64,
+        /// The function applied to the selection (`"series"`: labels only, no samples).
+        #[prost(string, tag = "2")]
+        pub func: String,
+        /// Start of the selection, ms.
+        #[prost(int64, tag = "3")]
+        pub start_ms: i64,
+        /// End of the selection, ms.
+        #[prost(int64, tag = "4")]
+        pub end_ms: i64,
+        /// Grouping labels of the enclosing aggregation.
+        #[prost(string, repeated, tag = "5")]
+        pub grouping: Vec<String>,
+        /// Whether `grouping` is `by` (else `without`).
+        #[prost(bool, tag = "6")]
+        pub by: bool,
+        /// Range of a range vector selector, ms.
+        #[prost(int64, tag = "7")]
+        pub range_ms: i64,
+    }
+
+    /// The body of a `SAMPLES` remote-read response: one result per query, in order.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ReadResponse {
+        /// Results, one per query.
+        #[prost(message, repeated, tag = "1")]
+        pub results: Vec<QueryResult>,
+    }
+
+    /// The series of one query.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct QueryResult {
+        /// Series with their samples in the query's range.
+        #[prost(message, repeated, tag = "1")]
+        pub timeseries: Vec<TimeSeries>,
     }
 }

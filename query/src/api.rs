@@ -29,6 +29,7 @@ use crate::catalog::Catalog;
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::source::Source;
+use crate::warnings;
 
 /// Limits of the API (the querier's `--query.*` flags).
 #[derive(Debug, Clone, Copy)]
@@ -413,8 +414,13 @@ async fn query(State(state): State<Arc<ApiState>>, p: Params) -> Result<Response
     let t = p.time("time")?.unwrap_or_else(now_ms);
     tracing::debug!(query, t, "instant query");
     let source: &dyn Source = state.source.as_ref();
-    let value = run_query(&state, "query", state.engine.instant(source, query, t)).await?;
-    Ok(ok(json::query_data(&value)))
+    let (value, warnings) = warnings::collect(run_query(
+        &state,
+        "query",
+        state.engine.instant(source, query, t),
+    ))
+    .await;
+    Ok(ok_warn(json::query_data(&value?), &warnings))
 }
 
 #[tracing::instrument(skip_all, fields(handler = "query_range"))]
@@ -447,13 +453,13 @@ async fn query_range(State(state): State<Arc<ApiState>>, p: Params) -> Result<Re
         ));
     }
     let source: &dyn Source = state.source.as_ref();
-    let value = run_query(
+    let (value, warnings) = warnings::collect(run_query(
         &state,
         "query_range",
         state.engine.range(source, query, start, end, step),
-    )
-    .await?;
-    Ok(ok(json::query_data(&value)))
+    ))
+    .await;
+    Ok(ok_warn(json::query_data(&value?), &warnings))
 }
 
 /// Parses `match[]` selectors into matcher sets.
@@ -553,17 +559,28 @@ async fn series(State(state): State<Arc<ApiState>>, p: Params) -> Result<Respons
     if sets.is_empty() {
         return Err(ApiError::bad_data("no match[] parameter provided"));
     }
-    let mut found = matching_series(&state, &p, sets).await?;
-    let warnings = truncate(&mut found, p.limit()?);
+    let (found, mut warnings) = warnings::collect(matching_series(&state, &p, sets)).await;
+    let mut found = found?;
+    warnings.extend(truncate(&mut found, p.limit()?));
     Ok(ok_warn(json::label_sets(&found), &warnings))
 }
 
 async fn labels(State(state): State<Arc<ApiState>>, p: Params) -> Result<Response, ApiError> {
-    let sets = match_sets(&p)?;
-    let mut names: Vec<String> = if sets.is_empty() {
-        label_index(&state, &p).await?.into_keys().collect()
+    let (names, mut warnings) = warnings::collect(label_names(&state, &p)).await;
+    let mut names = names?;
+    warnings.extend(truncate(&mut names, p.limit()?));
+    Ok(ok_warn(
+        json::string_array(names.iter().map(String::as_str)),
+        &warnings,
+    ))
+}
+
+async fn label_names(state: &ApiState, p: &Params) -> Result<Vec<String>, ApiError> {
+    let sets = match_sets(p)?;
+    Ok(if sets.is_empty() {
+        label_index(state, p).await?.into_keys().collect()
     } else {
-        let found = matching_series(&state, &p, sets).await?;
+        let found = matching_series(state, p, sets).await?;
         let mut names: Vec<String> = found
             .iter()
             .flat_map(|l| l.iter().map(|l| l.name.clone()))
@@ -571,12 +588,7 @@ async fn labels(State(state): State<Arc<ApiState>>, p: Params) -> Result<Respons
         names.sort_unstable();
         names.dedup();
         names
-    };
-    let warnings = truncate(&mut names, p.limit()?);
-    Ok(ok_warn(
-        json::string_array(names.iter().map(String::as_str)),
-        &warnings,
-    ))
+    })
 }
 
 async fn label_values(
@@ -586,28 +598,33 @@ async fn label_values(
 ) -> Result<Response, ApiError> {
     // Grafana escapes UTF-8 label names as `U__...`; plain names pass through unchanged.
     let name = unescape_label_name(&name);
-    let sets = match_sets(&p)?;
-    let mut values: Vec<String> = if sets.is_empty() {
-        let mut index = label_index(&state, &p).await?;
-        index
-            .remove(&name)
-            .map(|v| v.into_iter().collect())
-            .unwrap_or_default()
-    } else {
-        let found = matching_series(&state, &p, sets).await?;
-        let mut values: Vec<String> = found
-            .iter()
-            .filter_map(|l| l.get(&name).map(String::from))
-            .collect();
-        values.sort_unstable();
-        values.dedup();
-        values
-    };
-    let warnings = truncate(&mut values, p.limit()?);
+    let (values, mut warnings) = warnings::collect(values_of(&state, &p, &name)).await;
+    let mut values = values?;
+    warnings.extend(truncate(&mut values, p.limit()?));
     Ok(ok_warn(
         json::string_array(values.iter().map(String::as_str)),
         &warnings,
     ))
+}
+
+async fn values_of(state: &ApiState, p: &Params, name: &str) -> Result<Vec<String>, ApiError> {
+    let sets = match_sets(p)?;
+    Ok(if sets.is_empty() {
+        let mut index = label_index(state, p).await?;
+        index
+            .remove(name)
+            .map(|v| v.into_iter().collect())
+            .unwrap_or_default()
+    } else {
+        let found = matching_series(state, p, sets).await?;
+        let mut values: Vec<String> = found
+            .iter()
+            .filter_map(|l| l.get(name).map(String::from))
+            .collect();
+        values.sort_unstable();
+        values.dedup();
+        values
+    })
 }
 
 /// Decodes Prometheus's `U__` label-name escaping (`U__a_2e_b` is `a.b`).

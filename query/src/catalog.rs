@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use fleetscope_store::reader::LabelIndex;
-use fleetscope_store::{BlockMeta, BlockReader, Labels, Matcher, Sample, Series};
+use fleetscope_store::{BlockMeta, BlockReader, Labels, Matcher, Series};
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStore;
 
@@ -103,7 +103,7 @@ impl Source for Catalog {
                     .try_collect()
                     .await
                     .map_err(Error::Store)?;
-            Ok(merge(results))
+            Ok(fleetscope_store::series::merge(results))
         })
     }
 
@@ -144,24 +144,4 @@ impl Source for Catalog {
             Ok(index)
         })
     }
-}
-
-/// Merges series of several blocks: same labels, samples sorted by time, one per timestamp.
-pub(crate) fn merge(parts: Vec<Vec<Series>>) -> Vec<Series> {
-    if parts.len() == 1 {
-        return parts.into_iter().next().unwrap_or_default();
-    }
-    let mut by_labels: HashMap<Labels, Vec<Sample>> = HashMap::new();
-    for s in parts.into_iter().flatten() {
-        by_labels.entry(s.labels).or_default().extend(s.samples);
-    }
-    let mut out: Vec<Series> = by_labels
-        .into_iter()
-        .map(|(labels, mut samples)| {
-            fleetscope_store::series::sort_dedup(&mut samples);
-            Series { labels, samples }
-        })
-        .collect();
-    out.sort_by(|a, b| a.labels.cmp(&b.labels));
-    out
 }

@@ -3,22 +3,26 @@
 //! * [`catalog`]: the blocks of the object store (listing `*/meta.json`), as a [`source::Source`];
 //! * [`engine`]: PromQL parsed by `promql-parser`, evaluated over dense per-series arrays with
 //!   Prometheus's semantics (lookback, staleness, extrapolation, matching, errors);
-//! * [`api`]: the Prometheus HTTP API;
+//! * [`remote`]: remote-read endpoints (shippers' fresh data) as sources, answering partially;
+//! * [`api`]: the Prometheus HTTP API, with the [`warnings`] of partial answers;
 //! * [`value`]: result types.
 //!
-//! **Invariants.** Never depends on `ingest`: the querier reads only the object store. It keeps no
-//! state a listing cannot rebuild in seconds.
+//! **Invariants.** Never depends on `ingest`: the querier reads the object store and, over the
+//! remote-read protocol, shippers. It keeps no state a listing cannot rebuild in seconds.
 
 pub mod api;
 pub mod catalog;
 pub mod engine;
 pub mod error;
 mod eval;
+pub mod remote;
 pub mod source;
 pub mod value;
+pub mod warnings;
 
 pub use catalog::Catalog;
 pub use engine::{Compat, Engine, EngineOptions};
 pub use error::{Error, Result};
+pub use remote::RemoteRead;
 pub use source::{Fanout, MemSource, Source};
 pub use value::{InstantSample, QueryValue, RangeSeries};

@@ -5,6 +5,7 @@ use std::pin::Pin;
 
 use fleetscope_store::reader::LabelIndex;
 use fleetscope_store::{Labels, Matcher, MemSeriesSet, Series};
+use futures::future::try_join_all;
 
 use crate::error::Result;
 
@@ -83,20 +84,15 @@ impl std::fmt::Debug for Fanout {
 impl Source for Fanout {
     fn select<'a>(&'a self, matchers: &'a [Matcher], min_t: i64, max_t: i64) -> SelectFuture<'a> {
         Box::pin(async move {
-            let mut parts = Vec::with_capacity(self.0.len());
-            for s in &self.0 {
-                parts.push(s.select(matchers, min_t, max_t).await?);
-            }
-            Ok(crate::catalog::merge(parts))
+            let parts = try_join_all(self.0.iter().map(|s| s.select(matchers, min_t, max_t)));
+            Ok(fleetscope_store::series::merge(parts.await?))
         })
     }
 
     fn series<'a>(&'a self, matchers: &'a [Matcher], min_t: i64, max_t: i64) -> LabelsFuture<'a> {
         Box::pin(async move {
-            let mut all = Vec::new();
-            for s in &self.0 {
-                all.extend(s.series(matchers, min_t, max_t).await?);
-            }
+            let parts = try_join_all(self.0.iter().map(|s| s.series(matchers, min_t, max_t)));
+            let mut all: Vec<Labels> = parts.await?.into_iter().flatten().collect();
             all.sort();
             all.dedup();
             Ok(all)
@@ -105,9 +101,10 @@ impl Source for Fanout {
 
     fn label_index<'a>(&'a self, min_t: i64, max_t: i64) -> IndexFuture<'a> {
         Box::pin(async move {
+            let parts = try_join_all(self.0.iter().map(|s| s.label_index(min_t, max_t)));
             let mut index = LabelIndex::new();
-            for s in &self.0 {
-                for (name, values) in s.label_index(min_t, max_t).await? {
+            for part in parts.await? {
+                for (name, values) in part {
                     index.entry(name).or_default().extend(values);
                 }
             }

@@ -12,11 +12,9 @@ use fleetscope_bench::fleet::{FleetSpec, generate_cluster};
 use fleetscope_ingest::metrics::Metrics;
 use fleetscope_ingest::receiver::{ReceiverOptions, router as receiver_router};
 use fleetscope_ingest::{Shipper, ShipperConfig};
-use fleetscope_proto::v1;
 use fleetscope_query::api::{ApiOptions, ApiState, router as query_router};
-use fleetscope_query::source::{LabelsFuture, SelectFuture};
-use fleetscope_query::{Catalog, Engine, Fanout, QueryValue, Source};
-use fleetscope_store::{BlockMeta, Labels, Matcher, objstore};
+use fleetscope_query::{Catalog, Engine, Fanout, QueryValue, RemoteRead, Source};
+use fleetscope_store::{BlockMeta, Labels, objstore};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -46,27 +44,6 @@ pub struct Args {
 const LIVE: i64 = 3_600_000;
 /// Samples per remote-write request.
 const BATCH: usize = 10_000;
-
-/// A shipper's head as a query source: fresh samples not yet in blocks.
-#[derive(Debug)]
-struct HeadSource(Shipper);
-
-impl Source for HeadSource {
-    fn select<'a>(&'a self, matchers: &'a [Matcher], min_t: i64, max_t: i64) -> SelectFuture<'a> {
-        Box::pin(async move { Ok(self.0.select_head(matchers, min_t, max_t)) })
-    }
-
-    fn series<'a>(&'a self, matchers: &'a [Matcher], min_t: i64, max_t: i64) -> LabelsFuture<'a> {
-        Box::pin(async move {
-            Ok(self
-                .0
-                .select_head(matchers, min_t, max_t)
-                .into_iter()
-                .map(|s| s.labels)
-                .collect())
-        })
-    }
-}
 
 /// A sample to send: (t, index of its series' labels, value).
 type Pending = (i64, usize, f64);
@@ -102,10 +79,9 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
     let mut members = Vec::new();
     for cluster in &spec.clusters {
         let config = ShipperConfig {
-            data_dir: dir.join(format!("shipper-{}", cluster.name)),
-            block_duration: Duration::from_secs(2 * 3600),
             external_labels: Labels::from_pairs([("cluster", cluster.name.as_str())]),
             max_backoff: Duration::from_secs(5),
+            ..ShipperConfig::new(dir.join(format!("shipper-{}", cluster.name)))
         };
         let shipper = Shipper::start(config, Arc::clone(&store), Arc::new(Metrics::new())).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -170,11 +146,11 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
     let catalog = Arc::new(Catalog::new(Arc::clone(&store)));
     catalog.refresh().await?;
     let mut sources: Vec<Arc<dyn Source>> = vec![Arc::clone(&catalog) as _];
-    sources.extend(
-        members
-            .iter()
-            .map(|m| Arc::new(HeadSource(m.shipper.clone())) as Arc<dyn Source>),
-    );
+    // Fresh data still in the shippers, read as a standalone querier reads it: remote-read.
+    for m in &members {
+        let url = format!("http://127.0.0.1:{}/api/v1/read", m.port);
+        sources.push(Arc::new(RemoteRead::new(&url, Duration::from_secs(60))?));
+    }
     let source = Arc::new(Fanout(sources));
     let metas = catalog.blocks();
     let (samples, bytes) = metas
@@ -263,13 +239,11 @@ async fn feed_live(members: Vec<LiveFeed>) -> anyhow::Result<()> {
 /// One remote-write 1.0 request over loopback HTTP, as Prometheus sends it.
 async fn send(port: u16, labels: &[Labels], samples: &[Pending]) -> anyhow::Result<()> {
     let body = fleetscope_bench::remote_write::encode(samples, |i| {
-        labels[i]
-            .iter()
-            .map(|l| v1::Label {
-                name: l.name.clone(),
-                value: l.value.clone(),
-            })
-            .collect()
+        fleetscope_bench::remote_write::encode_labels(
+            labels[i]
+                .iter()
+                .map(|l| (l.name.as_str(), l.value.as_str())),
+        )
     });
     let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
     let head = format!(

@@ -1,4 +1,5 @@
-//! `fleetscope querier`: the Prometheus HTTP API over every block of the object store.
+//! `fleetscope querier`: the Prometheus HTTP API over every block of the object store, plus the
+//! fresh data of shippers read over remote-read.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -6,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use fleetscope_query::api::{ApiOptions, ApiState, router};
-use fleetscope_query::{Catalog, Engine};
+use fleetscope_query::{Catalog, Engine, Fanout, RemoteRead, Source};
 
 use crate::args::{ObjstoreArgs, QueryArgs, parse_duration};
 
@@ -33,6 +34,15 @@ pub struct Args {
         default_value_t = 20
     )]
     max_concurrency: usize,
+    /// Remote-read endpoint of a shipper (`http://shipper:19291/api/v1/read`), for data not in the
+    /// bucket yet; repeat for each cluster. An endpoint that fails makes answers partial, with a
+    /// warning, not errors.
+    #[arg(
+        long = "remote-read",
+        env = "FLEETSCOPE_REMOTE_READ",
+        value_delimiter = ','
+    )]
+    remote_read: Vec<String>,
 }
 
 pub(super) async fn run(args: Args) -> anyhow::Result<()> {
@@ -57,9 +67,16 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
             }
         })
     };
-    let state = ApiState::new(
+    let mut sources: Vec<Arc<dyn Source>> = vec![Arc::clone(&catalog) as _];
+    for url in &args.remote_read {
+        let remote = RemoteRead::new(url, args.timeout)?;
+        sources.push(Arc::new(remote));
+    }
+    tracing::info!(endpoints = ?args.remote_read, "remote-read endpoints");
+    let state = ApiState::with_source(
         Engine::new(args.query.engine_options()),
         catalog,
+        Arc::new(Fanout(sources)),
         ApiOptions {
             timeout: args.timeout,
             max_concurrency: args.max_concurrency,

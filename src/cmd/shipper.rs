@@ -39,6 +39,10 @@ pub struct Args {
     /// Largest compressed remote-write body accepted, in bytes.
     #[arg(long = "max-body-bytes", env = "FLEETSCOPE_MAX_BODY_BYTES", default_value_t = 32 << 20)]
     max_body_bytes: usize,
+    /// How long uploaded blocks stay readable through remote-read (keep it above the queriers'
+    /// `--refresh`, so data is never in neither place).
+    #[arg(long = "local-retention", env = "FLEETSCOPE_LOCAL_RETENTION", default_value = "10m", value_parser = parse_duration)]
+    local_retention: Duration,
 }
 
 pub(super) async fn run(args: Args) -> anyhow::Result<()> {
@@ -58,10 +62,10 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
         None => None,
     };
     let config = ShipperConfig {
-        data_dir: args.data_dir.clone(),
         block_duration: args.block_duration,
         external_labels: args.labels.labels(),
-        max_backoff: Duration::from_secs(30),
+        local_retention: args.local_retention,
+        ..ShipperConfig::new(&args.data_dir)
     };
     let shipper = Shipper::start(config, remote, Arc::new(Metrics::new()))
         .await
@@ -84,7 +88,7 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listen on {}", args.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, external_labels = %args.labels.labels(), "shipper receiving remote-write on /api/v1/write");
+    tracing::info!(listen = %listener.local_addr()?, external_labels = %args.labels.labels(), "shipper receiving remote-write on /api/v1/write, serving remote-read on /api/v1/read");
     axum::serve(listener, router(shipper.clone(), options))
         .with_graceful_shutdown(crate::args::shutdown_signal())
         .await?;

@@ -1,5 +1,7 @@
 //! Samples and series.
 
+use std::collections::HashMap;
+
 use crate::labels::Labels;
 
 /// The bit pattern of Prometheus's stale marker, a NaN that ends a series.
@@ -52,6 +54,27 @@ pub fn sort_dedup(samples: &mut Vec<Sample>) {
         }
     }
     *samples = out;
+}
+
+/// Merges series from several places (blocks, heads, remote reads): one series per label set,
+/// samples sorted by time, one per timestamp; sorted by labels.
+pub fn merge(parts: Vec<Vec<Series>>) -> Vec<Series> {
+    if parts.len() == 1 {
+        return parts.into_iter().next().unwrap_or_default();
+    }
+    let mut by_labels: HashMap<Labels, Vec<Sample>> = HashMap::new();
+    for s in parts.into_iter().flatten() {
+        by_labels.entry(s.labels).or_default().extend(s.samples);
+    }
+    let mut out: Vec<Series> = by_labels
+        .into_iter()
+        .map(|(labels, mut samples)| {
+            sort_dedup(&mut samples);
+            Series { labels, samples }
+        })
+        .collect();
+    out.sort_by(|a, b| a.labels.cmp(&b.labels));
+    out
 }
 
 /// The start of the aligned window of `duration_ms` that holds `t` (windows are aligned to the epoch).

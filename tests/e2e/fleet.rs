@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use fleetscope_store::objstore;
 
-use crate::support::{Proc, S3, all_samples, free_port, http, start_shipper, wait_ready};
+use crate::support::{
+    Proc, S3, all_samples, api_series, enc, free_port, http, prom_metric, start_shipper, wait_ready,
+};
 
 struct Cluster {
     name: &'static str,
@@ -32,16 +34,6 @@ fn prometheus_config(node_port: u16, shipper_port: u16, scrape: bool) -> String 
     )
 }
 
-/// Sum of a counter family in Prometheus's own `/metrics`.
-fn prom_metric(port: u16, name: &str) -> f64 {
-    let (_, body) = http("GET", port, "/metrics", &[], b"").expect("prometheus /metrics");
-    String::from_utf8_lossy(&body)
-        .lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 fn promtool(args: &[&str]) -> String {
     let out = Command::new("promtool")
         .args(args)
@@ -53,44 +45,6 @@ fn promtool(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// `{metric labels} -> [(t ms, v)]` from a Prometheus API matrix/vector answer.
-fn api_series(port: u16, path: &str) -> BTreeMap<String, Vec<(i64, f64)>> {
-    let (status, body) = http("GET", port, path, &[], b"").expect("query answers");
-    assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
-    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    let mut out = BTreeMap::new();
-    for r in json["data"]["result"].as_array().unwrap() {
-        let mut labels: Vec<(String, String)> = r["metric"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .filter(|(k, _)| *k != "cluster")
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
-            .collect();
-        labels.sort();
-        let key = format!("{labels:?}");
-        let points = r["values"]
-            .as_array()
-            .cloned()
-            .unwrap_or_else(|| vec![r["value"].clone()]);
-        let samples = points
-            .iter()
-            .map(|p| {
-                (
-                    (p[0].as_f64().unwrap() * 1000.0).round() as i64,
-                    p[1].as_str().unwrap().parse::<f64>().unwrap(),
-                )
-            })
-            .collect();
-        out.insert(key, samples);
-    }
-    out
-}
-
-fn enc(q: &str) -> String {
-    url::form_urlencoded::byte_serialize(q.as_bytes()).collect()
 }
 
 #[test]

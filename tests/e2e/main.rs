@@ -9,6 +9,7 @@ mod fleet;
 mod import;
 mod outage;
 mod query;
+mod remote_read;
 mod support;
 
 use std::path::Path;

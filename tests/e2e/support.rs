@@ -1,6 +1,7 @@
 //! Test support: child processes killed on drop, free ports, a tiny HTTP client, remote-write
 //! requests, and a real S3-compatible server (moto).
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -281,4 +282,52 @@ pub(crate) fn all_samples(
         }
         out
     })
+}
+
+/// Sum of a counter family in Prometheus's own `/metrics`.
+pub(crate) fn prom_metric(port: u16, name: &str) -> f64 {
+    let (_, body) = http("GET", port, "/metrics", &[], b"").expect("prometheus /metrics");
+    String::from_utf8_lossy(&body)
+        .lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// `{metric labels} -> [(t ms, v)]` from a Prometheus API matrix/vector answer.
+pub(crate) fn api_series(port: u16, path: &str) -> BTreeMap<String, Vec<(i64, f64)>> {
+    let (status, body) = http("GET", port, path, &[], b"").expect("query answers");
+    assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let mut out = BTreeMap::new();
+    for r in json["data"]["result"].as_array().unwrap() {
+        let mut labels: Vec<(String, String)> = r["metric"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| *k != "cluster")
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+            .collect();
+        labels.sort();
+        let key = format!("{labels:?}");
+        let points = r["values"]
+            .as_array()
+            .cloned()
+            .unwrap_or_else(|| vec![r["value"].clone()]);
+        let samples = points
+            .iter()
+            .map(|p| {
+                (
+                    (p[0].as_f64().unwrap() * 1000.0).round() as i64,
+                    p[1].as_str().unwrap().parse::<f64>().unwrap(),
+                )
+            })
+            .collect();
+        out.insert(key, samples);
+    }
+    out
+}
+
+pub(crate) fn enc(q: &str) -> String {
+    url::form_urlencoded::byte_serialize(q.as_bytes()).collect()
 }

@@ -1,0 +1,256 @@
+//! [`RemoteRead`]: a Prometheus remote-read endpoint as a [`Source`] — a shipper's fresh data (its
+//! head and the blocks it just uploaded), or any Prometheus-compatible server.
+//!
+//! Requests are `SAMPLES` remote-read (protobuf, snappy). A failing endpoint does not fail the query:
+//! it answers nothing and reports a warning (see [`crate::warnings`]), as Prometheus treats its
+//! remote-read storage, so a shipper that is down costs only its newest data.
+
+use std::time::Duration;
+
+use fleetscope_proto::read::{
+    LabelMatcher, MatchType, Query, ReadHints, ReadRequest, ReadResponse, ResponseType,
+};
+use fleetscope_proto::v1;
+use fleetscope_store::reader::LabelIndex;
+use fleetscope_store::{Label, Labels, MatchOp, Matcher, Sample, Series};
+use prost::Message;
+
+use crate::source::{IndexFuture, LabelsFuture, SelectFuture, Source};
+use crate::warnings;
+
+/// Largest decompressed response accepted (Prometheus's default sample limit is 5e7).
+const MAX_RESPONSE_BYTES: usize = 1 << 30;
+
+/// A remote-read endpoint, e.g. `http://shipper:19291/api/v1/read`.
+#[derive(Debug, Clone)]
+pub struct RemoteRead {
+    url: String,
+    client: reqwest::Client,
+}
+
+/// A `--remote-read` URL that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid remote-read endpoint {url:?}: {reason}")]
+pub struct InvalidEndpoint {
+    url: String,
+    reason: String,
+}
+
+/// Why a remote read failed (reported as a warning).
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    #[error("{0}")]
+    Http(#[from] reqwest::Error),
+    #[error("HTTP {status}: {body}")]
+    Status { status: u16, body: String },
+    #[error("decompress response: {0}")]
+    Snappy(#[from] snap::Error),
+    #[error("decode response: {0}")]
+    Decode(#[from] prost::DecodeError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl RemoteRead {
+    /// An endpoint (an `http` or `https` URL); each request may take up to `timeout`.
+    pub fn new(url: &str, timeout: Duration) -> Result<Self, InvalidEndpoint> {
+        let invalid = |reason: String| InvalidEndpoint {
+            url: url.to_string(),
+            reason,
+        };
+        let parsed = reqwest::Url::parse(url).map_err(|e| invalid(e.to_string()))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(invalid(format!(
+                "scheme {:?} is not http or https",
+                parsed.scheme()
+            )));
+        }
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .user_agent(concat!("fleetscope/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| invalid(e.to_string()))?;
+        Ok(Self {
+            url: url.to_string(),
+            client,
+        })
+    }
+
+    /// The endpoint's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Reads the series matching `matchers` in `[min_t, max_t]`; without samples if `labels_only`.
+    async fn read(
+        &self,
+        matchers: &[Matcher],
+        min_t: i64,
+        max_t: i64,
+        labels_only: bool,
+    ) -> Result<Vec<Series>, ReadError> {
+        let hints = labels_only.then(|| ReadHints {
+            func: "series".into(),
+            start_ms: min_t,
+            end_ms: max_t,
+            ..Default::default()
+        });
+        let request = ReadRequest {
+            queries: vec![Query {
+                start_timestamp_ms: min_t,
+                end_timestamp_ms: max_t,
+                matchers: to_proto(matchers),
+                hints,
+            }],
+            accepted_response_types: vec![ResponseType::Samples as i32],
+        };
+        let body = snap::raw::Encoder::new().compress_vec(&request.encode_to_vec())?;
+        let resp = self
+            .client
+            .post(&self.url)
+            .header("Content-Type", "application/x-protobuf")
+            .header("Content-Encoding", "snappy")
+            .header("X-Prometheus-Remote-Read-Version", "0.1.0")
+            .body(body)
+            .send()
+            .await?;
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        if !status.is_success() {
+            let body = String::from_utf8_lossy(&bytes[..bytes.len().min(512)])
+                .trim()
+                .to_string();
+            return Err(ReadError::Status {
+                status: status.as_u16(),
+                body,
+            });
+        }
+        let len = snap::raw::decompress_len(&bytes)?;
+        if len > MAX_RESPONSE_BYTES {
+            return Err(ReadError::Invalid(format!(
+                "response of {len} bytes decompressed is over the {MAX_RESPONSE_BYTES}-byte limit"
+            )));
+        }
+        let raw = snap::raw::Decoder::new().decompress_vec(&bytes)?;
+        let response = ReadResponse::decode(raw.as_slice())?;
+        let result = response
+            .results
+            .into_iter()
+            .next()
+            .ok_or_else(|| ReadError::Invalid("response has no result for the query".into()))?;
+        let mut series = result
+            .timeseries
+            .into_iter()
+            .map(|ts| from_proto(ts, min_t, max_t))
+            .collect::<Result<Vec<Series>, ReadError>>()?;
+        series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(series)
+    }
+
+    /// [`RemoteRead::read`], answering nothing with a warning on failure.
+    async fn read_or_warn(
+        &self,
+        matchers: &[Matcher],
+        min_t: i64,
+        max_t: i64,
+        labels_only: bool,
+    ) -> Vec<Series> {
+        match self.read(matchers, min_t, max_t, labels_only).await {
+            Ok(series) => series,
+            Err(e) => {
+                warnings::warn(format!(
+                    "remote read from {}: {}",
+                    self.url,
+                    fleetscope_store::error::display_chain(&e)
+                ));
+                Vec::new()
+            }
+        }
+    }
+}
+
+impl Source for RemoteRead {
+    fn select<'a>(&'a self, matchers: &'a [Matcher], min_t: i64, max_t: i64) -> SelectFuture<'a> {
+        Box::pin(async move {
+            let series = self.read_or_warn(matchers, min_t, max_t, false).await;
+            if series.windows(2).all(|w| w[0].labels != w[1].labels) {
+                return Ok(series);
+            }
+            // A server may send one label set in several pieces: one entry per label set.
+            Ok(fleetscope_store::series::merge(
+                series.into_iter().map(|s| vec![s]).collect(),
+            ))
+        })
+    }
+
+    fn series<'a>(&'a self, matchers: &'a [Matcher], min_t: i64, max_t: i64) -> LabelsFuture<'a> {
+        Box::pin(async move {
+            let mut labels: Vec<Labels> = self
+                .read_or_warn(matchers, min_t, max_t, true)
+                .await
+                .into_iter()
+                .map(|s| s.labels)
+                .collect();
+            labels.dedup();
+            Ok(labels)
+        })
+    }
+
+    fn label_index<'a>(&'a self, min_t: i64, max_t: i64) -> IndexFuture<'a> {
+        Box::pin(async move {
+            // Remote-read needs a matcher; this one matches every series.
+            let all = [Matcher::new(MatchOp::Regex, "__name__", ".+")
+                .map_err(|e| crate::Error::Internal(e.to_string()))?];
+            let mut index = LabelIndex::new();
+            for s in self.read_or_warn(&all, min_t, max_t, true).await {
+                for l in s.labels.iter() {
+                    index
+                        .entry(l.name.clone())
+                        .or_default()
+                        .insert(l.value.clone());
+                }
+            }
+            Ok(index)
+        })
+    }
+}
+
+fn to_proto(matchers: &[Matcher]) -> Vec<LabelMatcher> {
+    matchers
+        .iter()
+        .map(|m| LabelMatcher {
+            r#type: match m.op {
+                MatchOp::Equal => MatchType::Eq,
+                MatchOp::NotEqual => MatchType::Neq,
+                MatchOp::Regex => MatchType::Re,
+                MatchOp::NotRegex => MatchType::Nre,
+            } as i32,
+            name: m.name.clone(),
+            value: m.value.clone(),
+        })
+        .collect()
+}
+
+/// A remote series as ours: labels checked (sorted, unique, non-empty names), samples sorted,
+/// one per timestamp, within `[min_t, max_t]`.
+fn from_proto(ts: v1::TimeSeries, min_t: i64, max_t: i64) -> Result<Series, ReadError> {
+    let mut labels: Vec<Label> = ts
+        .labels
+        .into_iter()
+        .filter(|l| !l.value.is_empty())
+        .map(|l| Label::new(l.name, l.value))
+        .collect();
+    labels.sort_by(|a, b| a.name.cmp(&b.name));
+    let labels = Labels::from_sorted(labels).map_err(|e| ReadError::Invalid(e.to_string()))?;
+    let mut samples: Vec<Sample> = ts
+        .samples
+        .into_iter()
+        .filter(|s| (min_t..=max_t).contains(&s.timestamp))
+        .map(|s| Sample {
+            t: s.timestamp,
+            v: s.value,
+        })
+        .collect();
+    fleetscope_store::series::sort_dedup(&mut samples);
+    Ok(Series { labels, samples })
+}
