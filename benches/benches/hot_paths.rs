@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use fleetscope_bench::fleet::{FleetSpec, generate_cluster};
-use fleetscope_ingest::convert::{Version, decode};
+use fleetscope_ingest::convert::{SeriesCache, Version, decode};
 use fleetscope_ingest::wal::{Wal, encode_record};
 use fleetscope_query::{Catalog, Engine, MemSource};
 use fleetscope_store::{
@@ -61,9 +61,11 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("ingest");
     g.throughput(Throughput::Elements(flat.len() as u64));
     g.bench_function("remote_write_decode_2000_series", |b| {
-        b.iter(|| decode(Version::V1, raw.clone()).unwrap())
+        b.iter(|| decode(Version::V1, raw.clone(), &SeriesCache::new()).unwrap())
     });
-    let decoded = decode(Version::V1, raw.clone()).unwrap().series;
+    let decoded = decode(Version::V1, raw.clone(), &SeriesCache::new())
+        .unwrap()
+        .series;
     g.bench_function("wal_append_fsync_2000_series", |b| {
         let dir = tempfile::tempdir().unwrap();
         let (mut wal, _) = Wal::open(dir.path()).unwrap();

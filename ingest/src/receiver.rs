@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use fleetscope_store::{Sample, Series};
 
-use crate::convert::{Version, decode};
+use crate::convert::{SeriesCache, Version, decode};
 use crate::metrics::CodeLabels;
 use crate::read::ReadError;
 use crate::shipper::Shipper;
@@ -50,12 +50,17 @@ impl Default for ReceiverOptions {
 struct AppState {
     shipper: Shipper,
     options: ReceiverOptions,
+    series: SeriesCache,
 }
 
 /// The receiver's routes.
 pub fn router(shipper: Shipper, options: ReceiverOptions) -> Router {
     let limit = options.max_body_bytes;
-    let state = Arc::new(AppState { shipper, options });
+    let state = Arc::new(AppState {
+        shipper,
+        options,
+        series: SeriesCache::new(),
+    });
     Router::new()
         .route("/api/v1/write", post(write))
         .route("/api/v1/read", post(read))
@@ -197,7 +202,7 @@ async fn handle_write(state: &AppState, headers: &HeaderMap, body: Bytes) -> Out
         Ok(raw) => raw,
         Err((status, message)) => return Outcome::error(status, message),
     };
-    let decoded = match decode(version, Bytes::from(raw)) {
+    let decoded = match decode(version, Bytes::from(raw), &state.series) {
         Ok(d) => d,
         Err(e) => return Outcome::error(StatusCode::BAD_REQUEST, e),
     };

@@ -1,6 +1,8 @@
 //! Label sets and label matchers.
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
@@ -27,13 +29,73 @@ impl Label {
 }
 
 /// A label set, sorted by name, names unique, no empty values (an empty value means "absent").
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Labels(Vec<Label>);
+///
+/// Immutable and shared: clones are a reference count, the hash is computed once, and two clones
+/// compare equal without looking at their strings — label sets are map keys on the ingest path.
+#[derive(Clone)]
+pub struct Labels {
+    hash: u64,
+    labels: Arc<[Label]>,
+}
+
+impl PartialEq for Labels {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.labels, &other.labels)
+            || (self.hash == other.hash && self.labels == other.labels)
+    }
+}
+
+impl Eq for Labels {}
+
+impl Hash for Labels {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl PartialOrd for Labels {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Labels {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.labels.cmp(&other.labels)
+    }
+}
+
+impl Default for Labels {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+impl fmt::Debug for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.labels.iter()).finish()
+    }
+}
+
+#[allow(non_snake_case)] // reads like the tuple struct it replaces
+fn Labels(v: Vec<Label>) -> Labels {
+    let mut h = rustc_hash::FxHasher::default();
+    for l in &v {
+        h.write(l.name.as_bytes());
+        h.write_u8(0xff);
+        h.write(l.value.as_bytes());
+        h.write_u8(0xff);
+    }
+    Labels {
+        hash: h.finish(),
+        labels: v.into(),
+    }
+}
 
 impl Labels {
     /// The empty label set.
     pub fn empty() -> Self {
-        Self(Vec::new())
+        Labels(Vec::new())
     }
 
     /// Builds a label set from pairs in any order; drops empty values; the last of duplicate names wins.
@@ -54,14 +116,14 @@ impl Labels {
                 _ => out.push(l),
             }
         }
-        Self(out)
+        Labels(out)
     }
 
     /// Builds a label set from pairs that must already be sorted by name, unique and non-empty:
     /// the checks remote-write requires of senders.
     pub fn from_sorted(labels: Vec<Label>) -> Result<Self> {
         Self::check_sorted(&labels)?;
-        Ok(Self(labels))
+        Ok(Labels(labels))
     }
 
     /// The checks of [`Labels::from_sorted`], without taking the labels.
@@ -97,10 +159,10 @@ impl Labels {
 
     /// The value of label `name`, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
+        self.labels
             .binary_search_by(|l| l.name.as_str().cmp(name))
             .ok()
-            .map(|i| self.0[i].value.as_str())
+            .map(|i| self.labels[i].value.as_str())
     }
 
     /// The metric name (`__name__`), or `""` when absent.
@@ -110,23 +172,23 @@ impl Labels {
 
     /// The labels in name order.
     pub fn iter(&self) -> impl Iterator<Item = &Label> {
-        self.0.iter()
+        self.labels.iter()
     }
 
     /// Number of labels.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.labels.len()
     }
 
     /// True if there are no labels.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.labels.is_empty()
     }
 
     /// The set without `__name__`.
     pub fn without_name(&self) -> Labels {
         Labels(
-            self.0
+            self.labels
                 .iter()
                 .filter(|l| l.name != METRIC_NAME)
                 .cloned()
@@ -137,7 +199,7 @@ impl Labels {
     /// Only the labels named in `names`.
     pub fn keep(&self, names: &[String]) -> Labels {
         Labels(
-            self.0
+            self.labels
                 .iter()
                 .filter(|l| names.contains(&l.name))
                 .cloned()
@@ -148,7 +210,7 @@ impl Labels {
     /// The set without the labels named in `names`.
     pub fn remove(&self, names: &[String]) -> Labels {
         Labels(
-            self.0
+            self.labels
                 .iter()
                 .filter(|l| !names.contains(&l.name))
                 .cloned()
@@ -158,7 +220,12 @@ impl Labels {
 
     /// The set with label `name` set to `value`, or removed if `value` is empty.
     pub fn with(&self, name: &str, value: &str) -> Labels {
-        let mut v: Vec<Label> = self.0.iter().filter(|l| l.name != name).cloned().collect();
+        let mut v: Vec<Label> = self
+            .labels
+            .iter()
+            .filter(|l| l.name != name)
+            .cloned()
+            .collect();
         if !value.is_empty() {
             let at = v.partition_point(|l| l.name.as_str() < name);
             v.insert(at, Label::new(name, value));
@@ -172,8 +239,8 @@ impl Labels {
         if external.is_empty() {
             return self.clone();
         }
-        let mut v = self.0.clone();
-        for l in &external.0 {
+        let mut v = self.labels.to_vec();
+        for l in external.labels.iter() {
             if self.get(&l.name).is_none() {
                 v.push(l.clone());
             }
@@ -185,12 +252,12 @@ impl Labels {
     /// The labels without `__name__`, encoded as `name 0xff value 0xff ...` (0xff never occurs in UTF-8).
     pub fn encode_without_name(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(
-            self.0
+            self.labels
                 .iter()
                 .map(|l| l.name.len() + l.value.len() + 2)
                 .sum(),
         );
-        for l in self.0.iter().filter(|l| l.name != METRIC_NAME) {
+        for l in self.labels.iter().filter(|l| l.name != METRIC_NAME) {
             out.extend_from_slice(l.name.as_bytes());
             out.push(SEP);
             out.extend_from_slice(l.value.as_bytes());
@@ -233,7 +300,7 @@ impl fmt::Display for Labels {
         f.write_str(self.metric_name())?;
         f.write_str("{")?;
         let mut first = true;
-        for l in self.0.iter().filter(|l| l.name != METRIC_NAME) {
+        for l in self.labels.iter().filter(|l| l.name != METRIC_NAME) {
             if !first {
                 f.write_str(", ")?;
             }
