@@ -11,7 +11,8 @@ use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use fleetscope_bench::fleet::{FleetSpec, generate_cluster};
 use fleetscope_ingest::convert::{SeriesCache, Version, decode};
-use fleetscope_ingest::wal::{Wal, encode_record};
+use fleetscope_ingest::head::Head;
+use fleetscope_ingest::wal::Wal;
 use fleetscope_query::{Catalog, Engine, MemSource};
 use fleetscope_store::{
     BlockMeta, BlockReader, Labels, Matcher, MemSeriesSet, Series, WriteOptions, objstore,
@@ -69,7 +70,13 @@ fn bench(c: &mut Criterion) {
     g.bench_function("wal_append_fsync_2000_series", |b| {
         let dir = tempfile::tempdir().unwrap();
         let (mut wal, _) = Wal::open(dir.path()).unwrap();
-        b.iter(|| wal.append(&[encode_record(&decoded)]).unwrap())
+        let mut head = Head::new(7_200_000);
+        b.iter(|| {
+            // As the WAL thread does: entries by reference (label sets logged once), one fsync.
+            let mut payload = Vec::new();
+            head.log(&decoded, &mut payload);
+            wal.append(&[payload]).unwrap()
+        })
     });
     g.finish();
 

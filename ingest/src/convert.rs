@@ -1,5 +1,5 @@
-//! Remote-write requests (protobuf) to store series: the only file that sees both `proto` and
-//! `store` types. Checks what the remote-write specs require of senders.
+//! Remote-write requests (protobuf) to store series, checking what the remote-write specs require
+//! of senders; label sets already seen are recognised from the request bytes ([`SeriesCache`]).
 
 use std::hash::Hasher;
 use std::sync::Mutex;

@@ -4,6 +4,9 @@
 //! coded with the block codec (`store::chunk`, a few bytes per sample instead of 16), followed by an
 //! open tail of raw samples. Reads decode only the chunks overlapping the asked range.
 //!
+//! Every series has a reference number, given when the head first sees it and logged with it in the
+//! WAL ([`Head::log`]); samples are logged and applied by reference ([`Head::append`]).
+//!
 //! Windows are aligned to the epoch (`--block-duration`). A window is cut once samples half a window
 //! past its end have arrived (as Prometheus waits before compacting its head), so late samples
 //! still land in it. Samples older than the last cut window are refused.
@@ -16,13 +19,19 @@ use fleetscope_store::chunk::{decode_timestamps, decode_values, encode_timestamp
 use fleetscope_store::series::{sort_dedup, window_start};
 use fleetscope_store::{Labels, Matcher, Sample, Series};
 
+use crate::wal::{self, Entry};
+
 /// Samples per sealed chunk (Prometheus's head chunks hold 120).
 pub const CHUNK_SAMPLES: usize = 120;
 
 /// Samples not yet in a block.
 #[derive(Debug)]
 pub struct Head {
-    series: FxHashMap<Labels, MemSeries>,
+    ids: FxHashMap<Labels, u64>,
+    series: FxHashMap<u64, (Labels, MemSeries)>,
+    next_id: u64,
+    /// References logged again for a label set that already had one (replay only).
+    aliases: FxHashMap<u64, u64>,
     duration_ms: i64,
     /// Samples before this time belong to windows already cut.
     min_valid_t: i64,
@@ -35,7 +44,10 @@ impl Head {
     /// An empty head cutting windows of `duration_ms`.
     pub fn new(duration_ms: i64) -> Self {
         Self {
+            ids: FxHashMap::default(),
             series: FxHashMap::default(),
+            next_id: 1,
+            aliases: FxHashMap::default(),
             duration_ms: duration_ms.max(1),
             min_valid_t: i64::MIN,
             min_t: i64::MAX,
@@ -59,25 +71,97 @@ impl Head {
         self.samples
     }
 
-    /// Adds samples (already checked against [`Head::min_valid_t`]).
-    pub fn append(&mut self, series: Vec<Series>) {
-        for s in series {
+    /// The references of `series` (new label sets get one), with their WAL entries appended to
+    /// `log`: each new label set, then every series' samples. Call [`Head::append`] once the log is
+    /// durable, or [`Head::forget`] if writing it failed.
+    pub fn log(&mut self, series: &[Series], log: &mut Vec<u8>) -> Vec<u64> {
+        series
+            .iter()
+            .map(|s| {
+                let id = match self.ids.get(&s.labels) {
+                    Some(&id) => id,
+                    None => {
+                        let id = self.next_id;
+                        self.next_id += 1;
+                        self.ids.insert(s.labels.clone(), id);
+                        self.series
+                            .insert(id, (s.labels.clone(), MemSeries::default()));
+                        wal::put_series(log, id, &s.labels);
+                        id
+                    }
+                };
+                wal::put_samples(log, id, &s.samples);
+                id
+            })
+            .collect()
+    }
+
+    /// Adds the samples of `series` (already checked against [`Head::min_valid_t`]) to the series
+    /// of references `ids`, as [`Head::log`] gave them.
+    pub fn append(&mut self, ids: &[u64], series: Vec<Series>) {
+        for (&id, s) in ids.iter().zip(series) {
             if s.samples.is_empty() {
                 continue;
             }
-            self.samples += s.samples.len();
-            for x in &s.samples {
-                self.min_t = self.min_t.min(x.t);
-                self.max_t = self.max_t.max(x.t);
+            self.track(&s.samples);
+            // A cut may have dropped the (then empty) series since it was logged: same reference.
+            if !self.series.contains_key(&id) {
+                self.ids.insert(s.labels.clone(), id);
+                self.series
+                    .insert(id, (s.labels.clone(), MemSeries::default()));
             }
-            match self.series.get_mut(&s.labels) {
-                Some(m) => m.push(s.samples),
-                None => {
-                    let mut m = MemSeries::default();
-                    m.push(s.samples);
-                    self.series.insert(s.labels, m);
+            if let Some((_, m)) = self.series.get_mut(&id) {
+                m.push(s.samples);
+            }
+        }
+    }
+
+    /// Drops the series of `ids` that hold no samples (their log entries were not written).
+    pub fn forget(&mut self, ids: &[u64]) {
+        for id in ids {
+            if self.series.get(id).is_some_and(|(_, m)| m.len == 0)
+                && let Some((labels, _)) = self.series.remove(id)
+            {
+                self.ids.remove(&labels);
+            }
+        }
+    }
+
+    /// Applies one entry read back from the WAL. A label set logged again under a new reference
+    /// (a cut dropped it before the checkpoint) keeps its first reference.
+    pub fn replay(&mut self, entry: Entry) -> Result<(), String> {
+        match entry {
+            Entry::Series { id, labels } => {
+                self.next_id = self.next_id.max(id + 1);
+                match self.ids.get(&labels) {
+                    Some(&first) => {
+                        self.aliases.insert(id, first);
+                    }
+                    None => {
+                        self.ids.insert(labels.clone(), id);
+                        self.series.insert(id, (labels, MemSeries::default()));
+                    }
                 }
             }
+            Entry::Samples { id, samples } => {
+                let id = self.aliases.get(&id).copied().unwrap_or(id);
+                if !self.series.contains_key(&id) {
+                    return Err(format!("samples of series {id}, which was never logged"));
+                }
+                self.track(&samples);
+                if let Some((_, m)) = self.series.get_mut(&id) {
+                    m.push(samples);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn track(&mut self, samples: &[Sample]) {
+        self.samples += samples.len();
+        for x in samples {
+            self.min_t = self.min_t.min(x.t);
+            self.max_t = self.max_t.max(x.t);
         }
     }
 
@@ -92,7 +176,7 @@ impl Head {
     ) -> Vec<Series> {
         let mut out: Vec<Series> = self
             .series
-            .iter()
+            .values()
             .filter(|(labels, _)| {
                 matchers.iter().all(|m| {
                     let value = labels.get(&m.name).or_else(|| external.get(&m.name));
@@ -111,13 +195,18 @@ impl Head {
         out
     }
 
-    /// Every series with its samples (for a WAL checkpoint).
-    pub fn snapshot(&self) -> Vec<Series> {
-        self.series
-            .iter()
-            .map(|(l, m)| Series {
-                labels: l.clone(),
-                samples: m.samples(i64::MIN, i64::MAX),
+    /// The head as WAL records, for a checkpoint: every series with its reference and samples, a
+    /// thousand series a record.
+    pub fn checkpoint_records(&self) -> Vec<Vec<u8>> {
+        let all: Vec<(&u64, &(Labels, MemSeries))> = self.series.iter().collect();
+        all.chunks(1000)
+            .map(|chunk| {
+                let mut out = Vec::new();
+                for &(&id, (labels, m)) in chunk {
+                    wal::put_series(&mut out, id, labels);
+                    wal::put_samples(&mut out, id, &m.samples(i64::MIN, i64::MAX));
+                }
+                out
             })
             .collect()
     }
@@ -137,7 +226,7 @@ impl Head {
     pub fn cut_window(&mut self, w: i64) -> Vec<Series> {
         let end = w + self.duration_ms;
         let mut out = Vec::new();
-        self.series.retain(|labels, m| {
+        self.series.retain(|_, (labels, m)| {
             if m.min_t >= end {
                 return true;
             }
@@ -164,7 +253,7 @@ impl Head {
     /// may still arrive for these windows and will be cut into further blocks.
     pub fn cut_all(&mut self) -> BTreeMap<i64, Vec<Series>> {
         let mut windows: BTreeMap<i64, Vec<Series>> = BTreeMap::new();
-        for (labels, m) in self.series.drain() {
+        for (_, (labels, m)) in self.series.drain() {
             let mut by_window: BTreeMap<i64, Vec<Sample>> = BTreeMap::new();
             for s in m.samples(i64::MIN, i64::MAX) {
                 by_window
@@ -187,7 +276,7 @@ impl Head {
     pub fn sample_bytes(&self) -> usize {
         self.series
             .values()
-            .map(|m| {
+            .map(|(_, m)| {
                 m.sealed.iter().map(|c| c.bytes.len()).sum::<usize>()
                     + m.open.len() * std::mem::size_of::<Sample>()
             })
@@ -195,17 +284,17 @@ impl Head {
     }
 
     fn recount(&mut self) {
-        self.samples = self.series.values().map(|m| m.len).sum();
-        self.min_t = self
-            .series
+        let series = &self.series;
+        self.ids.retain(|_, id| series.contains_key(id));
+        self.samples = series.values().map(|(_, m)| m.len).sum();
+        self.min_t = series
             .values()
-            .map(|m| m.min_t)
+            .map(|(_, m)| m.min_t)
             .min()
             .unwrap_or(i64::MAX);
-        self.max_t = self
-            .series
+        self.max_t = series
             .values()
-            .map(|m| m.max_t)
+            .map(|(_, m)| m.max_t)
             .max()
             .unwrap_or(i64::MIN);
     }
@@ -313,6 +402,14 @@ impl Sealed {
 mod tests {
     use super::*;
 
+    /// Logs and appends, as the WAL thread does; returns the log.
+    fn add(h: &mut Head, series: Vec<Series>) -> Vec<u8> {
+        let mut log = Vec::new();
+        let ids = h.log(&series, &mut log);
+        h.append(&ids, series);
+        log
+    }
+
     fn s(t: i64) -> Series {
         Series {
             labels: Labels::from_pairs([("__name__", "up")]),
@@ -323,9 +420,9 @@ mod tests {
     #[test]
     fn windows_are_cut_half_a_window_late() {
         let mut h = Head::new(100);
-        h.append(vec![s(10), s(120)]);
+        add(&mut h, vec![s(10), s(120)]);
         assert_eq!(h.due_window(), None, "120 < 100 + 50");
-        h.append(vec![s(150)]);
+        add(&mut h, vec![s(150)]);
         assert_eq!(h.due_window(), Some(0));
         let cut = h.cut_window(0);
         assert_eq!(cut[0].samples, vec![Sample { t: 10, v: 1.0 }]);
@@ -363,11 +460,15 @@ mod tests {
             t: 40 * 15_000,
             v: 99.0,
         });
+        let mut logs = Vec::new();
         for chunk in all.chunks(7) {
-            h.append(vec![Series {
-                labels: labels.clone(),
-                samples: chunk.to_vec(),
-            }]);
+            logs.push(add(
+                &mut h,
+                vec![Series {
+                    labels: labels.clone(),
+                    samples: chunk.to_vec(),
+                }],
+            ));
             for x in chunk {
                 want.insert(x.t, x.v);
             }
@@ -403,9 +504,33 @@ mod tests {
             )
             .is_empty()
         );
+        // The log replays into the same head, and so does a checkpoint of it.
+        let everything = |h: &Head| {
+            h.select(&[], &Labels::empty(), i64::MIN, i64::MAX)
+                .iter()
+                .map(|s| {
+                    (
+                        s.labels.clone(),
+                        s.samples.iter().map(|x| (x.t, x.v.to_bits())).collect(),
+                    )
+                })
+                .collect::<Vec<(Labels, Vec<(i64, u64)>)>>()
+        };
+        let replayed = |records: &[Vec<u8>]| {
+            let mut r = Head::new(1_000_000);
+            for e in records.iter().flat_map(|l| wal::decode_record(l).unwrap()) {
+                r.replay(e).unwrap();
+            }
+            r
+        };
+        assert_eq!(everything(&replayed(&logs)), everything(&h));
+        assert_eq!(
+            everything(&replayed(&h.checkpoint_records())),
+            everything(&h)
+        );
         // Cutting keeps every sample exactly once.
         let cut = h.cut_window(0);
-        let rest = h.snapshot();
+        let rest = h.select(&[], &Labels::empty(), i64::MIN, i64::MAX);
         let n: usize = cut.iter().chain(&rest).map(|s| s.samples.len()).sum();
         assert_eq!(n, want.len());
     }

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::head::Head;
 use crate::metrics::Metrics;
-use crate::wal::{Wal, WalError, encode_record};
+use crate::wal::{Wal, WalError};
 
 /// Shipper settings.
 #[derive(Debug, Clone)]
@@ -79,7 +79,6 @@ pub enum ShipperError {
 
 enum WalCmd {
     Append {
-        payload: Vec<u8>,
         series: Vec<Series>,
         n: u64,
         done: oneshot::Sender<Result<(), String>>,
@@ -129,12 +128,13 @@ impl Shipper {
         let duration_ms = config.block_duration.as_millis() as i64;
         let (wal, replay) = Wal::open(&config.data_dir.join("wal"))?;
         let mut head = Head::new(duration_ms);
-        let records = replay.records.len();
-        for record in replay.records {
-            head.append(record);
+        let entries = replay.entries.len();
+        for entry in replay.entries {
+            head.replay(entry)
+                .map_err(|e| ShipperError::Io(format!("wal replay: {e}")))?;
         }
         tracing::info!(
-            records,
+            entries,
             series = head.series_count(),
             samples = head.samples(),
             torn_bytes = replay.torn_bytes,
@@ -268,16 +268,10 @@ impl Shipper {
         if n == 0 {
             return Ok(());
         }
-        let payload = encode_record(&series);
         let (done, rx) = oneshot::channel();
         self.inner
             .wal
-            .try_send(WalCmd::Append {
-                payload,
-                series,
-                n,
-                done,
-            })
+            .try_send(WalCmd::Append { series, n, done })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => ShipperError::Overloaded,
                 mpsc::error::TrySendError::Closed(_) => ShipperError::Stopped,
@@ -588,17 +582,15 @@ fn spawn_wal_thread(
                 let mut appends = Vec::new();
                 for cmd in batch {
                     match cmd {
-                        WalCmd::Append {
-                            payload,
-                            series,
-                            n,
-                            done,
-                        } => appends.push((payload, series, n, done)),
+                        WalCmd::Append { series, n, done } => appends.push((series, n, done)),
                         WalCmd::Checkpoint { done } => {
                             commit(&mut wal, std::mem::take(&mut appends), &head, &metrics);
-                            let snapshot = head.lock().map(|h| h.snapshot()).unwrap_or_default();
+                            let records = head
+                                .lock()
+                                .map(|h| h.checkpoint_records())
+                                .unwrap_or_default();
                             let _ = done.send(
-                                wal.checkpoint(&snapshot)
+                                wal.checkpoint(&records)
                                     .map_err(|e| fleetscope_store::error::display_chain(&e)),
                             );
                         }
@@ -610,28 +602,33 @@ fn spawn_wal_thread(
         .expect("spawning a thread only fails when the OS is out of resources at start-up");
 }
 
-type Append = (
-    Vec<u8>,
-    Vec<Series>,
-    u64,
-    oneshot::Sender<Result<(), String>>,
-);
+type Append = (Vec<Series>, u64, oneshot::Sender<Result<(), String>>);
 
+/// Logs a batch of appends as one record (new label sets, then samples by reference), fsyncs once,
+/// then applies them to the head and acknowledges each.
 fn commit(wal: &mut Wal, appends: Vec<Append>, head: &Mutex<Head>, metrics: &Metrics) {
     if appends.is_empty() {
         return;
     }
-    let payloads: Vec<&[u8]> = appends.iter().map(|a| a.0.as_slice()).collect();
-    match wal.append(&payloads) {
+    let lock = || match head.lock() {
+        Ok(h) => h,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    let mut payload = Vec::new();
+    let ids: Vec<Vec<u64>> = {
+        let mut h = lock();
+        appends
+            .iter()
+            .map(|(series, ..)| h.log(series, &mut payload))
+            .collect()
+    };
+    match wal.append(&[&payload]) {
         Ok(bytes) => {
             metrics.wal_bytes.inc_by(bytes);
             metrics.wal_fsyncs.inc();
-            let mut h = match head.lock() {
-                Ok(h) => h,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            for (_, series, n, done) in appends {
-                h.append(series);
+            let mut h = lock();
+            for ((series, n, done), ids) in appends.into_iter().zip(ids) {
+                h.append(&ids, series);
                 metrics.samples_appended.inc_by(n);
                 let _ = done.send(Ok(()));
             }
@@ -641,6 +638,10 @@ fn commit(wal: &mut Wal, appends: Vec<Append>, head: &Mutex<Head>, metrics: &Met
         Err(e) => {
             let msg = fleetscope_store::error::display_chain(&e);
             tracing::error!(error = %msg, "wal write failed");
+            let mut h = lock();
+            for ids in &ids {
+                h.forget(ids);
+            }
             for (.., done) in appends {
                 let _ = done.send(Err(msg.clone()));
             }

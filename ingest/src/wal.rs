@@ -5,12 +5,15 @@
 //! length or checksum; replay keeps everything before it and cuts the file there. After the blocks
 //! holding its samples are uploaded, the log is *checkpointed*: the head's remaining series are
 //! written to a fresh segment and the older segments deleted.
+//!
+//! A payload is a sequence of [`Entry`]s: a label set is logged once with the reference the head
+//! gave it, and samples refer to it by that number (as Prometheus's WAL does).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
-use fleetscope_store::{Label, Labels, Sample, Series};
+use fleetscope_store::{Label, Labels, Sample};
 
 /// WAL errors.
 #[derive(Debug, thiserror::Error)]
@@ -55,11 +58,33 @@ pub struct Wal {
     size: u64,
 }
 
-/// What [`Wal::open`] found: the decoded records of every segment, oldest first.
+/// One entry of a record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Entry {
+    /// A label set and its reference, logged before any samples refer to it.
+    Series {
+        /// The reference.
+        id: u64,
+        /// The label set.
+        labels: Labels,
+    },
+    /// Samples of the series with reference `id`, in arrival order.
+    Samples {
+        /// The reference.
+        id: u64,
+        /// The samples.
+        samples: Vec<Sample>,
+    },
+}
+
+const ENTRY_SERIES: u8 = 1;
+const ENTRY_SAMPLES: u8 = 2;
+
+/// What [`Wal::open`] found: the decoded entries of every segment, oldest first.
 #[derive(Debug, Default)]
 pub struct Replay {
-    /// The series of each record, in log order.
-    pub records: Vec<Vec<Series>>,
+    /// Every entry, in log order.
+    pub entries: Vec<Entry>,
     /// Bytes cut off a torn tail, if any.
     pub torn_bytes: u64,
 }
@@ -77,7 +102,7 @@ impl Wal {
         for (i, &seg) in segments.iter().enumerate() {
             let path = segment_path(dir, seg);
             let (records, valid_len, file_len) = read_segment(&path)?;
-            replay.records.extend(records);
+            replay.entries.extend(records.into_iter().flatten());
             if valid_len < file_len {
                 replay.torn_bytes += file_len - valid_len;
                 tracing::warn!(segment = seg, path = %path.display(), valid_len, file_len, "torn wal tail cut off");
@@ -151,13 +176,13 @@ impl Wal {
         Ok(buf.len() as u64)
     }
 
-    /// Starts a new segment holding `snapshot` (the head's series), then deletes older segments.
-    pub fn checkpoint(&mut self, snapshot: &[Series]) -> Result<()> {
+    /// Starts a new segment holding `records` (the head's series, see `Head::checkpoint_records`),
+    /// then deletes older segments.
+    pub fn checkpoint(&mut self, records: &[Vec<u8>]) -> Result<()> {
         let old = self.segment;
         self.rotate()?;
-        let records: Vec<Vec<u8>> = snapshot.chunks(1000).map(encode_record).collect();
         if !records.is_empty() {
-            self.append(&records)?;
+            self.append(records)?;
         }
         for seg in list_segments(&self.dir)? {
             if seg <= old {
@@ -226,7 +251,7 @@ fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 /// Records of a segment, the length of its valid prefix, and the file length.
-fn read_segment(path: &Path) -> Result<(Vec<Vec<Series>>, u64, u64)> {
+fn read_segment(path: &Path) -> Result<(Vec<Vec<Entry>>, u64, u64)> {
     let file = File::open(path).map_err(|source| WalError::Io {
         op: "open",
         path: path.into(),
@@ -260,12 +285,12 @@ fn read_segment(path: &Path) -> Result<(Vec<Vec<Series>>, u64, u64)> {
         if got < len || crc32fast::hash(&payload) != crc {
             break;
         }
-        let series = decode_record(&payload).map_err(|what| WalError::Corrupt {
+        let entries = decode_record(&payload).map_err(|what| WalError::Corrupt {
             path: path.into(),
             offset,
             what,
         })?;
-        records.push(series);
+        records.push(entries);
         offset += (HEADER + len) as u64;
     }
     Ok((records, offset, file_len))
@@ -282,51 +307,67 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-/// Encodes series as a record payload: `n_series`, then per series its labels and samples.
-pub fn encode_record(series: &[Series]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(series.iter().map(|s| 64 + s.samples.len() * 12).sum());
-    put_uvarint(&mut out, series.len() as u64);
-    for s in series {
-        put_uvarint(&mut out, s.labels.len() as u64);
-        for l in s.labels.iter() {
-            put_bytes(&mut out, l.name.as_bytes());
-            put_bytes(&mut out, l.value.as_bytes());
-        }
-        put_uvarint(&mut out, s.samples.len() as u64);
-        for x in &s.samples {
-            put_uvarint(&mut out, ((x.t << 1) ^ (x.t >> 63)) as u64);
-            out.extend_from_slice(&x.v.to_bits().to_le_bytes());
-        }
+/// Appends a [`Entry::Series`] to a payload.
+pub fn put_series(out: &mut Vec<u8>, id: u64, labels: &Labels) {
+    out.push(ENTRY_SERIES);
+    put_uvarint(out, id);
+    put_uvarint(out, labels.len() as u64);
+    for l in labels.iter() {
+        put_bytes(out, l.name.as_bytes());
+        put_bytes(out, l.value.as_bytes());
     }
-    out
 }
 
-/// Inverse of [`encode_record`].
-pub fn decode_record(mut buf: &[u8]) -> std::result::Result<Vec<Series>, String> {
-    let n = get_uvarint(&mut buf)? as usize;
-    let mut out = Vec::with_capacity(n.min(1 << 16));
-    for _ in 0..n {
-        let nl = get_uvarint(&mut buf)? as usize;
-        let mut labels = Vec::with_capacity(nl.min(64));
-        for _ in 0..nl {
-            let name = get_string(&mut buf)?;
-            let value = get_string(&mut buf)?;
-            labels.push(Label { name, value });
+/// Appends a [`Entry::Samples`] to a payload: timestamps as zigzag deltas, values as raw bits.
+pub fn put_samples(out: &mut Vec<u8>, id: u64, samples: &[Sample]) {
+    out.push(ENTRY_SAMPLES);
+    put_uvarint(out, id);
+    put_uvarint(out, samples.len() as u64);
+    let mut prev = 0i64;
+    for x in samples {
+        let d = x.t.wrapping_sub(prev);
+        put_uvarint(out, ((d << 1) ^ (d >> 63)) as u64);
+        out.extend_from_slice(&x.v.to_bits().to_le_bytes());
+        prev = x.t;
+    }
+}
+
+/// The entries of a payload.
+pub fn decode_record(mut buf: &[u8]) -> std::result::Result<Vec<Entry>, String> {
+    let mut out = Vec::new();
+    while let Some((&kind, rest)) = buf.split_first() {
+        buf = rest;
+        let id = get_uvarint(&mut buf)?;
+        match kind {
+            ENTRY_SERIES => {
+                let nl = get_uvarint(&mut buf)? as usize;
+                let mut labels = Vec::with_capacity(nl.min(64));
+                for _ in 0..nl {
+                    let name = get_string(&mut buf)?;
+                    let value = get_string(&mut buf)?;
+                    labels.push(Label { name, value });
+                }
+                let labels = Labels::from_sorted(labels).map_err(|e| e.to_string())?;
+                out.push(Entry::Series { id, labels });
+            }
+            ENTRY_SAMPLES => {
+                let ns = get_uvarint(&mut buf)? as usize;
+                let mut samples = Vec::with_capacity(ns.min(1 << 16));
+                let mut t = 0i64;
+                for _ in 0..ns {
+                    let z = get_uvarint(&mut buf)?;
+                    t = t.wrapping_add(((z >> 1) as i64) ^ -((z & 1) as i64));
+                    let (bits, rest) = buf.split_first_chunk::<8>().ok_or("truncated value")?;
+                    buf = rest;
+                    samples.push(Sample {
+                        t,
+                        v: f64::from_bits(u64::from_le_bytes(*bits)),
+                    });
+                }
+                out.push(Entry::Samples { id, samples });
+            }
+            other => return Err(format!("unknown entry kind {other}")),
         }
-        let labels = Labels::from_sorted(labels).map_err(|e| e.to_string())?;
-        let ns = get_uvarint(&mut buf)? as usize;
-        let mut samples = Vec::with_capacity(ns.min(1 << 16));
-        for _ in 0..ns {
-            let z = get_uvarint(&mut buf)?;
-            let t = ((z >> 1) as i64) ^ -((z & 1) as i64);
-            let bits = buf.get(..8).ok_or("truncated value")?;
-            let v = f64::from_bits(u64::from_le_bytes(
-                bits.try_into().map_err(|_| "truncated value")?,
-            ));
-            buf = &buf[8..];
-            samples.push(Sample { t, v });
-        }
-        out.push(Series { labels, samples });
     }
     Ok(out)
 }
@@ -369,38 +410,73 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn series(name: &str, samples: &[(i64, f64)]) -> Series {
-        Series {
-            labels: Labels::from_pairs([("__name__", name), ("job", "x")]),
-            samples: samples.iter().map(|&(t, v)| Sample { t, v }).collect(),
-        }
+    /// A record holding one series (reference `id`) and its samples.
+    fn record(id: u64, name: &str, samples: &[(i64, f64)]) -> (Vec<u8>, Vec<Entry>) {
+        let labels = Labels::from_pairs([("__name__", name), ("job", "x")]);
+        let samples: Vec<Sample> = samples.iter().map(|&(t, v)| Sample { t, v }).collect();
+        let mut payload = Vec::new();
+        put_series(&mut payload, id, &labels);
+        put_samples(&mut payload, id, &samples);
+        (
+            payload,
+            vec![Entry::Series { id, labels }, Entry::Samples { id, samples }],
+        )
+    }
+
+    fn bits(entries: &[Entry]) -> Vec<String> {
+        entries
+            .iter()
+            .map(|e| match e {
+                Entry::Series { id, labels } => format!("{id} {labels}"),
+                Entry::Samples { id, samples } => format!(
+                    "{id} {:?}",
+                    samples
+                        .iter()
+                        .map(|s| (s.t, s.v.to_bits()))
+                        .collect::<Vec<_>>()
+                ),
+            })
+            .collect()
     }
 
     #[test]
     fn replays_what_was_appended_and_checkpoints() {
         let dir = tempfile::tempdir().unwrap();
         let (mut wal, replay) = Wal::open(dir.path()).unwrap();
-        assert!(replay.records.is_empty());
-        let a = vec![series(
+        assert!(replay.entries.is_empty());
+        let (a, a_entries) = record(
+            1,
             "a",
             &[
-                (1, 1.0),
-                (2, f64::from_bits(fleetscope_store::STALE_NAN_BITS)),
+                (1_767_225_600_000, 1.0),
+                (-5, f64::from_bits(fleetscope_store::STALE_NAN_BITS)),
+                (i64::MAX, f64::NAN),
             ],
-        )];
-        let b = vec![series("b", &[(3, -0.0)])];
-        wal.append(&[encode_record(&a), encode_record(&b)]).unwrap();
+        );
+        let (b, b_entries) = record(2, "b", &[(3, -0.0)]);
+        wal.append(&[a, b.clone()]).unwrap();
         drop(wal);
         let (mut wal, replay) = Wal::open(dir.path()).unwrap();
-        assert_eq!(replay.records, vec![a.clone(), b.clone()]);
-        wal.checkpoint(&b).unwrap();
+        let both: Vec<Entry> = a_entries.into_iter().chain(b_entries.clone()).collect();
+        assert_eq!(bits(&replay.entries), bits(&both));
+        wal.checkpoint(&[b]).unwrap();
         drop(wal);
         let (_, replay) = Wal::open(dir.path()).unwrap();
-        assert_eq!(replay.records, vec![b]);
+        assert_eq!(bits(&replay.entries), bits(&b_entries));
         assert_eq!(
             list_segments(dir.path()).unwrap().len(),
             2,
             "checkpoint segment + the new empty one"
+        );
+        assert!(
+            decode_record(&[9, 1])
+                .unwrap_err()
+                .contains("unknown entry kind 9")
+        );
+        assert!(
+            decode_record(&[ENTRY_SAMPLES, 1, 1, 2])
+                .unwrap_err()
+                .contains("truncated")
         );
     }
 
@@ -412,15 +488,15 @@ mod tests {
         fn torn_tail_replays_a_clean_prefix(sizes in proptest::collection::vec(1usize..20, 1..6), cut in any::<prop::sample::Index>()) {
             let dir = tempfile::tempdir().unwrap();
             let (mut wal, _) = Wal::open(dir.path()).unwrap();
-            let records: Vec<Vec<Series>> = sizes
+            let records: Vec<(Vec<u8>, Vec<Entry>)> = sizes
                 .iter()
                 .enumerate()
-                .map(|(i, &n)| vec![series(&format!("m{i}"), &(0..n as i64).map(|t| (t, t as f64 * 0.5)).collect::<Vec<_>>())])
+                .map(|(i, &n)| record(i as u64, &format!("m{i}"), &(0..n as i64).map(|t| (t, t as f64 * 0.5)).collect::<Vec<_>>()))
                 .collect();
             let mut ends = Vec::new();
             let mut total = 0;
             for r in &records {
-                total += wal.append(&[encode_record(r)]).unwrap();
+                total += wal.append(&[&r.0]).unwrap();
                 ends.push(total);
             }
             drop(wal);
@@ -430,7 +506,8 @@ mod tests {
             OpenOptions::new().write(true).open(&seg).unwrap().set_len(cut_at).unwrap();
             let (_, replay) = Wal::open(dir.path()).unwrap();
             let complete = ends.iter().filter(|&&e| e <= cut_at).count();
-            prop_assert_eq!(&replay.records[..], &records[..complete]);
+            let want: Vec<Entry> = records[..complete].iter().flat_map(|r| r.1.clone()).collect();
+            prop_assert_eq!(replay.entries, want);
             // The file was cut back to the last complete record.
             let valid = if complete == 0 { 0 } else { ends[complete - 1] };
             prop_assert_eq!(std::fs::metadata(&seg).unwrap().len(), valid);
