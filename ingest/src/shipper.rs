@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fleetscope_store::{
-    BlockId, BlockMeta, BlockReader, Labels, Matcher, Series, WriteOptions, layout, write_block,
+    BlockId, BlockMeta, BlockReader, CodedSeries, Labels, Matcher, Series, WriteOptions, layout,
+    write_coded_block,
 };
 use object_store::local::LocalFileSystem;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -295,6 +296,7 @@ impl Shipper {
                 head.due_window().map(|w| (w, head.cut_window(w)))
             };
             let Some((w, series)) = window else { break };
+            let series = series.map_err(ShipperError::Stage)?;
             tracing::info!(window_start = w, series = series.len(), "cutting block");
             shipped += self.stage_and_upload(vec![series], None).await?;
         }
@@ -308,13 +310,16 @@ impl Shipper {
     /// Returns the number of blocks uploaded; blocks not uploaded in time stay staged.
     pub async fn flush(&self, timeout: Option<Duration>) -> Result<usize, ShipperError> {
         let _guard = self.inner.cut_lock.lock().await;
-        let windows: Vec<Vec<Series>> = {
+        let windows: Vec<Vec<CodedSeries>> = {
             let mut head = self
                 .inner
                 .head
                 .lock()
                 .map_err(|_| ShipperError::Io("head lock poisoned".into()))?;
-            head.cut_all().into_values().collect()
+            head.cut_all()
+                .map_err(ShipperError::Stage)?
+                .into_values()
+                .collect()
         };
         let shipped = self.stage_and_upload(windows, timeout).await?;
         if self
@@ -333,7 +338,7 @@ impl Shipper {
     /// Writes each window as a staged block, then uploads every pending block.
     async fn stage_and_upload(
         &self,
-        windows: Vec<Vec<Series>>,
+        windows: Vec<Vec<CodedSeries>>,
         timeout: Option<Duration>,
     ) -> Result<usize, ShipperError> {
         let options = WriteOptions {
@@ -341,7 +346,7 @@ impl Shipper {
             ..Default::default()
         };
         for series in windows {
-            match write_block(
+            match write_coded_block(
                 &self.inner.staging,
                 series,
                 &self.inner.config.external_labels,

@@ -36,4 +36,4 @@ pub use mem::MemSeriesSet;
 pub use meta::{BlockId, BlockMeta};
 pub use reader::{BlockReader, MetricCount, ScanStats, Selection};
 pub use series::{STALE_NAN_BITS, Sample, Series, is_stale_nan};
-pub use writer::{WriteOptions, write_block};
+pub use writer::{CodedSeries, WriteOptions, write_block, write_coded_block};

@@ -1,4 +1,5 @@
-//! [`write_block`]: series in, `data.parquet` then `meta.json` out.
+//! [`write_block`]: series in, `data.parquet` then `meta.json` out; [`write_coded_block`] for series
+//! whose samples are already coded ([`CodedSeries`], the shipper's head hands them over that way).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use crate::labels::Labels;
 use crate::layout;
 use crate::meta::{BlockFile, BlockId, BlockMeta, BlockStats, Compaction};
 use crate::schema::{self, DATA_FILE, FORMAT_VERSION};
-use crate::series::{Series, sort_dedup};
+use crate::series::{Sample, Series, sort_dedup};
 
 /// How blocks are written.
 #[derive(Debug, Clone)]
@@ -44,6 +45,42 @@ impl Default for WriteOptions {
     }
 }
 
+/// One series of a block with its samples coded (`chunk::encode_timestamps` /
+/// `chunk::encode_values`): a few bytes per sample instead of 16 while a block is being written.
+#[derive(Debug, Clone)]
+pub struct CodedSeries {
+    labels: Labels,
+    min_t: i64,
+    max_t: i64,
+    samples: u32,
+    timestamps: Vec<u8>,
+    values: Vec<u8>,
+}
+
+impl CodedSeries {
+    /// Codes `samples`, which must be sorted by time with unique timestamps; `None` if empty.
+    pub fn new(labels: Labels, samples: &[Sample]) -> Result<Option<Self>> {
+        let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+            return Ok(None);
+        };
+        let n = u32::try_from(samples.len()).map_err(|_| {
+            Error::Corrupt(format!(
+                "series {labels} has more than 2^32 samples in one block"
+            ))
+        })?;
+        let ts: Vec<i64> = samples.iter().map(|s| s.t).collect();
+        let vs: Vec<f64> = samples.iter().map(|s| s.v).collect();
+        Ok(Some(Self {
+            min_t: first.t,
+            max_t: last.t,
+            samples: n,
+            timestamps: chunk::encode_timestamps(&ts),
+            values: chunk::encode_values(&vs),
+            labels,
+        }))
+    }
+}
+
 /// Writes `series` as one block with the given external labels, data first and `meta.json` last.
 ///
 /// Samples are sorted by time (the last write of a timestamp wins), series with the same labels are
@@ -52,6 +89,30 @@ impl Default for WriteOptions {
 pub async fn write_block(
     store: &Arc<dyn ObjectStore>,
     series: Vec<Series>,
+    external_labels: &Labels,
+    options: &WriteOptions,
+) -> Result<BlockMeta> {
+    let coded = tokio::task::spawn_blocking(move || {
+        let mut by_labels: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
+        for s in series {
+            by_labels.entry(s.labels).or_default().extend(s.samples);
+        }
+        let mut out = Vec::with_capacity(by_labels.len());
+        for (labels, mut samples) in by_labels {
+            sort_dedup(&mut samples);
+            out.extend(CodedSeries::new(labels, &samples)?);
+        }
+        Ok::<_, Error>(out)
+    })
+    .await
+    .map_err(|e| Error::Corrupt(format!("coding task: {e}")))??;
+    write_coded_block(store, coded, external_labels, options).await
+}
+
+/// [`write_block`] for series already coded; their label sets must be unique.
+pub async fn write_coded_block(
+    store: &Arc<dyn ObjectStore>,
+    series: Vec<CodedSeries>,
     external_labels: &Labels,
     options: &WriteOptions,
 ) -> Result<BlockMeta> {
@@ -121,21 +182,24 @@ struct Encoded {
     samples: u64,
 }
 
-/// Sorts, merges and codes the series into Parquet bytes (CPU work, run off the async runtime).
-fn encode(id: BlockId, series: Vec<Series>, options: &WriteOptions) -> Result<Encoded> {
+/// Sorts the series in file order and writes them as Parquet bytes (CPU work, run off the async
+/// runtime).
+fn encode(id: BlockId, series: Vec<CodedSeries>, options: &WriteOptions) -> Result<Encoded> {
     // Sort key: metric name, then the encoded other labels (the column order of the file).
-    let mut by_key: BTreeMap<(String, Vec<u8>), Vec<crate::series::Sample>> = BTreeMap::new();
-    for s in series {
-        let key = (
-            s.labels.metric_name().to_string(),
-            s.labels.encode_without_name(),
-        );
-        by_key.entry(key).or_default().extend(s.samples);
-    }
-    by_key.retain(|_, samples| !samples.is_empty());
-    if by_key.is_empty() {
+    let mut keyed: Vec<((String, Vec<u8>), CodedSeries)> = series
+        .into_iter()
+        .map(|s| {
+            let key = (
+                s.labels.metric_name().to_string(),
+                s.labels.encode_without_name(),
+            );
+            (key, s)
+        })
+        .collect();
+    if keyed.is_empty() {
         return Err(Error::EmptyBlock);
     }
+    keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(options.zstd_level)
@@ -160,31 +224,18 @@ fn encode(id: BlockId, series: Vec<Series>, options: &WriteOptions) -> Result<En
 
     let (mut min_t, mut max_t, mut n_series, mut n_samples) = (i64::MAX, i64::MIN, 0u64, 0u64);
     let mut batch = BatchBuilder::default();
-    for ((name, labels), mut samples) in by_key {
-        sort_dedup(&mut samples);
-        let (first, last) = match (samples.first(), samples.last()) {
-            (Some(f), Some(l)) => (f.t, l.t),
-            _ => continue,
-        };
-        min_t = min_t.min(first);
-        max_t = max_t.max(last);
+    for ((name, labels), s) in keyed {
+        min_t = min_t.min(s.min_t);
+        max_t = max_t.max(s.max_t);
         n_series += 1;
-        n_samples += samples.len() as u64;
-        let ts: Vec<i64> = samples.iter().map(|s| s.t).collect();
-        let vs: Vec<f64> = samples.iter().map(|s| s.v).collect();
+        n_samples += u64::from(s.samples);
         batch.name.append_value(&name);
         batch.labels.append_value(&labels);
-        batch.min_t.append_value(first);
-        batch.max_t.append_value(last);
-        batch
-            .samples
-            .append_value(u32::try_from(samples.len()).map_err(|_| {
-                Error::Corrupt(format!(
-                    "series {name} has more than 2^32 samples in one block"
-                ))
-            })?);
-        batch.timestamps.append_value(chunk::encode_timestamps(&ts));
-        batch.values.append_value(chunk::encode_values(&vs));
+        batch.min_t.append_value(s.min_t);
+        batch.max_t.append_value(s.max_t);
+        batch.samples.append_value(s.samples);
+        batch.timestamps.append_value(&s.timestamps);
+        batch.values.append_value(&s.values);
         if batch.len() >= options.page_rows.max(1024) {
             writer
                 .write(&batch.finish()?)
