@@ -1,6 +1,7 @@
 //! The subcommands: one module each.
 
 mod blocks;
+mod compact;
 mod demo;
 mod import;
 mod querier;
@@ -39,6 +40,8 @@ pub enum Command {
     /// List and inspect blocks in the object store.
     #[command(subcommand)]
     Blocks(blocks::Command),
+    /// Merge blocks into larger ones, apply retention, delete what was merged away.
+    Compact(compact::Args),
 }
 
 /// Runs a subcommand.
@@ -50,5 +53,6 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Querier(args) => querier::run(args).await,
         Command::Query(args) => query::run(args).await,
         Command::Blocks(cmd) => blocks::run(cmd).await,
+        Command::Compact(args) => compact::run(args).await,
     }
 }

@@ -15,10 +15,11 @@
 //!
 //! This crate knows no HTTP and no protobuf. Its pieces: [`labels`] and [`series`] (the data
 //! model), [`chunk`] (the sample codec), [`schema`] (column names), [`meta`] and [`layout`] (block
-//! files and paths), [`objstore`] (`--objstore` URLs), [`write_block`] and [`BlockReader`], and
-//! [`MemSeriesSet`] (the in-memory reference).
+//! files and paths), [`objstore`] (`--objstore` URLs), [`write_block`] and [`BlockReader`],
+//! [`compact`] (merging, retention, deletion), and [`MemSeriesSet`] (the in-memory reference).
 
 pub mod chunk;
+pub mod compact;
 pub mod error;
 pub mod labels;
 pub mod layout;

@@ -165,11 +165,12 @@ impl BlockMeta {
         Ok(meta)
     }
 
-    /// Lists every block of the store (directories holding a `meta.json`), sorted by id.
+    /// Lists every block of the store (directories holding a `meta.json`, without a deletion mark),
+    /// sorted by id.
     pub async fn list(store: &Arc<dyn ObjectStore>) -> Result<Vec<BlockMeta>> {
-        let ids: Vec<BlockId> = store
+        let paths: Vec<object_store::path::Path> = store
             .list(None)
-            .try_filter_map(|o| futures::future::ready(Ok(layout::block_of_meta_path(&o.location))))
+            .map_ok(|o| o.location)
             .try_collect()
             .await
             .map_err(|source| Error::ObjectStore {
@@ -177,6 +178,15 @@ impl BlockMeta {
                 path: "/".into(),
                 source,
             })?;
+        let marked: std::collections::HashSet<BlockId> = paths
+            .iter()
+            .filter_map(layout::block_of_deletion_mark_path)
+            .collect();
+        let ids: Vec<BlockId> = paths
+            .iter()
+            .filter_map(layout::block_of_meta_path)
+            .filter(|id| !marked.contains(id))
+            .collect();
         let mut metas: Vec<BlockMeta> = futures::stream::iter(ids.into_iter().map(|id| {
             let store = Arc::clone(store);
             async move { BlockMeta::read(store.as_ref(), id).await }

@@ -29,6 +29,8 @@ pub const VALUES: &str = "values";
 pub const DATA_FILE: &str = "data.parquet";
 /// Name of the meta file inside a block.
 pub const META_FILE: &str = "meta.json";
+/// Name of the file that marks a block for deletion (written by the compactor).
+pub const DELETION_MARK_FILE: &str = "deletion-mark.json";
 
 /// The Arrow schema of `data.parquet`.
 pub fn schema() -> SchemaRef {

@@ -32,6 +32,8 @@ pub struct WriteOptions {
     pub row_group_rows: usize,
     /// Series per data page: the granularity at which a reader skips other metrics.
     pub page_rows: usize,
+    /// For a block merged from others: its level and sources (`None`: a fresh level-1 block).
+    pub compaction: Option<Compaction>,
 }
 
 impl Default for WriteOptions {
@@ -41,6 +43,7 @@ impl Default for WriteOptions {
             zstd_level: 3,
             row_group_rows: 16_384,
             page_rows: 512,
+            compaction: None,
         }
     }
 }
@@ -148,10 +151,10 @@ pub async fn write_coded_block(
             bytes,
         },
         producer: options.producer.clone(),
-        compaction: Compaction {
+        compaction: options.compaction.clone().unwrap_or(Compaction {
             level: 1,
             sources: vec![id],
-        },
+        }),
         files: vec![BlockFile {
             path: DATA_FILE.into(),
             size_bytes: bytes,

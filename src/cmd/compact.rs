@@ -1,0 +1,65 @@
+//! `fleetscope compact`: merges each source's 2h blocks into larger ones, applies retention, and
+//! deletes what was merged away once queriers can no longer be reading it.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use fleetscope_store::compact::{CompactOptions, compact};
+
+use crate::args::{ObjstoreArgs, parse_duration};
+
+/// Flags of `fleetscope compact`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    objstore: ObjstoreArgs,
+    /// Window of merged blocks (aligned to the epoch); a window is merged once it is over.
+    #[arg(long, env = "FLEETSCOPE_COMPACT_RANGE", default_value = "24h", value_parser = parse_duration)]
+    range: Duration,
+    /// Delete blocks whose newest sample is older than this (default: keep everything).
+    #[arg(long, env = "FLEETSCOPE_RETENTION", value_parser = parse_duration)]
+    retention: Option<Duration>,
+    /// How long a merged-away or expired block is kept, marked, before it is deleted (keep it above
+    /// the queriers' `--refresh` plus their longest query).
+    #[arg(long = "delete-delay", env = "FLEETSCOPE_DELETE_DELAY", default_value = "30m", value_parser = parse_duration)]
+    delete_delay: Duration,
+    /// Keep running, one pass every interval (default: one pass, then exit).
+    #[arg(long = "wait", env = "FLEETSCOPE_COMPACT_WAIT", value_parser = parse_duration)]
+    wait: Option<Duration>,
+}
+
+pub(super) async fn run(args: Args) -> anyhow::Result<()> {
+    let store = args.objstore.open()?;
+    let ms = |d: Duration| d.as_millis() as i64;
+    anyhow::ensure!(!args.range.is_zero(), "--range must be positive");
+    loop {
+        let opts = CompactOptions {
+            range_ms: ms(args.range),
+            retention_ms: args.retention.map(ms),
+            delete_delay_ms: ms(args.delete_delay),
+            now_ms: chrono::Utc::now().timestamp_millis(),
+            producer: format!("fleetscope-compact/{}", env!("CARGO_PKG_VERSION")),
+        };
+        let report = compact(&store, &opts)
+            .await
+            .with_context(|| format!("compact {}", args.objstore.objstore))?;
+        for (merged, from) in &report.merged {
+            println!("merged {} blocks into {merged}", from.len());
+        }
+        println!(
+            "{} merged, {} marked for deletion, {} deleted",
+            report.merged.len(),
+            report.marked.len(),
+            report.deleted.len()
+        );
+        match args.wait {
+            Some(every) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = crate::args::shutdown_signal() => return Ok(()),
+                }
+            }
+            None => return Ok(()),
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! Compaction and retention of a bucket (`fleetscope compact`).
+//!
+//! * **Compaction**: per source (same external labels), the blocks lying inside one aligned window
+//!   of `range` are merged into one block — series joined, duplicate samples (a shipper re-uploading
+//!   after a crash) dropped, level one above the highest source, sources listed in `meta.json`. A
+//!   window is merged once it is over: the source has a block starting at or after its end.
+//! * **Retention**: blocks whose newest sample is older than `retention` are marked for deletion.
+//! * **Deletion** is two steps, so no querier loses a block in the middle of a query: a block is
+//!   first marked (`deletion-mark.json`; readers stop listing it, and the merged block that replaces
+//!   it is already listed), and deleted `delete_delay` later, `meta.json` first.
+//!
+//! Memory: a merge holds the output block's samples coded (a few bytes each) plus one metric's raw
+//! samples at a time, and the Parquet file before its upload.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::labels::{METRIC_NAME, Matcher};
+use crate::layout;
+use crate::meta::{BlockId, BlockMeta, Compaction};
+use crate::reader::BlockReader;
+use crate::series::{merge, window_start};
+use crate::writer::{CodedSeries, WriteOptions, write_coded_block};
+
+/// What to do.
+#[derive(Debug, Clone)]
+pub struct CompactOptions {
+    /// Window of merged blocks, ms (aligned to the epoch).
+    pub range_ms: i64,
+    /// Blocks whose newest sample is older than this (ms before `now_ms`) are deleted; `None`: keep
+    /// everything.
+    pub retention_ms: Option<i64>,
+    /// How long a marked block stays before it is deleted, ms.
+    pub delete_delay_ms: i64,
+    /// The current time, ms.
+    pub now_ms: i64,
+    /// Producer written into merged blocks' `meta.json`.
+    pub producer: String,
+}
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CompactReport {
+    /// Merged blocks, each with the blocks it replaces.
+    pub merged: Vec<(BlockId, Vec<BlockId>)>,
+    /// Blocks marked for deletion (merged away or past retention).
+    pub marked: Vec<BlockId>,
+    /// Blocks deleted (marked at least `delete_delay` ago).
+    pub deleted: Vec<BlockId>,
+}
+
+/// The content of `deletion-mark.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct DeletionMark {
+    /// The block.
+    id: BlockId,
+    /// When it was marked, ms since the epoch.
+    marked_at_ms: i64,
+    /// Why.
+    reason: String,
+}
+
+/// One pass over the bucket: deletes blocks marked long enough ago, applies retention, merges
+/// every finished window holding two blocks or more of one source.
+pub async fn compact(store: &Arc<dyn ObjectStore>, opts: &CompactOptions) -> Result<CompactReport> {
+    let mut report = CompactReport::default();
+    for (id, mark) in deletion_marks(store).await? {
+        if opts.now_ms - mark.marked_at_ms >= opts.delete_delay_ms {
+            delete_block(store, id).await?;
+            report.deleted.push(id);
+        }
+    }
+    let mut metas = BlockMeta::list(store).await?;
+    if let Some(retention) = opts.retention_ms {
+        let cutoff = opts.now_ms - retention;
+        for m in metas.iter().filter(|m| m.max_t <= cutoff) {
+            mark(store, m.ulid, opts.now_ms, "retention").await?;
+            report.marked.push(m.ulid);
+        }
+        metas.retain(|m| m.max_t > cutoff);
+    }
+    let mut sources: BTreeMap<Vec<(String, String)>, Vec<BlockMeta>> = BTreeMap::new();
+    for m in metas {
+        let key = m.external_labels.clone().into_iter().collect();
+        sources.entry(key).or_default().push(m);
+    }
+    for blocks in sources.into_values() {
+        let newest_start = blocks.iter().map(|m| m.min_t).max().unwrap_or(i64::MIN);
+        let mut windows: BTreeMap<i64, Vec<BlockMeta>> = BTreeMap::new();
+        for m in blocks {
+            let w = window_start(m.min_t, opts.range_ms);
+            // Blocks already spanning more than a window stay as they are.
+            if m.max_t <= w + opts.range_ms {
+                windows.entry(w).or_default().push(m);
+            }
+        }
+        for (w, group) in windows {
+            if group.len() < 2 || newest_start < w + opts.range_ms {
+                continue;
+            }
+            let merged = merge_blocks(store, &group, opts).await?;
+            let ids: Vec<BlockId> = group.iter().map(|m| m.ulid).collect();
+            for &id in &ids {
+                mark(store, id, opts.now_ms, "compacted").await?;
+                report.marked.push(id);
+            }
+            tracing::info!(block = %merged.ulid, sources = ids.len(), window_start = w, "blocks merged");
+            report.merged.push((merged.ulid, ids));
+        }
+    }
+    Ok(report)
+}
+
+/// Merges `group` (blocks of one source) into one new block, metric by metric.
+async fn merge_blocks(
+    store: &Arc<dyn ObjectStore>,
+    group: &[BlockMeta],
+    opts: &CompactOptions,
+) -> Result<BlockMeta> {
+    // Read labels as stored: the external labels stay in `meta.json`.
+    let readers: Vec<BlockReader> = group
+        .iter()
+        .map(|m| {
+            let mut raw = m.clone();
+            raw.external_labels.clear();
+            BlockReader::new(Arc::clone(store), raw)
+        })
+        .collect();
+    let mut names = std::collections::BTreeSet::new();
+    for r in &readers {
+        names.extend(r.metric_counts().await?.into_iter().map(|c| c.name));
+    }
+    let mut coded = Vec::new();
+    for name in names {
+        let matcher = [Matcher::equal(METRIC_NAME, name)];
+        let mut parts = Vec::with_capacity(readers.len());
+        for r in &readers {
+            parts.push(r.select(&matcher, i64::MIN, i64::MAX).await?.series);
+        }
+        for s in merge(parts) {
+            coded.extend(CodedSeries::new(s.labels, &s.samples)?);
+        }
+    }
+    let mut sources: Vec<BlockId> = group
+        .iter()
+        .flat_map(|m| m.compaction.sources.iter().copied())
+        .collect();
+    sources.sort();
+    sources.dedup();
+    let options = WriteOptions {
+        producer: opts.producer.clone(),
+        compaction: Some(Compaction {
+            level: group.iter().map(|m| m.compaction.level).max().unwrap_or(1) + 1,
+            sources,
+        }),
+        ..Default::default()
+    };
+    write_coded_block(store, coded, &group[0].external_labels(), &options).await
+}
+
+async fn mark(store: &Arc<dyn ObjectStore>, id: BlockId, now_ms: i64, reason: &str) -> Result<()> {
+    let path = layout::deletion_mark_path(id);
+    let mark = DeletionMark {
+        id,
+        marked_at_ms: now_ms,
+        reason: reason.into(),
+    };
+    let json = serde_json::to_vec_pretty(&mark).map_err(|source| Error::Meta {
+        path: path.to_string(),
+        source,
+    })?;
+    store
+        .put(&path, PutPayload::from(json))
+        .await
+        .map_err(|source| Error::ObjectStore {
+            op: "put",
+            path: path.to_string(),
+            source,
+        })?;
+    Ok(())
+}
+
+/// Every deletion mark of the bucket.
+async fn deletion_marks(store: &Arc<dyn ObjectStore>) -> Result<Vec<(BlockId, DeletionMark)>> {
+    let list_err = |source| Error::ObjectStore {
+        op: "list",
+        path: "/".into(),
+        source,
+    };
+    let ids: Vec<BlockId> = store
+        .list(None)
+        .try_filter_map(|o| {
+            futures::future::ready(Ok(layout::block_of_deletion_mark_path(&o.location)))
+        })
+        .try_collect()
+        .await
+        .map_err(list_err)?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let path = layout::deletion_mark_path(id);
+        let get_err = |source| Error::ObjectStore {
+            op: "get",
+            path: path.to_string(),
+            source,
+        };
+        let bytes = store
+            .get(&path)
+            .await
+            .map_err(get_err)?
+            .bytes()
+            .await
+            .map_err(get_err)?;
+        let mark: DeletionMark = serde_json::from_slice(&bytes).map_err(|source| Error::Meta {
+            path: path.to_string(),
+            source,
+        })?;
+        out.push((id, mark));
+    }
+    Ok(out)
+}
+
+/// Deletes a block: `meta.json` first (it stops existing), then everything else under it.
+async fn delete_block(store: &Arc<dyn ObjectStore>, id: BlockId) -> Result<()> {
+    let del_err = |path: &object_store::path::Path| {
+        let path = path.to_string();
+        move |source| Error::ObjectStore {
+            op: "delete",
+            path,
+            source,
+        }
+    };
+    let meta = layout::meta_path(id);
+    match store.delete(&meta).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+        Err(e) => return Err(del_err(&meta)(e)),
+    }
+    let prefix = object_store::path::Path::from(id.to_string());
+    let files: Vec<object_store::path::Path> = store
+        .list(Some(&prefix))
+        .map_ok(|o| o.location)
+        .try_collect()
+        .await
+        .map_err(|source| Error::ObjectStore {
+            op: "list",
+            path: prefix.to_string(),
+            source,
+        })?;
+    // The mark goes last: an interrupted deletion is finished by the next pass.
+    let mark = layout::deletion_mark_path(id);
+    for f in files.iter().filter(|f| **f != mark).chain([&mark]) {
+        match store.delete(f).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(del_err(f)(e)),
+        }
+    }
+    Ok(())
+}
