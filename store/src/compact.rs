@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::labels::{METRIC_NAME, Matcher};
 use crate::layout;
-use crate::meta::{BlockId, BlockMeta, Compaction};
+use crate::meta::{BlockId, BlockMeta, Compaction, get_json, list_paths};
 use crate::reader::BlockReader;
 use crate::series::{merge, window_start};
 use crate::writer::{CodedSeries, WriteOptions, write_coded_block};
@@ -187,39 +187,11 @@ async fn mark(store: &Arc<dyn ObjectStore>, id: BlockId, now_ms: i64, reason: &s
 
 /// Every deletion mark of the bucket.
 async fn deletion_marks(store: &Arc<dyn ObjectStore>) -> Result<Vec<(BlockId, DeletionMark)>> {
-    let list_err = |source| Error::ObjectStore {
-        op: "list",
-        path: "/".into(),
-        source,
-    };
-    let ids: Vec<BlockId> = store
-        .list(None)
-        .try_filter_map(|o| {
-            futures::future::ready(Ok(layout::block_of_deletion_mark_path(&o.location)))
-        })
-        .try_collect()
-        .await
-        .map_err(list_err)?;
-    let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
-        let path = layout::deletion_mark_path(id);
-        let get_err = |source| Error::ObjectStore {
-            op: "get",
-            path: path.to_string(),
-            source,
-        };
-        let bytes = store
-            .get(&path)
-            .await
-            .map_err(get_err)?
-            .bytes()
-            .await
-            .map_err(get_err)?;
-        let mark: DeletionMark = serde_json::from_slice(&bytes).map_err(|source| Error::Meta {
-            path: path.to_string(),
-            source,
-        })?;
-        out.push((id, mark));
+    let mut out = Vec::new();
+    for path in list_paths(store.as_ref()).await? {
+        if let Some(id) = layout::block_of_deletion_mark_path(&path) {
+            out.push((id, get_json(store.as_ref(), &path).await?));
+        }
     }
     Ok(out)
 }

@@ -136,22 +136,7 @@ impl BlockMeta {
     /// Reads and checks `<id>/meta.json`.
     pub async fn read(store: &dyn ObjectStore, id: BlockId) -> Result<Self> {
         let path = layout::meta_path(id);
-        let get_err = |source| Error::ObjectStore {
-            op: "get",
-            path: path.to_string(),
-            source,
-        };
-        let bytes = store
-            .get(&path)
-            .await
-            .map_err(get_err)?
-            .bytes()
-            .await
-            .map_err(get_err)?;
-        let meta: BlockMeta = serde_json::from_slice(&bytes).map_err(|source| Error::Meta {
-            path: path.to_string(),
-            source,
-        })?;
+        let meta: BlockMeta = get_json(store, &path).await?;
         if meta.version > FORMAT_VERSION {
             return Err(Error::UnsupportedVersion {
                 block: id,
@@ -168,16 +153,7 @@ impl BlockMeta {
     /// Lists every block of the store (directories holding a `meta.json`, without a deletion mark),
     /// sorted by id.
     pub async fn list(store: &Arc<dyn ObjectStore>) -> Result<Vec<BlockMeta>> {
-        let paths: Vec<object_store::path::Path> = store
-            .list(None)
-            .map_ok(|o| o.location)
-            .try_collect()
-            .await
-            .map_err(|source| Error::ObjectStore {
-                op: "list",
-                path: "/".into(),
-                source,
-            })?;
+        let paths = list_paths(store.as_ref()).await?;
         let marked: std::collections::HashSet<BlockId> = paths
             .iter()
             .filter_map(layout::block_of_deletion_mark_path)
@@ -197,6 +173,43 @@ impl BlockMeta {
         metas.sort_by_key(|m| m.ulid);
         Ok(metas)
     }
+}
+
+/// Every object path of the store.
+pub(crate) async fn list_paths(store: &dyn ObjectStore) -> Result<Vec<object_store::path::Path>> {
+    store
+        .list(None)
+        .map_ok(|o| o.location)
+        .try_collect()
+        .await
+        .map_err(|source| Error::ObjectStore {
+            op: "list",
+            path: "/".into(),
+            source,
+        })
+}
+
+/// A JSON object of the store, parsed.
+pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
+    store: &dyn ObjectStore,
+    path: &object_store::path::Path,
+) -> Result<T> {
+    let get_err = |source| Error::ObjectStore {
+        op: "get",
+        path: path.to_string(),
+        source,
+    };
+    let bytes = store
+        .get(path)
+        .await
+        .map_err(get_err)?
+        .bytes()
+        .await
+        .map_err(get_err)?;
+    serde_json::from_slice(&bytes).map_err(|source| Error::Meta {
+        path: path.to_string(),
+        source,
+    })
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use fleetscope_store::objstore;
 
 use crate::support::{
-    Proc, S3, all_samples, api_series, enc, free_port, http, prom_metric, start_shipper, wait_ready,
+    Proc, S3, all_samples, api_series, enc, free_port, http, prom_metric, start_node_exporter,
+    start_shipper, wait_ready,
 };
 
 struct Cluster {
@@ -51,13 +52,7 @@ fn promtool(args: &[&str]) -> String {
 fn two_prometheus_two_shippers_one_querier() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let node_port = free_port();
-    let _node = Proc::spawn(
-        "prometheus-node-exporter",
-        &[&format!("--web.listen-address=127.0.0.1:{node_port}")],
-        &d.join("node.log"),
-    );
-    wait_ready(node_port, "/metrics", "node exporter");
+    let (_node, node_port) = start_node_exporter(d);
     let s3 = S3::start(&d.join("moto.log"));
     let env = s3.env();
 

@@ -7,7 +7,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    Proc, api_series, enc, free_port, http, prom_metric, start_shipper, wait_ready,
+    Proc, api_series, enc, free_port, http, prom_metric, start_node_exporter, start_shipper,
+    wait_ready,
 };
 use crate::{file_url, files_under};
 
@@ -57,13 +58,7 @@ fn querier(dir: &std::path::Path, bucket: &str, remote: &[String]) -> (Proc, u16
 fn remote_read_with_real_prometheus_both_ways() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let node_port = free_port();
-    let _node = Proc::spawn(
-        "prometheus-node-exporter",
-        &[&format!("--web.listen-address=127.0.0.1:{node_port}")],
-        &d.join("node.log"),
-    );
-    wait_ready(node_port, "/metrics", "node exporter");
+    let (_node, node_port) = start_node_exporter(d);
     let bucket = file_url(&d.join("bucket"));
     let (shipper, shipper_port) = start_shipper(
         &d.join("shipper"),

@@ -176,6 +176,18 @@ pub(crate) fn remote_write(port: u16, body: &[u8]) -> Option<u16> {
     http("POST", port, "/api/v1/write", &headers, body).map(|r| r.0)
 }
 
+/// Starts Debian's `prometheus-node-exporter` on a free port and waits until it serves.
+pub(crate) fn start_node_exporter(dir: &Path) -> (Proc, u16) {
+    let port = free_port();
+    let proc = Proc::spawn(
+        "prometheus-node-exporter",
+        &[&format!("--web.listen-address=127.0.0.1:{port}")],
+        &dir.join("node.log"),
+    );
+    wait_ready(port, "/metrics", "node exporter");
+    (proc, port)
+}
+
 /// Starts `fleetscope shipper` on a free port and waits until it serves.
 pub(crate) fn start_shipper(
     data_dir: &Path,
