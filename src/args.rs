@@ -142,6 +142,15 @@ impl ExternalLabelArgs {
     }
 }
 
+/// A bearer token from a file (`flag` names it in errors): trimmed, not empty.
+pub fn read_token_file(flag: &str, path: &std::path::Path) -> anyhow::Result<String> {
+    let token = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("read {flag} {}: {e}", path.display()))?;
+    let token = token.trim().to_string();
+    anyhow::ensure!(!token.is_empty(), "{flag} {} is empty", path.display());
+    Ok(token)
+}
+
 /// Parses `K=V` with a valid Prometheus label name.
 pub fn parse_label(s: &str) -> Result<(String, String), String> {
     let (k, v) = s

@@ -362,6 +362,13 @@ async fn bearer_token_is_required_when_configured() {
     )
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let up = || query(0, 10, &[(MatchType::Eq, "__name__", "up")]);
+    let (status, _, _) = send(&f.app, read_request(vec![up()], vec![])).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let mut req = read_request(vec![up()], vec![]);
+    req.headers_mut()
+        .insert("authorization", "Bearer s3cret".parse().unwrap());
+    assert_eq!(read(&f.app, req).await[0].len(), 1);
 }
 
 fn read_request(queries: Vec<Query>, accepted: Vec<ResponseType>) -> Request<Body> {

@@ -26,6 +26,7 @@ const MAX_RESPONSE_BYTES: usize = 1 << 30;
 pub struct RemoteRead {
     url: String,
     client: reqwest::Client,
+    token: Option<String>,
 }
 
 /// A `--remote-read` URL that cannot be used.
@@ -73,7 +74,14 @@ impl RemoteRead {
         Ok(Self {
             url: url.to_string(),
             client,
+            token: None,
         })
+    }
+
+    /// Sends `Authorization: Bearer <token>` with every request.
+    pub fn with_bearer_token(mut self, token: String) -> Self {
+        self.token = Some(token);
+        self
     }
 
     /// The endpoint's URL.
@@ -105,15 +113,17 @@ impl RemoteRead {
             accepted_response_types: vec![ResponseType::Samples as i32],
         };
         let body = snap::raw::Encoder::new().compress_vec(&request.encode_to_vec())?;
-        let resp = self
+        let mut req = self
             .client
             .post(&self.url)
             .header("Content-Type", "application/x-protobuf")
             .header("Content-Encoding", "snappy")
             .header("X-Prometheus-Remote-Read-Version", "0.1.0")
-            .body(body)
-            .send()
-            .await?;
+            .body(body);
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        let resp = req.send().await?;
         let status = resp.status();
         let bytes = resp.bytes().await?;
         if !status.is_success() {

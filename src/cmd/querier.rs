@@ -9,7 +9,7 @@ use anyhow::Context;
 use fleetscope_query::api::{ApiOptions, ApiState, router};
 use fleetscope_query::{Catalog, Engine, Fanout, RemoteRead, Source};
 
-use crate::args::{ObjstoreArgs, QueryArgs, parse_duration};
+use crate::args::{ObjstoreArgs, QueryArgs, parse_duration, read_token_file};
 
 /// Flags of `fleetscope querier`.
 #[derive(Debug, clap::Args)]
@@ -43,6 +43,13 @@ pub struct Args {
         value_delimiter = ','
     )]
     remote_read: Vec<String>,
+    /// File holding the bearer token the `--remote-read` endpoints require (the shippers'
+    /// `--auth-token-file`).
+    #[arg(
+        long = "remote-read.auth-token-file",
+        env = "FLEETSCOPE_REMOTE_READ_AUTH_TOKEN_FILE"
+    )]
+    remote_read_token_file: Option<std::path::PathBuf>,
 }
 
 pub(super) async fn run(args: Args) -> anyhow::Result<()> {
@@ -68,8 +75,16 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
         })
     };
     let mut sources: Vec<Arc<dyn Source>> = vec![Arc::clone(&catalog) as _];
+    let token = args
+        .remote_read_token_file
+        .as_deref()
+        .map(|path| read_token_file("--remote-read.auth-token-file", path))
+        .transpose()?;
     for url in &args.remote_read {
-        let remote = RemoteRead::new(url, args.timeout)?;
+        let mut remote = RemoteRead::new(url, args.timeout)?;
+        if let Some(token) = &token {
+            remote = remote.with_bearer_token(token.clone());
+        }
         sources.push(Arc::new(remote));
     }
     tracing::info!(endpoints = ?args.remote_read, "remote-read endpoints");

@@ -11,7 +11,7 @@ use fleetscope_ingest::metrics::Metrics;
 use fleetscope_ingest::receiver::{ReceiverOptions, SHUTDOWN_FLUSH_TIMEOUT, router};
 use fleetscope_ingest::{Shipper, ShipperConfig};
 
-use crate::args::{ExternalLabelArgs, ObjstoreArgs, parse_duration};
+use crate::args::{ExternalLabelArgs, ObjstoreArgs, parse_duration, read_token_file};
 
 /// Flags of `fleetscope shipper`.
 #[derive(Debug, clap::Args)]
@@ -47,20 +47,11 @@ pub struct Args {
 
 pub(super) async fn run(args: Args) -> anyhow::Result<()> {
     let remote = args.objstore.open()?;
-    let auth_token = match &args.auth_token_file {
-        Some(path) => {
-            let token = std::fs::read_to_string(path)
-                .with_context(|| format!("read --auth-token-file {}", path.display()))?;
-            let token = token.trim().to_string();
-            anyhow::ensure!(
-                !token.is_empty(),
-                "--auth-token-file {} is empty",
-                path.display()
-            );
-            Some(token)
-        }
-        None => None,
-    };
+    let auth_token = args
+        .auth_token_file
+        .as_deref()
+        .map(|path| read_token_file("--auth-token-file", path))
+        .transpose()?;
     let config = ShipperConfig {
         block_duration: args.block_duration,
         external_labels: args.labels.labels(),

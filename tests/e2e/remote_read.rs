@@ -30,7 +30,12 @@ fn prometheus(dir: &std::path::Path, name: &str, config: &str) -> (Proc, u16) {
     (proc, port)
 }
 
-fn querier(dir: &std::path::Path, bucket: &str, remote: &[String]) -> (Proc, u16) {
+fn querier(
+    dir: &std::path::Path,
+    bucket: &str,
+    remote: &[String],
+    token_file: Option<&std::path::Path>,
+) -> (Proc, u16) {
     let port = free_port();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleetscope"));
     cmd.args([
@@ -44,6 +49,9 @@ fn querier(dir: &std::path::Path, bucket: &str, remote: &[String]) -> (Proc, u16
     ]);
     for r in remote {
         cmd.args(["--remote-read", r]);
+    }
+    if let Some(f) = token_file {
+        cmd.arg("--remote-read.auth-token-file").arg(f);
     }
     cmd.stderr(std::fs::File::create(dir.join(format!("querier-{port}.log"))).unwrap());
     let proc = Proc {
@@ -60,18 +68,27 @@ fn remote_read_with_real_prometheus_both_ways() {
     let d = dir.path();
     let (_node, node_port) = start_node_exporter(d);
     let bucket = file_url(&d.join("bucket"));
+    // The shipper wants a bearer token on writes and reads.
+    let token = d.join("token");
+    std::fs::write(&token, "s3cret\n").unwrap();
     let (shipper, shipper_port) = start_shipper(
         &d.join("shipper"),
         &bucket,
-        &["--cluster", "a"],
+        &[
+            "--cluster",
+            "a",
+            "--auth-token-file",
+            token.to_str().unwrap(),
+        ],
         &[],
         &d.join("shipper.log"),
     );
+    let auth = "    authorization:\n      credentials: s3cret\n";
     let scrape = format!(
         "scrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['127.0.0.1:{node_port}']\n"
     );
     let write = format!(
-        "remote_write:\n  - url: http://127.0.0.1:{shipper_port}/api/v1/write\n    queue_config:\n      batch_send_deadline: 1s\n"
+        "remote_write:\n  - url: http://127.0.0.1:{shipper_port}/api/v1/write\n{auth}    queue_config:\n      batch_send_deadline: 1s\n"
     );
     let (_source, src_port) = prometheus(
         d,
@@ -83,7 +100,7 @@ fn remote_read_with_real_prometheus_both_ways() {
         d,
         "reader",
         &format!(
-            "remote_read:\n  - url: http://127.0.0.1:{shipper_port}/api/v1/read\n    read_recent: true\n"
+            "remote_read:\n  - url: http://127.0.0.1:{shipper_port}/api/v1/read\n{auth}    read_recent: true\n"
         ),
     );
 
@@ -178,6 +195,7 @@ fn remote_read_with_real_prometheus_both_ways() {
             format!("http://127.0.0.1:{shipper_port}/api/v1/read"),
             dead.clone(),
         ],
+        Some(&token),
     );
     assert!(
         api_series(q_port, &raw) == expected,
@@ -201,7 +219,8 @@ fn remote_read_with_real_prometheus_both_ways() {
     );
 
     // After the flush the data is in the bucket and still in the shipper's `shipped/` folder.
-    let (status, _) = http("POST", shipper_port, "/api/v1/flush", &[], b"").unwrap();
+    let bearer = [("Authorization", "Bearer s3cret")];
+    let (status, _) = http("POST", shipper_port, "/api/v1/flush", &bearer, b"").unwrap();
     assert_eq!(status, 200);
     assert!(!files_under(&d.join("bucket")).is_empty(), "uploaded");
     assert!(
@@ -223,6 +242,7 @@ fn remote_read_with_real_prometheus_both_ways() {
         d,
         &file_url(&d.join("empty-bucket")),
         &[format!("http://127.0.0.1:{src_port}/api/v1/read")],
+        None,
     );
     assert!(
         api_series(q2_port, &raw) == expected,
