@@ -181,10 +181,15 @@ impl Shipper {
     ) -> Result<Vec<Series>, ShipperError> {
         let mut parts = vec![self.select_head(matchers, min_t, max_t)];
         for reader in self.local_blocks(min_t, max_t).await? {
-            let selection = reader
-                .select(matchers, min_t, max_t)
-                .await
-                .map_err(ShipperError::Read)?;
+            let selection = match reader.select(matchers, min_t, max_t).await {
+                Ok(s) => s,
+                Err(e) => self
+                    .moved(&reader, e)
+                    .await?
+                    .select(matchers, min_t, max_t)
+                    .await
+                    .map_err(ShipperError::Read)?,
+            };
             parts.push(selection.series);
         }
         Ok(fleetscope_store::series::merge(parts))
@@ -203,12 +208,16 @@ impl Shipper {
             .map(|s| s.labels)
             .collect();
         for reader in self.local_blocks(min_t, max_t).await? {
-            all.extend(
-                reader
+            let labels = match reader.series_labels(matchers, min_t, max_t).await {
+                Ok(l) => l,
+                Err(e) => self
+                    .moved(&reader, e)
+                    .await?
                     .series_labels(matchers, min_t, max_t)
                     .await
                     .map_err(ShipperError::Read)?,
-            );
+            };
+            all.extend(labels);
         }
         all.sort();
         all.dedup();
@@ -221,6 +230,20 @@ impl Shipper {
             .lock()
             .map(|h| h.select(matchers, &self.inner.config.external_labels, min_t, max_t))
             .unwrap_or_default()
+    }
+
+    /// The reader of a staged block that failed because its upload moved it to `shipped/` meanwhile;
+    /// `error` if it is not there either.
+    async fn moved(
+        &self,
+        reader: &BlockReader,
+        error: fleetscope_store::Error,
+    ) -> Result<BlockReader, ShipperError> {
+        let store = &self.inner.shipped_store;
+        match BlockMeta::read(store.as_ref(), reader.meta().ulid).await {
+            Ok(meta) => Ok(BlockReader::new(Arc::clone(store), meta)),
+            Err(_) => Err(ShipperError::Read(error)),
+        }
     }
 
     /// Readers of the staged and kept blocks overlapping `[min_t, max_t]`.
