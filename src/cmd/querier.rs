@@ -43,6 +43,10 @@ pub struct Args {
         value_delimiter = ','
     )]
     remote_read: Vec<String>,
+    /// A shipper's address (`http://shipper:19291`): the same as `--remote-read` with
+    /// `/api/v1/read` appended.
+    #[arg(long = "shipper", env = "FLEETSCOPE_SHIPPERS", value_delimiter = ',')]
+    shippers: Vec<String>,
     /// File holding the bearer token the `--remote-read` endpoints require (the shippers'
     /// `--auth-token-file`).
     #[arg(
@@ -80,14 +84,19 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
         .as_deref()
         .map(|path| read_token_file("--remote-read.auth-token-file", path))
         .transpose()?;
-    for url in &args.remote_read {
+    let shippers = args
+        .shippers
+        .iter()
+        .map(|s| format!("{}/api/v1/read", s.trim_end_matches('/')));
+    let endpoints: Vec<String> = args.remote_read.iter().cloned().chain(shippers).collect();
+    for url in &endpoints {
         let mut remote = RemoteRead::new(url, args.timeout)?;
         if let Some(token) = &token {
             remote = remote.with_bearer_token(token.clone());
         }
         sources.push(Arc::new(remote));
     }
-    tracing::info!(endpoints = ?args.remote_read, "remote-read endpoints");
+    tracing::info!(?endpoints, "remote-read endpoints");
     let state = ApiState::with_source(
         Engine::new(args.query.engine_options()),
         catalog,

@@ -33,6 +33,7 @@ fn prometheus(dir: &std::path::Path, name: &str, config: &str) -> (Proc, u16) {
 fn querier(
     dir: &std::path::Path,
     bucket: &str,
+    shippers: &[String],
     remote: &[String],
     token_file: Option<&std::path::Path>,
 ) -> (Proc, u16) {
@@ -47,6 +48,9 @@ fn querier(
         "--refresh",
         "1s",
     ]);
+    for s in shippers {
+        cmd.args(["--shipper", s]);
+    }
     for r in remote {
         cmd.args(["--remote-read", r]);
     }
@@ -191,10 +195,8 @@ fn remote_read_with_real_prometheus_both_ways() {
     let (_q, q_port) = querier(
         d,
         &bucket,
-        &[
-            format!("http://127.0.0.1:{shipper_port}/api/v1/read"),
-            dead.clone(),
-        ],
+        &[format!("http://127.0.0.1:{shipper_port}")],
+        std::slice::from_ref(&dead),
         Some(&token),
     );
     assert!(
@@ -241,6 +243,7 @@ fn remote_read_with_real_prometheus_both_ways() {
     let (_q2, q2_port) = querier(
         d,
         &file_url(&d.join("empty-bucket")),
+        &[],
         &[format!("http://127.0.0.1:{src_port}/api/v1/read")],
         None,
     );
