@@ -69,7 +69,7 @@ impl Engine {
     /// Evaluates `query` at `t` (ms).
     pub async fn instant(&self, source: &dyn Source, query: &str, t: i64) -> Result<QueryValue> {
         let expr = Self::parse(query)?;
-        let ev = Evaluator::new(source, self.settings(t, t, 0));
+        let ev = Evaluator::new(source, self.settings(t, t, 0), &expr);
         let grid = Grid {
             start: t,
             end: t,
@@ -150,7 +150,7 @@ impl Engine {
             }
             _ => {}
         }
-        let ev = Evaluator::new(source, self.settings(start, end, step));
+        let ev = Evaluator::new(source, self.settings(start, end, step), &expr);
         let grid = Grid { start, end, step };
         let series = match ev.eval(&expr, grid).await? {
             Value::Scalar(v) => vec![RangeSeries {
@@ -391,6 +391,46 @@ mod tests {
     use super::*;
     use crate::source::MemSource;
     use fleetscope_store::{Labels, MemSeriesSet};
+
+    /// A source counting its selections.
+    #[derive(Debug)]
+    struct Counting(MemSource, std::sync::atomic::AtomicUsize);
+
+    impl Source for Counting {
+        fn select<'a>(
+            &'a self,
+            matchers: &'a [fleetscope_store::Matcher],
+            min_t: i64,
+            max_t: i64,
+        ) -> crate::source::SelectFuture<'a> {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.0.select(matchers, min_t, max_t)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_selector_written_twice_is_read_once() {
+        let mut set = MemSeriesSet::new();
+        for (name, v) in [("used", 3.0), ("free", 1.0)] {
+            let l = Labels::from_pairs([("__name__", name), ("gpu", "0")]);
+            set.append(&l, 0, v);
+        }
+        let src = Counting(
+            MemSource {
+                set,
+                external: Labels::empty(),
+            },
+            Default::default(),
+        );
+        let engine = Engine::new(EngineOptions::default());
+        let q = "sum(used) / sum(used + free) + sum(count_over_time(used[1m])) - sum(count_over_time(used[1m]))";
+        let QueryValue::Vector(v) = engine.instant(&src, q, 30_000).await.unwrap() else {
+            panic!("a vector")
+        };
+        assert_eq!(v[0].v, 0.75);
+        // `used` twice at one range, `used[1m]` twice at another, `free` once.
+        assert_eq!(src.1.load(std::sync::atomic::Ordering::Relaxed), 3);
+    }
 
     /// The cases where Prometheus 3 and 2 differ, with the values Prometheus 2.42 gives
     /// (checked through the conformance harness against Debian's Prometheus).

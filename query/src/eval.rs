@@ -9,9 +9,10 @@ mod aggregate;
 mod binary;
 mod functions;
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use fleetscope_store::{Labels, MatchOp, Matcher, is_stale_nan};
 use futures::future::BoxFuture;
@@ -42,14 +43,29 @@ pub(crate) struct Evaluator<'a> {
     pub(crate) source: &'a dyn Source,
     pub(crate) settings: Settings,
     samples_loaded: AtomicUsize,
+    /// Selectors the query writes more than once (`a / (a + b)`), by their text...
+    repeated: HashSet<String>,
+    /// ...and what they fetched, by selector and time range: read once per query.
+    fetched: Mutex<HashMap<(String, i64, i64), Arc<Fetched>>>,
 }
 
+/// Series of a selector: labels and `(t, v)` samples, sorted by labels.
+type Fetched = Vec<(Labels, Vec<(i64, f64)>)>;
+
 impl<'a> Evaluator<'a> {
-    pub(crate) fn new(source: &'a dyn Source, settings: Settings) -> Self {
+    pub(crate) fn new(source: &'a dyn Source, settings: Settings, expr: &Expr) -> Self {
+        let mut seen = HashMap::new();
+        count_selectors(expr, &mut seen);
         Self {
             source,
             settings,
             samples_loaded: AtomicUsize::new(0),
+            repeated: seen
+                .into_iter()
+                .filter(|(_, n)| *n > 1)
+                .map(|(s, _)| s)
+                .collect(),
+            fetched: Mutex::new(HashMap::new()),
         }
     }
 
@@ -257,13 +273,43 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    /// Series of a selector with samples in `[min_t, max_t]`.
-    async fn fetch(
-        &self,
-        vs: &VectorSelector,
-        min_t: i64,
-        max_t: i64,
-    ) -> Result<Vec<(Labels, Vec<(i64, f64)>)>> {
+    /// Series of a selector with samples in `[min_t, max_t]`; a selector written more than once in
+    /// the query is read from the source once.
+    async fn fetch(&self, vs: &VectorSelector, min_t: i64, max_t: i64) -> Result<Fetched> {
+        let text = vs.to_string();
+        if !self.repeated.contains(&text) {
+            return self.select(vs, min_t, max_t).await;
+        }
+        let key = (text, min_t, max_t);
+        let cached = self.fetched.lock().ok().and_then(|f| f.get(&key).cloned());
+        let series = match cached {
+            Some(series) => {
+                let n: usize = series.iter().map(|s| s.1.len()).sum();
+                self.count_loaded(n)?;
+                series
+            }
+            None => {
+                let series = Arc::new(self.select(vs, min_t, max_t).await?);
+                if let Ok(mut f) = self.fetched.lock() {
+                    f.insert(key, Arc::clone(&series));
+                }
+                series
+            }
+        };
+        Ok(series.as_ref().clone())
+    }
+
+    /// Counts samples loaded by the query against its limit.
+    fn count_loaded(&self, n: usize) -> Result<()> {
+        let loaded = self.samples_loaded.fetch_add(n, Ordering::Relaxed) + n;
+        if loaded > self.settings.max_samples {
+            return Err(Error::TooManySamples("query execution"));
+        }
+        Ok(())
+    }
+
+    /// [`Evaluator::fetch`] from the source.
+    async fn select(&self, vs: &VectorSelector, min_t: i64, max_t: i64) -> Result<Fetched> {
         let mut groups = vec![vs.matchers.matchers.clone()];
         groups.extend(vs.matchers.or_matchers.iter().cloned());
         let mut by_labels: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
@@ -283,11 +329,7 @@ impl<'a> Evaluator<'a> {
                 ));
             }
             for s in self.source.select(&matchers, min_t, max_t).await? {
-                let n = s.samples.len();
-                let loaded = self.samples_loaded.fetch_add(n, Ordering::Relaxed) + n;
-                if loaded > self.settings.max_samples {
-                    return Err(Error::TooManySamples("query execution"));
-                }
+                self.count_loaded(s.samples.len())?;
                 by_labels
                     .entry(s.labels)
                     .or_insert_with(|| s.samples.iter().map(|x| (x.t, x.v)).collect());
@@ -313,6 +355,29 @@ impl<'a> Evaluator<'a> {
             Value::Scalar(_) => Err(bad("expected an instant vector, got a scalar")),
             Value::String(_) => Err(bad("expected an instant vector, got a string")),
         }
+    }
+}
+
+/// Counts each vector selector of `expr` (matrix selectors' included) by its text.
+fn count_selectors(expr: &Expr, seen: &mut HashMap<String, usize>) {
+    match expr {
+        Expr::VectorSelector(vs) => *seen.entry(vs.to_string()).or_default() += 1,
+        Expr::MatrixSelector(ms) => *seen.entry(ms.vs.to_string()).or_default() += 1,
+        Expr::Paren(p) => count_selectors(&p.expr, seen),
+        Expr::Unary(u) => count_selectors(&u.expr, seen),
+        Expr::Subquery(sq) => count_selectors(&sq.expr, seen),
+        Expr::Binary(b) => {
+            count_selectors(&b.lhs, seen);
+            count_selectors(&b.rhs, seen);
+        }
+        Expr::Aggregate(a) => {
+            count_selectors(&a.expr, seen);
+            if let Some(p) = &a.param {
+                count_selectors(p, seen);
+            }
+        }
+        Expr::Call(c) => c.args.args.iter().for_each(|a| count_selectors(a, seen)),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
     }
 }
 
