@@ -221,54 +221,67 @@ impl Head {
         (self.max_t >= w + self.duration_ms + self.duration_ms / 2).then_some(w)
     }
 
-    /// Removes and returns the samples of window `w` (and any before it), coded series by series
-    /// (the window is never held as raw samples); later samples before its end are refused.
-    pub fn cut_window(&mut self, w: i64) -> Result<Vec<CodedSeries>, StoreError> {
+    /// Removes the samples of window `w` (and any before it) and returns them for coding into a
+    /// block ([`Taken::code`], best done after releasing the head); later samples before its end
+    /// are refused. Sealed chunks wholly inside the window move out as they are; only a chunk
+    /// straddling its end is decoded here.
+    pub fn cut_window(&mut self, w: i64) -> Taken {
         let end = w + self.duration_ms;
-        let mut out = Vec::new();
-        let mut error = None;
+        let mut taken = Vec::new();
         self.series.retain(|_, (labels, m)| {
             if m.min_t >= end {
                 return true;
             }
-            let (inside, rest): (Vec<Sample>, Vec<Sample>) = m
-                .samples(i64::MIN, i64::MAX)
+            let mut pieces = Vec::new();
+            let mut kept = MemSeries::default();
+            for c in std::mem::take(&mut m.sealed) {
+                if c.max_t < end {
+                    pieces.push(Piece::Coded(c));
+                } else if c.min_t >= end {
+                    kept.keep(c);
+                } else {
+                    let mut samples = Vec::new();
+                    c.decode_into(&mut samples);
+                    let (inside, rest): (Vec<Sample>, Vec<Sample>) =
+                        samples.into_iter().partition(|s| s.t < end);
+                    pieces.push(Piece::Raw(inside));
+                    kept.keep(Sealed::new(&rest));
+                }
+            }
+            let (inside, rest): (Vec<Sample>, Vec<Sample>) = std::mem::take(&mut m.open)
                 .into_iter()
                 .partition(|s| s.t < end);
-            match CodedSeries::new(labels.clone(), &inside) {
-                Ok(coded) => out.extend(coded),
-                Err(e) => error = Some(e),
-            }
-            *m = MemSeries::default();
-            m.push(rest);
+            pieces.push(Piece::Raw(inside));
+            kept.push(rest);
+            taken.push((labels.clone(), pieces));
+            *m = kept;
             m.len > 0
         });
         self.recount();
         self.min_valid_t = self.min_valid_t.max(end);
-        error.map_or(Ok(out), Err)
+        Taken {
+            duration_ms: self.duration_ms,
+            series: taken,
+        }
     }
 
-    /// Removes everything, split by window (a flush). Does not move [`Head::min_valid_t`]: samples
-    /// may still arrive for these windows and will be cut into further blocks.
-    pub fn cut_all(&mut self) -> Result<BTreeMap<i64, Vec<CodedSeries>>, StoreError> {
-        let mut windows: BTreeMap<i64, Vec<CodedSeries>> = BTreeMap::new();
-        for (_, (labels, m)) in self.series.drain() {
-            let mut by_window: BTreeMap<i64, Vec<Sample>> = BTreeMap::new();
-            for s in m.samples(i64::MIN, i64::MAX) {
-                by_window
-                    .entry(window_start(s.t, self.duration_ms))
-                    .or_default()
-                    .push(s);
-            }
-            for (w, samples) in by_window {
-                windows
-                    .entry(w)
-                    .or_default()
-                    .extend(CodedSeries::new(labels.clone(), &samples)?);
-            }
-        }
+    /// Removes everything (a flush), for coding into blocks by window ([`Taken::code`]). Does not
+    /// move [`Head::min_valid_t`]: samples may still arrive for these windows and will be cut into
+    /// further blocks.
+    pub fn cut_all(&mut self) -> Taken {
+        let series = std::mem::take(&mut self.series)
+            .into_values()
+            .map(|(labels, m)| {
+                let mut pieces: Vec<Piece> = m.sealed.into_iter().map(Piece::Coded).collect();
+                pieces.push(Piece::Raw(m.open));
+                (labels, pieces)
+            })
+            .collect();
         self.recount();
-        Ok(windows)
+        Taken {
+            duration_ms: self.duration_ms,
+            series,
+        }
     }
 
     /// Bytes held by samples (sealed chunks coded, the open tails raw), for the metrics.
@@ -299,6 +312,58 @@ impl Head {
     }
 }
 
+/// Samples taken out of the head, in arrival order per series, to be coded into blocks.
+#[derive(Debug)]
+pub struct Taken {
+    duration_ms: i64,
+    series: Vec<(Labels, Vec<Piece>)>,
+}
+
+/// Part of a taken series: a sealed chunk as it was, or loose samples.
+#[derive(Debug)]
+enum Piece {
+    Coded(Sealed),
+    Raw(Vec<Sample>),
+}
+
+impl Taken {
+    /// Number of series taken.
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    /// True if nothing was taken.
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+
+    /// The samples coded for blocks, one series per label set and aligned window (samples sorted,
+    /// the last written kept for a repeated timestamp), by window start.
+    pub fn code(self) -> Result<BTreeMap<i64, Vec<CodedSeries>>, StoreError> {
+        let mut windows: BTreeMap<i64, Vec<CodedSeries>> = BTreeMap::new();
+        for (labels, pieces) in self.series {
+            let mut samples = Vec::new();
+            for p in pieces {
+                match p {
+                    Piece::Coded(c) => c.decode_into(&mut samples),
+                    Piece::Raw(raw) => samples.extend(raw),
+                }
+            }
+            sort_dedup(&mut samples);
+            for part in samples.chunk_by(|a, b| {
+                window_start(a.t, self.duration_ms) == window_start(b.t, self.duration_ms)
+            }) {
+                let w = window_start(part[0].t, self.duration_ms);
+                windows
+                    .entry(w)
+                    .or_default()
+                    .extend(CodedSeries::new(labels.clone(), part)?);
+            }
+        }
+        Ok(windows)
+    }
+}
+
 /// One series' samples in arrival order: sealed chunks, then the open tail.
 #[derive(Debug)]
 struct MemSeries {
@@ -326,11 +391,24 @@ impl Default for MemSeries {
 struct Sealed {
     min_t: i64,
     max_t: i64,
+    n: u32,
     split: u32,
     bytes: Box<[u8]>,
 }
 
 impl MemSeries {
+    /// Appends a sealed chunk (only while the open tail is empty, to keep arrival order).
+    fn keep(&mut self, c: Sealed) {
+        debug_assert!(self.open.is_empty());
+        if c.n == 0 {
+            return;
+        }
+        self.min_t = self.min_t.min(c.min_t);
+        self.max_t = self.max_t.max(c.max_t);
+        self.len += c.n as usize;
+        self.sealed.push(c);
+    }
+
     fn push(&mut self, samples: Vec<Sample>) {
         for s in &samples {
             self.min_t = self.min_t.min(s.t);
@@ -375,6 +453,7 @@ impl Sealed {
         Self {
             min_t: ts.iter().copied().min().unwrap_or(i64::MAX),
             max_t: ts.iter().copied().max().unwrap_or(i64::MIN),
+            n: ts.len() as u32,
             split,
             bytes: bytes.into_boxed_slice(),
         }
@@ -423,11 +502,11 @@ mod tests {
         assert_eq!(h.due_window(), None, "120 < 100 + 50");
         add(&mut h, vec![s(150)]);
         assert_eq!(h.due_window(), Some(0));
-        let cut = h.cut_window(0).unwrap();
-        assert_eq!(cut.len(), 1);
+        let cut = h.cut_window(0).code().unwrap();
+        assert_eq!(cut.keys().copied().collect::<Vec<_>>(), [0]);
         assert_eq!(h.min_valid_t(), 100);
         assert_eq!(h.samples(), 2);
-        let all = h.cut_all().unwrap();
+        let all = h.cut_all().code().unwrap();
         assert_eq!(all.keys().copied().collect::<Vec<_>>(), [100]);
         assert_eq!(
             h.min_valid_t(),
@@ -504,8 +583,8 @@ mod tests {
             .is_empty()
         );
         // The log replays into the same head, and so does a checkpoint of it.
-        let everything = |h: &Head| {
-            h.select(&[], &Labels::empty(), i64::MIN, i64::MAX)
+        let everything_in = |h: &Head, min_t, max_t| {
+            h.select(&[], &Labels::empty(), min_t, max_t)
                 .iter()
                 .map(|s| {
                     (
@@ -515,6 +594,7 @@ mod tests {
                 })
                 .collect::<Vec<(Labels, Vec<(i64, u64)>)>>()
         };
+        let everything = |h: &Head| everything_in(h, i64::MIN, i64::MAX);
         let replayed = |records: &[Vec<u8>]| {
             let mut r = Head::new(1_000_000);
             for e in records.iter().flat_map(|l| wal::decode_record(l).unwrap()) {
@@ -527,12 +607,43 @@ mod tests {
             everything(&replayed(&h.checkpoint_records())),
             everything(&h)
         );
-        // Cutting keeps every sample exactly once.
-        let before = h.select(&[], &Labels::empty(), 0, 999_999);
-        let cut = h.cut_window(0).unwrap();
+        // Cutting keeps every sample exactly once: the window's block holds what the head held
+        // (the late rewrite of t = 600 s included), the rest stays.
+        let before = everything_in(&h, 0, 999_999);
+        let mut cut = h.cut_window(0).code().unwrap();
         assert_eq!(cut.len(), 1);
+        let store = fleetscope_store::objstore::open("memory://").unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let block = rt.block_on(async {
+            let meta = fleetscope_store::write_coded_block(
+                &store,
+                cut.remove(&0).unwrap(),
+                &Labels::empty(),
+                &Default::default(),
+            )
+            .await
+            .unwrap();
+            fleetscope_store::BlockReader::new(std::sync::Arc::clone(&store), meta)
+                .select(&[], i64::MIN, i64::MAX)
+                .await
+                .unwrap()
+                .series
+        });
+        let block: Vec<(Labels, Vec<(i64, u64)>)> = block
+            .iter()
+            .map(|s| {
+                (
+                    s.labels.clone(),
+                    s.samples.iter().map(|x| (x.t, x.v.to_bits())).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(block, before);
         let rest = h.select(&[], &Labels::empty(), i64::MIN, i64::MAX);
-        let n: usize = before.iter().chain(&rest).map(|s| s.samples.len()).sum();
+        let n: usize = block.iter().map(|s| s.1.len()).sum::<usize>()
+            + rest.iter().map(|s| s.samples.len()).sum::<usize>();
         assert_eq!(n, want.len());
         assert!(rest[0].samples[0].t >= 1_000_000);
     }

@@ -22,7 +22,7 @@ use object_store::local::LocalFileSystem;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::head::Head;
+use crate::head::{Head, Taken};
 use crate::metrics::Metrics;
 use crate::wal::{Wal, WalError};
 
@@ -318,10 +318,10 @@ impl Shipper {
                     .map_err(|_| ShipperError::Io("head lock poisoned".into()))?;
                 head.due_window().map(|w| (w, head.cut_window(w)))
             };
-            let Some((w, series)) = window else { break };
-            let series = series.map_err(ShipperError::Stage)?;
-            tracing::info!(window_start = w, series = series.len(), "cutting block");
-            shipped += self.stage_and_upload(vec![series], None).await?;
+            let Some((w, taken)) = window else { break };
+            tracing::info!(window_start = w, series = taken.len(), "cutting block");
+            let windows = code(taken).await?;
+            shipped += self.stage_and_upload(windows, None).await?;
         }
         if shipped > 0 {
             self.checkpoint().await?;
@@ -333,17 +333,13 @@ impl Shipper {
     /// Returns the number of blocks uploaded; blocks not uploaded in time stay staged.
     pub async fn flush(&self, timeout: Option<Duration>) -> Result<usize, ShipperError> {
         let _guard = self.inner.cut_lock.lock().await;
-        let windows: Vec<Vec<CodedSeries>> = {
-            let mut head = self
-                .inner
-                .head
-                .lock()
-                .map_err(|_| ShipperError::Io("head lock poisoned".into()))?;
-            head.cut_all()
-                .map_err(ShipperError::Stage)?
-                .into_values()
-                .collect()
-        };
+        let taken = self
+            .inner
+            .head
+            .lock()
+            .map_err(|_| ShipperError::Io("head lock poisoned".into()))?
+            .cut_all();
+        let windows = code(taken).await?;
         let shipped = self.stage_and_upload(windows, timeout).await?;
         if self
             .inner
@@ -578,6 +574,16 @@ impl Shipper {
             }
         }
     }
+}
+
+/// Codes what was taken from the head into block series by window, off the async runtime (the head
+/// is not locked meanwhile).
+async fn code(taken: Taken) -> Result<Vec<Vec<CodedSeries>>, ShipperError> {
+    tokio::task::spawn_blocking(move || taken.code())
+        .await
+        .map_err(|e| ShipperError::Io(format!("coding task: {e}")))?
+        .map(|windows| windows.into_values().collect())
+        .map_err(ShipperError::Stage)
 }
 
 /// An object store over a local folder, created if missing.
