@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use rustc_hash::FxHashMap;
 
 use fleetscope_store::chunk::{decode_timestamps, decode_values, encode_timestamps, encode_values};
+use fleetscope_store::labels::matches_all;
 use fleetscope_store::series::{sort_dedup, window_start};
 use fleetscope_store::{CodedSeries, Error as StoreError, Labels, Matcher, Sample, Series};
 
@@ -177,12 +178,7 @@ impl Head {
         let mut out: Vec<Series> = self
             .series
             .values()
-            .filter(|(labels, _)| {
-                matchers.iter().all(|m| {
-                    let value = labels.get(&m.name).or_else(|| external.get(&m.name));
-                    m.matches(value.unwrap_or(""))
-                })
-            })
+            .filter(|(labels, _)| matches_all(matchers, labels, external))
             .filter_map(|(labels, m)| {
                 let samples = m.samples(min_t, max_t);
                 (!samples.is_empty()).then(|| Series {

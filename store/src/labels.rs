@@ -384,9 +384,13 @@ impl Matcher {
     }
 }
 
-/// True if every matcher accepts the label set.
-pub fn matches_all(matchers: &[Matcher], labels: &Labels) -> bool {
-    matchers.iter().all(|m| m.matches_labels(labels))
+/// True if every matcher accepts `labels` with `external` added (as
+/// [`Labels::with_external`], without building the set).
+pub fn matches_all(matchers: &[Matcher], labels: &Labels, external: &Labels) -> bool {
+    matchers.iter().all(|m| {
+        let value = labels.get(&m.name).or_else(|| external.get(&m.name));
+        m.matches(value.unwrap_or(""))
+    })
 }
 
 #[cfg(test)]

@@ -116,14 +116,16 @@ pub fn select_series<'a>(
 ) -> Vec<Series> {
     let mut out: Vec<Series> = series
         .filter_map(|(labels, samples)| {
-            let labels = labels.with_external(external);
-            if !matches_all(matchers, &labels) {
+            if !matches_all(matchers, labels, external) {
                 return None;
             }
             let mut samples = samples.to_vec();
             sort_dedup(&mut samples);
             samples.retain(|s| (min_t..=max_t).contains(&s.t));
-            (!samples.is_empty()).then_some(Series { labels, samples })
+            (!samples.is_empty()).then(|| Series {
+                labels: labels.with_external(external),
+                samples,
+            })
         })
         .collect();
     out.sort_by(|a, b| a.labels.cmp(&b.labels));

@@ -375,7 +375,7 @@ fn row_filter(
         let keep = firsts.value(i) <= max_t
             && lasts.value(i) >= min_t
             && Labels::decode_with_name(names.value(i), labels.value(i))
-                .map(|l| matches_all(matchers, &l.with_external(external)))
+                .map(|l| matches_all(matchers, &l, external))
                 .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
         out.push(keep);
     }
