@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use rustc_hash::FxHashMap;
 
 use fleetscope_store::chunk::{decode_timestamps, decode_values, encode_timestamps, encode_values};
-use fleetscope_store::labels::matches_all;
+use fleetscope_store::mem::select_series;
 use fleetscope_store::series::{sort_dedup, window_start};
 use fleetscope_store::{CodedSeries, Error as StoreError, Labels, Matcher, Sample, Series};
 
@@ -175,20 +175,12 @@ impl Head {
         min_t: i64,
         max_t: i64,
     ) -> Vec<Series> {
-        let mut out: Vec<Series> = self
-            .series
-            .values()
-            .filter(|(labels, _)| matches_all(matchers, labels, external))
-            .filter_map(|(labels, m)| {
-                let samples = m.samples(min_t, max_t);
-                (!samples.is_empty()).then(|| Series {
-                    labels: labels.with_external(external),
-                    samples,
-                })
-            })
-            .collect();
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        out
+        select_series(
+            self.series.values().map(|(labels, m)| (labels, m)),
+            matchers,
+            external,
+            |m: &MemSeries| m.samples(min_t, max_t),
+        )
     }
 
     /// The head as WAL records, for a checkpoint: every series with its reference and samples, a

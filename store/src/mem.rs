@@ -63,12 +63,17 @@ impl MemSeriesSet {
         min_t: i64,
         max_t: i64,
     ) -> Vec<Series> {
+        let in_range = |samples: &[Sample]| {
+            let mut samples = samples.to_vec();
+            sort_dedup(&mut samples);
+            samples.retain(|s| (min_t..=max_t).contains(&s.t));
+            samples
+        };
         select_series(
             self.series.iter().map(|(l, s)| (l, s.as_slice())),
             matchers,
             external,
-            min_t,
-            max_t,
+            in_range,
         )
     }
 
@@ -105,23 +110,21 @@ impl MemSeriesSet {
 }
 
 /// The selection contract of [`crate::BlockReader::select`] over series held in memory: series
-/// whose labels (external labels added) match every matcher, samples in `[min_t, max_t]` sorted
-/// with the last write of a timestamp kept, series without samples left out, sorted by labels.
-pub fn select_series<'a>(
-    series: impl Iterator<Item = (&'a Labels, &'a [Sample])>,
+/// whose labels (external labels added) match every matcher, with their samples, series without
+/// samples left out, sorted by labels. `samples(series)` gives a matching series' samples in the
+/// time range, sorted, the last write of a timestamp kept; it is called for matching series only.
+pub fn select_series<'a, S>(
+    series: impl Iterator<Item = (&'a Labels, S)>,
     matchers: &[Matcher],
     external: &Labels,
-    min_t: i64,
-    max_t: i64,
+    samples: impl Fn(S) -> Vec<Sample>,
 ) -> Vec<Series> {
     let mut out: Vec<Series> = series
-        .filter_map(|(labels, samples)| {
+        .filter_map(|(labels, s)| {
             if !matches_all(matchers, labels, external) {
                 return None;
             }
-            let mut samples = samples.to_vec();
-            sort_dedup(&mut samples);
-            samples.retain(|s| (min_t..=max_t).contains(&s.t));
+            let samples = samples(s);
             (!samples.is_empty()).then(|| Series {
                 labels: labels.with_external(external),
                 samples,
