@@ -69,6 +69,102 @@ pub struct QueryArgs {
         default_value = "current"
     )]
     pub compat: CompatArg,
+    /// Partitions one query's per-series work is spread over (default: the number of cores).
+    #[arg(long = "query.parallelism", env = "FLEETSCOPE_QUERY_PARALLELISM")]
+    pub parallelism: Option<usize>,
+    /// Memory all running queries may hold together (`512MiB`, `4GiB`, ...; default: half of
+    /// the machine's memory). A query past it fails with a clear error instead of growing.
+    #[arg(long = "query.max-memory", env = "FLEETSCOPE_QUERY_MAX_MEMORY", value_parser = parse_size)]
+    pub max_memory: Option<u64>,
+}
+
+/// A size in bytes: a number with an optional unit (`B`, `KB`, `MB`, `GB`, `KiB`, `MiB`, `GiB`).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let digits = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(digits);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 512MiB, 4GiB)"))?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} (B, KB, MB, GB, KiB, MiB, GiB)"
+            ));
+        }
+    };
+    Ok((number * scale as f64) as u64)
+}
+
+/// The machine's memory in bytes (`MemTotal` of `/proc/meminfo`), if known.
+fn machine_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Where fresh data not yet in the bucket is read from: shippers' remote-read endpoints.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RemoteArgs {
+    /// Remote-read endpoint of a shipper (`http://shipper:19291/api/v1/read`), for data not in the
+    /// bucket yet; repeat for each cluster. An endpoint that fails makes answers partial, with a
+    /// warning, not errors.
+    #[arg(
+        long = "remote-read",
+        env = "FLEETSCOPE_REMOTE_READ",
+        value_delimiter = ','
+    )]
+    pub remote_read: Vec<String>,
+    /// A shipper's address (`http://shipper:19291`): the same as `--remote-read` with
+    /// `/api/v1/read` appended.
+    #[arg(long = "shipper", env = "FLEETSCOPE_SHIPPERS", value_delimiter = ',')]
+    pub shippers: Vec<String>,
+    /// File holding the bearer token the `--remote-read` endpoints require (the shippers'
+    /// `--auth-token-file`).
+    #[arg(
+        long = "remote-read.auth-token-file",
+        env = "FLEETSCOPE_REMOTE_READ_AUTH_TOKEN_FILE"
+    )]
+    pub remote_read_token_file: Option<std::path::PathBuf>,
+}
+
+impl RemoteArgs {
+    /// One source per endpoint, each answering within `timeout`.
+    pub fn sources(
+        &self,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<Arc<dyn fleetscope_query::Source>>> {
+        let token = self
+            .remote_read_token_file
+            .as_deref()
+            .map(|path| read_token_file("--remote-read.auth-token-file", path))
+            .transpose()?;
+        let shippers = self
+            .shippers
+            .iter()
+            .map(|s| format!("{}/api/v1/read", s.trim_end_matches('/')));
+        let endpoints: Vec<String> = self.remote_read.iter().cloned().chain(shippers).collect();
+        let mut out: Vec<Arc<dyn fleetscope_query::Source>> = Vec::new();
+        for url in &endpoints {
+            let mut remote = fleetscope_query::RemoteRead::new(url, timeout)?;
+            if let Some(token) = &token {
+                remote = remote.with_bearer_token(token.clone());
+            }
+            out.push(Arc::new(remote));
+        }
+        tracing::info!(?endpoints, "remote-read endpoints");
+        Ok(out)
+    }
 }
 
 /// Values of `--query.compat`.
@@ -90,6 +186,14 @@ impl QueryArgs {
                 CompatArg::Current => fleetscope_query::Compat::Current,
                 CompatArg::Prometheus2 => fleetscope_query::Compat::Prometheus2,
             },
+            parallelism: self
+                .parallelism
+                .filter(|&n| n > 0)
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            max_memory: self
+                .max_memory
+                .or_else(|| machine_memory().map(|m| m / 2))
+                .unwrap_or(4 << 30) as usize,
             ..Default::default()
         }
     }

@@ -7,6 +7,7 @@ mod import;
 mod querier;
 mod query;
 mod shipper;
+mod sql;
 
 use clap::{Parser, Subcommand};
 
@@ -37,6 +38,8 @@ pub enum Command {
     Querier(querier::Args),
     /// Run a PromQL query from the command line.
     Query(query::Args),
+    /// Run a SQL statement over the fleet's metrics (a table per metric).
+    Sql(sql::Args),
     /// List and inspect blocks in the object store.
     #[command(subcommand)]
     Blocks(blocks::Command),
@@ -52,6 +55,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Shipper(args) => shipper::run(args).await,
         Command::Querier(args) => querier::run(args).await,
         Command::Query(args) => query::run(args).await,
+        Command::Sql(args) => sql::run(args).await,
         Command::Blocks(cmd) => blocks::run(cmd).await,
         Command::Compact(args) => compact::run(args).await,
     }

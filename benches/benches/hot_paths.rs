@@ -13,7 +13,7 @@ use fleetscope_bench::fleet::{FleetSpec, generate_cluster};
 use fleetscope_ingest::convert::{SeriesCache, Version, decode};
 use fleetscope_ingest::head::Head;
 use fleetscope_ingest::wal::Wal;
-use fleetscope_query::{Catalog, Engine, MemSource};
+use fleetscope_query::{Catalog, Engine, MemSource, Source};
 use fleetscope_store::{
     BlockMeta, BlockReader, Labels, Matcher, MemSeriesSet, Series, WriteOptions, objstore,
     write_block,
@@ -125,12 +125,13 @@ fn bench(c: &mut Criterion) {
     for s in &series {
         set.append_series(s.clone());
     }
-    let mem = MemSource {
+    let mem: Arc<dyn Source> = Arc::new(MemSource {
         set,
         external: Labels::empty(),
-    };
+    });
     let catalog = Catalog::new(Arc::clone(&store));
     rt.block_on(catalog.refresh()).unwrap();
+    let catalog: Arc<dyn Source> = Arc::new(catalog);
     let engine = Engine::default();
     let end = START + 1_800_000;
     let mut g = c.benchmark_group("promql");

@@ -26,9 +26,10 @@ use promql_parser::parser::Expr;
 use tokio::sync::Semaphore;
 
 use crate::catalog::Catalog;
-use crate::engine::Engine;
+use crate::engine::{Engine, Planned};
 use crate::error::Error;
 use crate::source::Source;
+use crate::sql::Sql;
 use crate::warnings;
 
 /// Limits of the API (the querier's `--query.*` flags).
@@ -59,6 +60,7 @@ pub struct ApiState {
     options: ApiOptions,
     slots: Semaphore,
     metrics: Metrics,
+    sql: Sql,
 }
 
 impl ApiState {
@@ -76,7 +78,9 @@ impl ApiState {
         options: ApiOptions,
     ) -> Self {
         let slots = Semaphore::new(options.max_concurrency.max(1));
+        let sql = Sql::new(&engine, Arc::clone(&source));
         Self {
+            sql,
             engine,
             catalog,
             source,
@@ -138,6 +142,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/api/v1/query", get(query).post(query))
         .route("/api/v1/query_range", get(query_range).post(query_range))
+        .route("/api/v1/sql", get(sql).post(sql))
         .route("/api/v1/series", get(series).post(series))
         .route("/api/v1/labels", get(labels).post(labels))
         .route("/api/v1/label/{name}/values", get(label_values))
@@ -188,15 +193,7 @@ impl ApiError {
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
-        let (status, error_type) = match &e {
-            Error::BadData(_) => (StatusCode::BAD_REQUEST, "bad_data"),
-            Error::Execution(_) | Error::TooManySamples(_) => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "execution")
-            }
-            Error::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
-            Error::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-        };
+        let (status, error_type) = classify(&e);
         if status.is_server_error() {
             tracing::warn!(error = %fleetscope_store::error::display_chain(&e), "query failed");
         }
@@ -257,8 +254,18 @@ impl Params {
             .get(header::CONTENT_TYPE)
             .and_then(|c| c.to_str().ok())
             .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+        let json = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|c| c.to_str().ok())
+            .is_some_and(|c| c.starts_with("application/json"));
         if form {
             v.extend(url::form_urlencoded::parse(body).into_owned());
+        } else if json && let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice(body) {
+            // A JSON object body (`{"query": "..."}`): its string fields are parameters.
+            v.extend(fields.into_iter().filter_map(|(k, v)| match v {
+                serde_json::Value::String(s) => Some((k, s)),
+                _ => None,
+            }));
         }
         Self(v)
     }
@@ -358,13 +365,9 @@ fn now_ms() -> i64 {
 }
 
 /// Runs a query with the concurrency limit and timeout, recording metrics.
-async fn run_query<F>(
-    state: &ApiState,
-    handler: &str,
-    fut: F,
-) -> Result<crate::value::QueryValue, ApiError>
+async fn run_query<F, T>(state: &ApiState, handler: &str, fut: F) -> Result<T, ApiError>
 where
-    F: std::future::Future<Output = crate::error::Result<crate::value::QueryValue>>,
+    F: std::future::Future<Output = crate::error::Result<T>>,
 {
     let started = Instant::now();
     let result = async {
@@ -383,26 +386,30 @@ where
         .duration
         .observe(started.elapsed().as_secs_f64());
     let code = match &result {
-        Ok(_) => "200",
-        Err(e) => status_of(e),
+        Ok(_) => StatusCode::OK,
+        Err(e) => classify(e).0,
     };
     state
         .metrics
         .requests
         .get_or_create(&RequestLabels {
             handler: handler.into(),
-            code: code.into(),
+            code: code.as_str().to_string(),
         })
         .inc();
     result.map_err(ApiError::from)
 }
 
-fn status_of(e: &Error) -> &'static str {
+/// The one error -> (HTTP status, Prometheus `errorType`) table of the query API.
+fn classify(e: &Error) -> (StatusCode, &'static str) {
     match e {
-        Error::BadData(_) => "400",
-        Error::Execution(_) | Error::TooManySamples(_) => "422",
-        Error::Timeout(_) | Error::Store(_) => "503",
-        Error::Internal(_) => "500",
+        Error::BadData(_) => (StatusCode::BAD_REQUEST, "bad_data"),
+        Error::Execution(_) | Error::TooManySamples(_) | Error::ResourcesExhausted(_) => {
+            (StatusCode::UNPROCESSABLE_ENTITY, "execution")
+        }
+        Error::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
+        Error::Store(_) | Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
 }
 
@@ -413,14 +420,8 @@ async fn query(State(state): State<Arc<ApiState>>, p: Params) -> Result<Response
         .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": query is empty"))?;
     let t = p.time("time")?.unwrap_or_else(now_ms);
     tracing::debug!(query, t, "instant query");
-    let source: &dyn Source = state.source.as_ref();
-    let (value, warnings) = warnings::collect(run_query(
-        &state,
-        "query",
-        state.engine.instant(source, query, t),
-    ))
-    .await;
-    Ok(ok_warn(json::query_data(&value?), &warnings))
+    let planned = state.engine.plan_instant(&state.source, query, t)?;
+    answer(&state, "query", &planned, &p).await
 }
 
 #[tracing::instrument(skip_all, fields(handler = "query_range"))]
@@ -452,15 +453,93 @@ async fn query_range(State(state): State<Arc<ApiState>>, p: Params) -> Result<Re
             "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
         ));
     }
-    let source: &dyn Source = state.source.as_ref();
-    let (value, warnings) = warnings::collect(run_query(
-        &state,
-        "query_range",
-        state.engine.range(source, query, start, end, step),
-    ))
-    .await;
-    Ok(ok_warn(json::query_data(&value?), &warnings))
+    let planned = state
+        .engine
+        .plan_range(&state.source, query, start, end, step)?;
+    answer(&state, "query_range", &planned, &p).await
 }
+
+/// Runs a planned query and renders its result. With `explain=true` the answer is the physical
+/// plan instead (`data.plan`); with `analyze=true` as well, the query runs and `data.plan` has
+/// each node's figures beside the result.
+async fn answer(
+    state: &ApiState,
+    handler: &'static str,
+    planned: &Planned,
+    p: &Params,
+) -> Result<Response, ApiError> {
+    let flag = |name: &str| p.get(name).is_some_and(|v| v == "true" || v == "1");
+    let (explain, analyze) = (flag("explain"), flag("analyze"));
+    if explain && !analyze {
+        let plan = serde_json::json!({ "plan": planned.display() });
+        return Ok(ok(plan.to_string()));
+    }
+    let (value, warnings) =
+        warnings::collect(run_query(state, handler, state.engine.execute(planned))).await;
+    let mut data = json::query_data(&value?);
+    if explain {
+        let plan = serde_json::Value::String(planned.display_metrics()).to_string();
+        data.truncate(data.len().saturating_sub(1));
+        data.push_str(&format!(",\"plan\":{plan}}}"));
+    }
+    Ok(ok_warn(data, &warnings))
+}
+
+/// `POST /api/v1/sql` (form or JSON body with `query`): rows as JSON objects under
+/// `data.rows` with `data.columns` (name and Arrow type), or an Arrow IPC stream when the client
+/// accepts `application/vnd.apache.arrow.stream`. Same concurrency limit and timeout as PromQL.
+#[tracing::instrument(skip_all, fields(handler = "sql"))]
+async fn sql(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    p: Params,
+) -> Result<Response, ApiError> {
+    let statement = p
+        .get("query")
+        .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": missing"))?;
+    let arrow_stream = headers
+        .get(header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains(ARROW_STREAM));
+    let result = run_query(&state, "sql", state.sql.query(statement)).await?;
+    let internal = |e: arrow::error::ArrowError| ApiError::from(Error::Internal(e.to_string()));
+    if arrow_stream {
+        let mut out = Vec::new();
+        let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut out, &result.schema)
+            .map_err(internal)?;
+        for b in &result.batches {
+            w.write(b).map_err(internal)?;
+        }
+        w.finish().map_err(internal)?;
+        drop(w);
+        return Ok(([(header::CONTENT_TYPE, ARROW_STREAM)], out).into_response());
+    }
+    let mut rows = Vec::new();
+    let mut w = arrow::json::ArrayWriter::new(&mut rows);
+    for b in &result.batches {
+        w.write(b).map_err(internal)?;
+    }
+    w.finish().map_err(internal)?;
+    drop(w);
+    if rows.is_empty() {
+        rows.extend_from_slice(b"[]");
+    }
+    let columns: Vec<serde_json::Value> = result
+        .schema
+        .fields()
+        .iter()
+        .map(|f| serde_json::json!({"name": f.name(), "type": f.data_type().to_string()}))
+        .collect();
+    let data = format!(
+        "{{\"columns\":{},\"rows\":{}}}",
+        serde_json::Value::Array(columns),
+        String::from_utf8_lossy(&rows)
+    );
+    Ok(ok(data))
+}
+
+/// Media type of an Arrow IPC stream.
+const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
 
 /// Parses `match[]` selectors into matcher sets.
 fn match_sets(p: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {

@@ -88,7 +88,35 @@ impl Catalog {
     }
 }
 
+/// One block of a catalog as a [`Source`] (a part of the catalog for parallel plans).
+#[derive(Debug)]
+struct BlockSource(Arc<BlockReader>);
+
+impl Source for BlockSource {
+    fn select<'a>(&'a self, matchers: &'a [Matcher], min_t: i64, max_t: i64) -> SelectFuture<'a> {
+        Box::pin(async move {
+            if !Catalog::may_match(self.0.meta(), matchers) {
+                return Ok(Vec::new());
+            }
+            Ok(self.0.select(matchers, min_t, max_t).await?.series)
+        })
+    }
+
+    fn size_hint(&self) -> u64 {
+        self.0.meta().stats.samples.max(1)
+    }
+}
+
 impl Source for Catalog {
+    fn parts(&self, min_t: i64, max_t: i64) -> Option<Vec<Arc<dyn Source>>> {
+        Some(
+            self.selected(&[], min_t, max_t)
+                .into_iter()
+                .map(|r| Arc::new(BlockSource(r)) as Arc<dyn Source>)
+                .collect(),
+        )
+    }
+
     fn select<'a>(&'a self, matchers: &'a [Matcher], min_t: i64, max_t: i64) -> SelectFuture<'a> {
         Box::pin(async move {
             let results: Vec<Vec<Series>> =

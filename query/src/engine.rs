@@ -1,13 +1,23 @@
 //! [`Engine`]: PromQL text in, [`QueryValue`] out, over any [`Source`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::physical_plan::display::DisplayableExecutionPlan;
+use datafusion::physical_plan::{ExecutionPlan, collect, displayable};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{self, Expr};
 
-use crate::error::{Error, Result, bad};
-use crate::eval::{Evaluator, Settings, unparen};
+use crate::error::{Result, bad};
+use crate::eval::{Settings, unparen};
+use crate::exec::batch::to_rows;
+use crate::exec::{QueryCtx, ResultKind, from_df};
+use crate::plan::Planner;
 use crate::source::Source;
-use crate::value::{Grid, InstantSample, QueryValue, RangeInput, RangeSeries, Value};
+use crate::value::{Grid, InstantSample, QueryValue, RangeSeries};
+use crate::warnings;
 
 /// Engine settings (the querier's `--query.*` flags).
 #[derive(Debug, Clone, Copy)]
@@ -20,6 +30,10 @@ pub struct EngineOptions {
     pub max_samples: usize,
     /// Which Prometheus's semantics to follow.
     pub compat: Compat,
+    /// Partitions a query's per-series work is spread over (`--query.parallelism`, the cores).
+    pub parallelism: usize,
+    /// Memory all running queries may hold together, in bytes (`--query.max-memory`).
+    pub max_memory: usize,
 }
 
 /// Semantics to follow where Prometheus changed them.
@@ -41,20 +55,83 @@ impl Default for EngineOptions {
             subquery_step: Duration::from_secs(60),
             max_samples: 50_000_000,
             compat: Compat::Current,
+            parallelism: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            max_memory: 4 << 30,
         }
     }
 }
 
-/// The PromQL engine. Stateless: one value serves every query.
-#[derive(Debug, Clone, Default)]
+/// The PromQL engine: plans each query as a DataFusion physical plan ([`crate::plan`]) and runs it
+/// in one DataFusion session shared by every query (its memory pool bounds them together).
+#[derive(Clone)]
 pub struct Engine {
     options: EngineOptions,
+    session: SessionContext,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Self::new(EngineOptions::default())
+    }
+}
+
+/// A query planned and ready to run.
+#[derive(Debug)]
+pub struct Planned {
+    plan: Arc<dyn ExecutionPlan>,
+    ctx: Arc<QueryCtx>,
+    expr: Arc<Expr>,
+    kind: ResultKind,
+    grid: Grid,
+}
+
+impl Planned {
+    /// The physical plan as indented text: one line per node, with its partitions.
+    pub fn display(&self) -> String {
+        displayable(self.plan.as_ref()).indent(true).to_string()
+    }
+
+    /// The plan as text with the figures of its last run (rows, samples, bytes, time per node).
+    pub fn display_metrics(&self) -> String {
+        DisplayableExecutionPlan::with_metrics(self.plan.as_ref())
+            .indent(true)
+            .to_string()
+    }
 }
 
 impl Engine {
     /// An engine with `options`.
     pub fn new(options: EngineOptions) -> Self {
-        Self { options }
+        let mut config = SessionConfig::new()
+            .with_target_partitions(options.parallelism.max(1))
+            .with_information_schema(true);
+        config.options_mut().sql_parser.enable_ident_normalization = false;
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(options.max_memory.max(1 << 20), 1.0)
+            .build_arc()
+            .unwrap_or_default();
+        Self {
+            options,
+            session: SessionContext::new_with_config_rt(config, runtime),
+        }
+    }
+
+    /// The engine's settings.
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
+    }
+
+    /// The DataFusion session every query runs in.
+    pub fn session(&self) -> &SessionContext {
+        &self.session
     }
 
     /// Parses a query; the error says what is wrong and, where the parser tells, where.
@@ -66,68 +143,31 @@ impl Engine {
         parser::parse(query).map_err(|e| bad(explain_parse_error(query, &e)))
     }
 
-    /// Evaluates `query` at `t` (ms).
-    pub async fn instant(&self, source: &dyn Source, query: &str, t: i64) -> Result<QueryValue> {
-        let expr = Self::parse(query)?;
-        let ev = Evaluator::new(source, self.settings(t, t, 0), &expr);
+    /// Plans `query` at `t` (ms): an instant query.
+    pub fn plan_instant(&self, source: &Arc<dyn Source>, query: &str, t: i64) -> Result<Planned> {
+        let expr = Arc::new(Self::parse(query)?);
+        let kind = if matches!(unparen(&expr), Expr::MatrixSelector(_) | Expr::Subquery(_)) {
+            ResultKind::Range
+        } else {
+            ResultKind::Steps
+        };
         let grid = Grid {
             start: t,
             end: t,
             step: 1,
         };
-        if matches!(unparen(&expr), Expr::MatrixSelector(_) | Expr::Subquery(_)) {
-            let input = ev.eval_range(&expr, grid).await?;
-            return Ok(QueryValue::Matrix(range_at(&input, 0)));
-        }
-        Ok(match ev.eval(&expr, grid).await? {
-            Value::Scalar(v) => QueryValue::Scalar {
-                t,
-                v: v.first().copied().unwrap_or(f64::NAN),
-            },
-            Value::String(s) => QueryValue::String { t, s },
-            Value::Vector(series) => {
-                let mut out: Vec<InstantSample> = series
-                    .into_iter()
-                    .filter_map(|s| {
-                        s.vals.first().copied().flatten().map(|v| InstantSample {
-                            labels: s.labels,
-                            t,
-                            v,
-                        })
-                    })
-                    .collect();
-                match result_order(&expr) {
-                    Order::Value { descending } => {
-                        out.sort_by(|a, b| crate::eval::rank_values(a.v, b.v, descending))
-                    }
-                    Order::Labels { names, descending } => out.sort_by(|a, b| {
-                        let by_names = names.iter().map(|n| {
-                            natural_cmp(
-                                a.labels.get(n).unwrap_or(""),
-                                b.labels.get(n).unwrap_or(""),
-                            )
-                        });
-                        let ord = by_names
-                            .fold(std::cmp::Ordering::Equal, |acc, o| acc.then(o))
-                            .then_with(|| a.labels.cmp(&b.labels));
-                        if descending { ord.reverse() } else { ord }
-                    }),
-                    Order::Unordered => out.sort_by(|a, b| a.labels.cmp(&b.labels)),
-                }
-                QueryValue::Vector(out)
-            }
-        })
+        self.plan(source, expr, kind, grid, self.settings(t, t, 0))
     }
 
-    /// Evaluates `query` at every step from `start` to `end` (ms).
-    pub async fn range(
+    /// Plans `query` at every step from `start` to `end` (ms): a range query.
+    pub fn plan_range(
         &self,
-        source: &dyn Source,
+        source: &Arc<dyn Source>,
         query: &str,
         start: i64,
         end: i64,
         step: i64,
-    ) -> Result<QueryValue> {
+    ) -> Result<Planned> {
         if step <= 0 {
             return Err(bad(
                 "zero or negative query resolution step widths are not accepted. Try a positive integer",
@@ -136,7 +176,7 @@ impl Engine {
         if end < start {
             return Err(bad("end timestamp must not be before start time"));
         }
-        let expr = Self::parse(query)?;
+        let expr = Arc::new(Self::parse(query)?);
         match unparen(&expr) {
             Expr::MatrixSelector(_) | Expr::Subquery(_) => {
                 return Err(bad(
@@ -150,38 +190,112 @@ impl Engine {
             }
             _ => {}
         }
-        let ev = Evaluator::new(source, self.settings(start, end, step), &expr);
         let grid = Grid { start, end, step };
-        let series = match ev.eval(&expr, grid).await? {
-            Value::Scalar(v) => vec![RangeSeries {
-                labels: Default::default(),
-                samples: v.iter().enumerate().map(|(i, v)| (grid.t(i), *v)).collect(),
-            }],
-            Value::Vector(series) => {
-                let mut out: Vec<RangeSeries> = series
-                    .into_iter()
-                    .map(|s| RangeSeries {
-                        samples: s
-                            .vals
-                            .iter()
-                            .enumerate()
-                            .filter_map(|(i, v)| v.map(|v| (grid.t(i), v)))
-                            .collect(),
-                        labels: s.labels,
-                    })
-                    .filter(|s| !s.samples.is_empty())
-                    .collect();
-                out.sort_by(|a, b| a.labels.cmp(&b.labels));
-                out
-            }
-            Value::String(_) => {
-                return Err(Error::Internal("string result of a range query".into()));
-            }
-        };
-        Ok(QueryValue::Matrix(series))
+        self.plan(
+            source,
+            expr,
+            ResultKind::Steps,
+            grid,
+            self.settings(start, end, step),
+        )
     }
 
-    fn settings(&self, start: i64, end: i64, step: i64) -> Settings {
+    fn plan(
+        &self,
+        source: &Arc<dyn Source>,
+        expr: Arc<Expr>,
+        kind: ResultKind,
+        grid: Grid,
+        settings: Settings,
+    ) -> Result<Planned> {
+        let ctx = QueryCtx::new(settings);
+        let plan = Planner::new(source, &ctx, grid, self.options.parallelism)
+            .plan(Arc::clone(&expr), kind)?;
+        Ok(Planned {
+            plan,
+            ctx,
+            expr,
+            kind,
+            grid,
+        })
+    }
+
+    /// Runs a planned query; warnings of partial answers go to the enclosing
+    /// [`crate::warnings::collect`].
+    pub async fn execute(&self, planned: &Planned) -> Result<QueryValue> {
+        let expr = planned.expr.as_ref();
+        if let Expr::StringLiteral(s) = unparen(expr) {
+            return Ok(QueryValue::String {
+                t: planned.grid.start,
+                s: s.val.clone(),
+            });
+        }
+        let batches = collect(Arc::clone(&planned.plan), self.session.task_ctx()).await;
+        if let Ok(mut reported) = planned.ctx.warnings.lock() {
+            for w in reported.drain(..) {
+                warnings::warn(w);
+            }
+        }
+        let mut rows = Vec::new();
+        for b in &batches.map_err(from_df)? {
+            rows.extend(to_rows(b).map_err(from_df)?);
+        }
+        let t = planned.grid.start;
+        let instant = planned.ctx.settings.query_step == 0;
+        Ok(if planned.kind == ResultKind::Range || !instant {
+            let mut out: Vec<RangeSeries> = rows
+                .into_iter()
+                .map(|(labels, samples)| RangeSeries { labels, samples })
+                .collect();
+            out.sort_by(|a, b| a.labels.cmp(&b.labels));
+            QueryValue::Matrix(out)
+        } else if expr.value_type() == ValueType::Scalar {
+            QueryValue::Scalar {
+                t,
+                v: rows
+                    .first()
+                    .and_then(|r| r.1.first())
+                    .map_or(f64::NAN, |s| s.1),
+            }
+        } else {
+            let mut out: Vec<InstantSample> = rows
+                .into_iter()
+                .filter_map(|(labels, samples)| {
+                    samples
+                        .first()
+                        .map(|&(t, v)| InstantSample { labels, t, v })
+                })
+                .collect();
+            sort_instant(&mut out, expr);
+            QueryValue::Vector(out)
+        })
+    }
+
+    /// Evaluates `query` at `t` (ms).
+    pub async fn instant(
+        &self,
+        source: &Arc<dyn Source>,
+        query: &str,
+        t: i64,
+    ) -> Result<QueryValue> {
+        let planned = self.plan_instant(source, query, t)?;
+        self.execute(&planned).await
+    }
+
+    /// Evaluates `query` at every step from `start` to `end` (ms).
+    pub async fn range(
+        &self,
+        source: &Arc<dyn Source>,
+        query: &str,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Result<QueryValue> {
+        let planned = self.plan_range(source, query, start, end, step)?;
+        self.execute(&planned).await
+    }
+
+    pub(crate) fn settings(&self, start: i64, end: i64, step: i64) -> Settings {
         Settings {
             lookback_ms: self.options.lookback_delta.as_millis() as i64,
             subquery_step_ms: self.options.subquery_step.as_millis() as i64,
@@ -194,19 +308,23 @@ impl Engine {
     }
 }
 
-/// The samples of each series inside the window of step `i` (an instant query of a range vector).
-fn range_at(input: &RangeInput, i: usize) -> Vec<RangeSeries> {
-    let mut out: Vec<RangeSeries> = input
-        .series
-        .iter()
-        .map(|(labels, samples)| RangeSeries {
-            labels: labels.clone(),
-            samples: input.window(samples, i).to_vec(),
-        })
-        .filter(|s| !s.samples.is_empty())
-        .collect();
-    out.sort_by(|a, b| a.labels.cmp(&b.labels));
-    out
+/// Orders an instant vector as its outermost operation does (by labels when it does not).
+fn sort_instant(out: &mut [InstantSample], expr: &Expr) {
+    match result_order(expr) {
+        Order::Value { descending } => {
+            out.sort_by(|a, b| crate::eval::rank_values(a.v, b.v, descending))
+        }
+        Order::Labels { names, descending } => out.sort_by(|a, b| {
+            let by_names = names
+                .iter()
+                .map(|n| natural_cmp(a.labels.get(n).unwrap_or(""), b.labels.get(n).unwrap_or("")));
+            let ord = by_names
+                .fold(std::cmp::Ordering::Equal, |acc, o| acc.then(o))
+                .then_with(|| a.labels.cmp(&b.labels));
+            if descending { ord.reverse() } else { ord }
+        }),
+        Order::Unordered => out.sort_by(|a, b| a.labels.cmp(&b.labels)),
+    }
 }
 
 /// How the outermost operation orders an instant vector.
@@ -415,13 +533,14 @@ mod tests {
             let l = Labels::from_pairs([("__name__", name), ("gpu", "0")]);
             set.append(&l, 0, v);
         }
-        let src = Counting(
+        let counting = Arc::new(Counting(
             MemSource {
                 set,
                 external: Labels::empty(),
             },
             Default::default(),
-        );
+        ));
+        let src: Arc<dyn Source> = Arc::clone(&counting) as _;
         let engine = Engine::new(EngineOptions::default());
         let q = "sum(used) / sum(used + free) + sum(count_over_time(used[1m])) - sum(count_over_time(used[1m]))";
         let QueryValue::Vector(v) = engine.instant(&src, q, 30_000).await.unwrap() else {
@@ -429,7 +548,7 @@ mod tests {
         };
         assert_eq!(v[0].v, 0.75);
         // `used` twice at one range, `used[1m]` twice at another, `free` once.
-        assert_eq!(src.1.load(std::sync::atomic::Ordering::Relaxed), 3);
+        assert_eq!(counting.1.load(std::sync::atomic::Ordering::Relaxed), 3);
     }
 
     /// The cases where Prometheus 3 and 2 differ, with the values Prometheus 2.42 gives
@@ -450,10 +569,10 @@ mod tests {
         ] {
             set.append(&pod, t, v);
         }
-        let src = MemSource {
+        let src: Arc<dyn Source> = Arc::new(MemSource {
             set,
             external: Labels::empty(),
-        };
+        });
         let run = |compat, q: &'static str, t| {
             let engine = Engine::new(EngineOptions {
                 compat,

@@ -18,6 +18,12 @@ pub enum Error {
     /// The object store failed (HTTP 503 `unavailable`... answered as Prometheus's `internal`).
     #[error("read blocks")]
     Store(#[from] fleetscope_store::Error),
+    /// The object store failed, seen through a shared plan error (HTTP 503, as [`Error::Store`]).
+    #[error("read blocks: {0}")]
+    Unavailable(String),
+    /// The query needed more memory than `--query.max-memory` leaves it (HTTP 422, `execution`).
+    #[error("query exceeded its memory limit: {0}")]
+    ResourcesExhausted(String),
     /// A bug.
     #[error("internal error: {0}")]
     Internal(String),

@@ -9,12 +9,15 @@ mod aggregate;
 mod binary;
 mod functions;
 
+pub(crate) use aggregate::group_key;
+pub(crate) use functions::avg;
+
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use fleetscope_store::{Labels, MatchOp, Matcher, is_stale_nan};
+use fleetscope_store::{Labels, MatchOp, Matcher, Series, is_stale_nan};
 use futures::future::BoxFuture;
 use promql_parser::label::MatchOp as PMatchOp;
 use promql_parser::parser::{AtModifier, Expr, Offset, SubqueryExpr, VectorSelector};
@@ -42,7 +45,10 @@ pub(crate) struct Settings {
 pub(crate) struct Evaluator<'a> {
     pub(crate) source: &'a dyn Source,
     pub(crate) settings: Settings,
-    samples_loaded: AtomicUsize,
+    /// Samples loaded so far by the whole query (shared by the plan's nodes).
+    samples_loaded: Arc<AtomicUsize>,
+    /// Results of sub-expressions computed by other plan nodes, by the address of their node.
+    precomputed: HashMap<usize, Arc<Vec<StepSeries>>>,
     /// Selectors the query writes more than once (`a / (a + b)`), by their text...
     repeated: HashSet<String>,
     /// ...and what they fetched, by selector and time range: read once per query.
@@ -59,7 +65,8 @@ impl<'a> Evaluator<'a> {
         Self {
             source,
             settings,
-            samples_loaded: AtomicUsize::new(0),
+            samples_loaded: Arc::default(),
+            precomputed: HashMap::new(),
             repeated: seen
                 .into_iter()
                 .filter(|(_, n)| *n > 1)
@@ -69,12 +76,27 @@ impl<'a> Evaluator<'a> {
         }
     }
 
+    /// Counts loaded samples in `loaded` (shared with the other nodes of a query's plan).
+    pub(crate) fn with_counter(mut self, loaded: Arc<AtomicUsize>) -> Self {
+        self.samples_loaded = loaded;
+        self
+    }
+
+    /// Takes the value of the sub-expressions at these node addresses (see [`node_id`]) as given.
+    pub(crate) fn with_precomputed(mut self, done: HashMap<usize, Arc<Vec<StepSeries>>>) -> Self {
+        self.precomputed = done;
+        self
+    }
+
     /// Evaluates `expr` at every step of `grid`.
     pub(crate) fn eval<'b>(&'b self, expr: &'b Expr, grid: Grid) -> BoxFuture<'b, Result<Value>> {
         Box::pin(async move {
+            if let Some(done) = self.precomputed.get(&node_id(expr)) {
+                return Ok(Value::Vector(done.as_ref().clone()));
+            }
             match expr {
                 Expr::NumberLiteral(n) => Ok(Value::Scalar(vec![n.val; grid.len()])),
-                Expr::StringLiteral(s) => Ok(Value::String(s.val.clone())),
+                Expr::StringLiteral(_) => Ok(Value::String),
                 Expr::Paren(p) => self.eval(&p.expr, grid).await,
                 Expr::Unary(u) => match self.eval(&u.expr, grid).await? {
                     Value::Scalar(v) => Ok(Value::Scalar(v.into_iter().map(|x| -x).collect())),
@@ -88,7 +110,7 @@ impl<'a> Evaluator<'a> {
                             .collect();
                         Ok(Value::Vector(merge_same_labels(out)?))
                     }
-                    Value::String(_) => Err(bad("unary minus on a string")),
+                    Value::String => Err(bad("unary minus on a string")),
                 },
                 Expr::VectorSelector(vs) => self.vector_selector(vs, grid).await.map(Value::Vector),
                 Expr::MatrixSelector(_) | Expr::Subquery(_) => Err(bad(
@@ -183,7 +205,7 @@ impl<'a> Evaluator<'a> {
                         .collect(),
                 )]
             }
-            Value::String(_) => return Err(bad("subquery of a string")),
+            Value::String => return Err(bad("subquery of a string")),
         };
         Ok(RangeInput {
             series,
@@ -310,32 +332,12 @@ impl<'a> Evaluator<'a> {
 
     /// [`Evaluator::fetch`] from the source.
     async fn select(&self, vs: &VectorSelector, min_t: i64, max_t: i64) -> Result<Fetched> {
-        let mut groups = vec![vs.matchers.matchers.clone()];
-        groups.extend(vs.matchers.or_matchers.iter().cloned());
-        let mut by_labels: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
-        for group in groups {
-            let mut matchers = group
-                .iter()
-                .map(to_store_matcher)
-                .collect::<Result<Vec<_>>>()?;
-            if let Some(name) = &vs.name
-                && !group
-                    .iter()
-                    .any(|m| m.name == fleetscope_store::labels::METRIC_NAME)
-            {
-                matchers.push(Matcher::equal(
-                    fleetscope_store::labels::METRIC_NAME,
-                    name.clone(),
-                ));
-            }
-            for s in self.source.select(&matchers, min_t, max_t).await? {
-                self.count_loaded(s.samples.len())?;
-                by_labels
-                    .entry(s.labels)
-                    .or_insert_with(|| s.samples.iter().map(|x| (x.t, x.v)).collect());
-            }
-        }
-        let mut out: Vec<_> = by_labels.into_iter().collect();
+        let series = select_groups(self.source, &selector_matchers(vs)?, min_t, max_t).await?;
+        self.count_loaded(series.iter().map(|s| s.samples.len()).sum())?;
+        let mut out: Fetched = series
+            .into_iter()
+            .map(|s| (s.labels, s.samples.iter().map(|x| (x.t, x.v)).collect()))
+            .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }
@@ -353,13 +355,59 @@ impl<'a> Evaluator<'a> {
         match self.eval(expr, grid).await? {
             Value::Vector(v) => Ok(v),
             Value::Scalar(_) => Err(bad("expected an instant vector, got a scalar")),
-            Value::String(_) => Err(bad("expected an instant vector, got a string")),
+            Value::String => Err(bad("expected an instant vector, got a string")),
         }
     }
 }
 
+/// The matcher sets of a selector (one, or one per `or` alternative), its metric name included.
+pub(crate) fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>> {
+    let mut groups = vec![vs.matchers.matchers.clone()];
+    groups.extend(vs.matchers.or_matchers.iter().cloned());
+    groups
+        .into_iter()
+        .map(|group| {
+            let mut matchers = group
+                .iter()
+                .map(to_store_matcher)
+                .collect::<Result<Vec<_>>>()?;
+            if let Some(name) = &vs.name
+                && !group
+                    .iter()
+                    .any(|m| m.name == fleetscope_store::labels::METRIC_NAME)
+            {
+                matchers.push(Matcher::equal(
+                    fleetscope_store::labels::METRIC_NAME,
+                    name.clone(),
+                ));
+            }
+            Ok(matchers)
+        })
+        .collect()
+}
+
+/// The series matching any of the matcher sets with samples in `[min_t, max_t]`, each set
+/// selected from `source`, the first series of each label set kept.
+pub(crate) async fn select_groups(
+    source: &dyn Source,
+    groups: &[Vec<Matcher>],
+    min_t: i64,
+    max_t: i64,
+) -> Result<Vec<Series>> {
+    if let [only] = groups {
+        return source.select(only, min_t, max_t).await;
+    }
+    let mut by_labels: HashMap<Labels, Series> = HashMap::new();
+    for matchers in groups {
+        for s in source.select(matchers, min_t, max_t).await? {
+            by_labels.entry(s.labels.clone()).or_insert(s);
+        }
+    }
+    Ok(by_labels.into_values().collect())
+}
+
 /// Counts each vector selector of `expr` (matrix selectors' included) by its text.
-fn count_selectors(expr: &Expr, seen: &mut HashMap<String, usize>) {
+pub(crate) fn count_selectors(expr: &Expr, seen: &mut HashMap<String, usize>) {
     match expr {
         Expr::VectorSelector(vs) => *seen.entry(vs.to_string()).or_default() += 1,
         Expr::MatrixSelector(ms) => *seen.entry(ms.vs.to_string()).or_default() += 1,
@@ -480,6 +528,11 @@ pub(crate) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
 /// Value order of `sort`/`topk` (descending) or `sort`/`bottomk` (ascending), NaN last.
 pub(crate) fn rank_values(a: f64, b: f64, descending: bool) -> std::cmp::Ordering {
     aggregate::rank(a, b, descending)
+}
+
+/// The identity of an AST node: its address (stable while the query's AST lives).
+pub(crate) fn node_id(expr: &Expr) -> usize {
+    expr as *const Expr as usize
 }
 
 /// Strips parentheses.

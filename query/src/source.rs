@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use fleetscope_store::reader::LabelIndex;
 use fleetscope_store::{Labels, Matcher, MemSeriesSet, Series};
@@ -35,6 +36,18 @@ pub trait Source: Send + Sync + std::fmt::Debug {
                 .map(|s| s.labels)
                 .collect())
         })
+    }
+
+    /// Parts of this source that answer independently and together answer what it answers, for
+    /// selections in `[min_t, max_t]` (a catalog: one per block), so that a plan can read them in
+    /// parallel partitions; `None` when the source is one part.
+    fn parts(&self, _min_t: i64, _max_t: i64) -> Option<Vec<Arc<dyn Source>>> {
+        None
+    }
+
+    /// Roughly how much reading this source costs (samples), to balance partitions.
+    fn size_hint(&self) -> u64 {
+        1
     }
 
     /// Every label name with its values among series with samples in `[min_t, max_t]` (sources
@@ -73,7 +86,7 @@ impl Source for MemSource {
 /// Several sources read as one: series with the same labels are merged (samples sorted, one per
 /// timestamp), e.g. blocks plus the heads of shippers.
 #[derive(Clone)]
-pub struct Fanout(pub Vec<std::sync::Arc<dyn Source>>);
+pub struct Fanout(pub Vec<Arc<dyn Source>>);
 
 impl std::fmt::Debug for Fanout {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -82,6 +95,15 @@ impl std::fmt::Debug for Fanout {
 }
 
 impl Source for Fanout {
+    fn parts(&self, min_t: i64, max_t: i64) -> Option<Vec<Arc<dyn Source>>> {
+        Some(
+            self.0
+                .iter()
+                .flat_map(|s| s.parts(min_t, max_t).unwrap_or_else(|| vec![Arc::clone(s)]))
+                .collect(),
+        )
+    }
+
     fn select<'a>(&'a self, matchers: &'a [Matcher], min_t: i64, max_t: i64) -> SelectFuture<'a> {
         Box::pin(async move {
             let parts = try_join_all(self.0.iter().map(|s| s.select(matchers, min_t, max_t)));

@@ -97,8 +97,8 @@ pub(crate) enum Value {
     Scalar(Vec<f64>),
     /// Series with a value at some steps.
     Vector(Vec<StepSeries>),
-    /// A string (constant over the grid).
-    String(String),
+    /// A string literal (only an argument: its text is read from the AST).
+    String,
 }
 
 /// A range vector: raw samples per series and, per step, the window `(t - range, t]` to look at.

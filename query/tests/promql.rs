@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use fleetscope_query::{Catalog, Engine, MemSource, QueryValue, Source};
+use fleetscope_query::{Catalog, Engine, EngineOptions, MemSource, QueryValue, Source};
 use fleetscope_store::{Labels, MemSeriesSet, STALE_NAN_BITS, WriteOptions, objstore, write_block};
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -61,9 +61,17 @@ fn run_file(file: &str, text: &str, backend: Backend) -> Result<(), Failed> {
         .enable_all()
         .build()
         .unwrap();
-    let engine = Engine::default();
+    // Memory in one partition; blocks (one per hour) spread over four, so every file also checks
+    // that partitioned plans answer as one partition does.
+    let engine = Engine::new(EngineOptions {
+        parallelism: match backend {
+            Backend::Mem => 1,
+            Backend::Block => 4,
+        },
+        ..EngineOptions::default()
+    });
     let mut data = MemSeriesSet::new();
-    let mut source: Option<Box<dyn Source>> = None;
+    let mut source: Option<Arc<dyn Source>> = None;
     let lines: Vec<&str> = text.lines().collect();
     let mut i = 0;
     let mut evals = 0;
@@ -101,8 +109,7 @@ fn run_file(file: &str, text: &str, backend: Backend) -> Result<(), Failed> {
                 Some(s) => s,
                 None => source.insert(rt.block_on(build(&data, backend))),
             };
-            check_eval(&rt, &engine, src.as_ref(), rest, &block)
-                .map_err(|e| format!("{at}: {e}"))?;
+            check_eval(&rt, &engine, src, rest, &block).map_err(|e| format!("{at}: {e}"))?;
         } else {
             return Err(format!("{at}: unknown command {line:?}").into());
         }
@@ -113,9 +120,9 @@ fn run_file(file: &str, text: &str, backend: Backend) -> Result<(), Failed> {
     Ok(())
 }
 
-async fn build(data: &MemSeriesSet, backend: Backend) -> Box<dyn Source> {
+async fn build(data: &MemSeriesSet, backend: Backend) -> Arc<dyn Source> {
     match backend {
-        Backend::Mem => Box::new(MemSource {
+        Backend::Mem => Arc::new(MemSource {
             set: data.clone(),
             external: Labels::empty(),
         }),
@@ -128,7 +135,7 @@ async fn build(data: &MemSeriesSet, backend: Backend) -> Box<dyn Source> {
             }
             let catalog = Catalog::new(Arc::clone(&store));
             catalog.refresh().await.unwrap();
-            Box::new(catalog)
+            Arc::new(catalog)
         }
     }
 }
@@ -136,7 +143,7 @@ async fn build(data: &MemSeriesSet, backend: Backend) -> Box<dyn Source> {
 fn check_eval(
     rt: &tokio::runtime::Runtime,
     engine: &Engine,
-    source: &dyn Source,
+    source: &Arc<dyn Source>,
     cmd: &str,
     block: &[&str],
 ) -> Result<(), String> {

@@ -151,7 +151,7 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
         let url = format!("http://127.0.0.1:{}/api/v1/read", m.port);
         sources.push(Arc::new(RemoteRead::new(&url, Duration::from_secs(60))?));
     }
-    let source = Arc::new(Fanout(sources));
+    let source: Arc<dyn Source> = Arc::new(Fanout(sources));
     let metas = catalog.blocks();
     let (samples, bytes) = metas
         .iter()
@@ -162,7 +162,7 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
         metas.len(),
         bytes as f64 / samples.max(1) as f64
     );
-    summary(source.as_ref(), now).await?;
+    summary(&source, now).await?;
     if args.no_serve {
         for m in &members {
             m.shipper.flush(None).await?;
@@ -264,7 +264,7 @@ async fn send(port: u16, labels: &[Labels], samples: &[Pending]) -> anyhow::Resu
 }
 
 /// The fleet at a glance, computed with PromQL.
-async fn summary(source: &dyn Source, now: i64) -> anyhow::Result<()> {
+async fn summary(source: &Arc<dyn Source>, now: i64) -> anyhow::Result<()> {
     let engine = Engine::default();
     let panels = [
         (

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use fleetscope_query::api::{ApiOptions, ApiState, router};
-use fleetscope_query::{Catalog, Engine, Fanout, RemoteRead, Source};
+use fleetscope_query::{Catalog, Engine, Fanout, Source};
 
-use crate::args::{ObjstoreArgs, QueryArgs, parse_duration, read_token_file};
+use crate::args::{ObjstoreArgs, QueryArgs, RemoteArgs, parse_duration};
 
 /// Flags of `fleetscope querier`.
 #[derive(Debug, clap::Args)]
@@ -34,26 +34,8 @@ pub struct Args {
         default_value_t = 20
     )]
     max_concurrency: usize,
-    /// Remote-read endpoint of a shipper (`http://shipper:19291/api/v1/read`), for data not in the
-    /// bucket yet; repeat for each cluster. An endpoint that fails makes answers partial, with a
-    /// warning, not errors.
-    #[arg(
-        long = "remote-read",
-        env = "FLEETSCOPE_REMOTE_READ",
-        value_delimiter = ','
-    )]
-    remote_read: Vec<String>,
-    /// A shipper's address (`http://shipper:19291`): the same as `--remote-read` with
-    /// `/api/v1/read` appended.
-    #[arg(long = "shipper", env = "FLEETSCOPE_SHIPPERS", value_delimiter = ',')]
-    shippers: Vec<String>,
-    /// File holding the bearer token the `--remote-read` endpoints require (the shippers'
-    /// `--auth-token-file`).
-    #[arg(
-        long = "remote-read.auth-token-file",
-        env = "FLEETSCOPE_REMOTE_READ_AUTH_TOKEN_FILE"
-    )]
-    remote_read_token_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    remote: RemoteArgs,
 }
 
 pub(super) async fn run(args: Args) -> anyhow::Result<()> {
@@ -79,24 +61,7 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
         })
     };
     let mut sources: Vec<Arc<dyn Source>> = vec![Arc::clone(&catalog) as _];
-    let token = args
-        .remote_read_token_file
-        .as_deref()
-        .map(|path| read_token_file("--remote-read.auth-token-file", path))
-        .transpose()?;
-    let shippers = args
-        .shippers
-        .iter()
-        .map(|s| format!("{}/api/v1/read", s.trim_end_matches('/')));
-    let endpoints: Vec<String> = args.remote_read.iter().cloned().chain(shippers).collect();
-    for url in &endpoints {
-        let mut remote = RemoteRead::new(url, args.timeout)?;
-        if let Some(token) = &token {
-            remote = remote.with_bearer_token(token.clone());
-        }
-        sources.push(Arc::new(remote));
-    }
-    tracing::info!(?endpoints, "remote-read endpoints");
+    sources.extend(args.remote.sources(args.timeout)?);
     let state = ApiState::with_source(
         Engine::new(args.query.engine_options()),
         catalog,

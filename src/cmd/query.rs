@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
-use fleetscope_query::{Catalog, Engine, QueryValue};
+use fleetscope_query::{Catalog, Engine, QueryValue, Source};
 
 use crate::args::{ObjstoreArgs, QueryArgs, parse_duration};
 
@@ -31,6 +31,12 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     output: Output,
+    /// Print the query's physical plan (nodes and partitions) instead of running it.
+    #[arg(long)]
+    explain: bool,
+    /// With `--explain`: run the query and print each node's figures (rows, samples, bytes, time).
+    #[arg(long, requires = "explain")]
+    analyze: bool,
     /// The PromQL expression.
     expr: String,
 }
@@ -50,20 +56,13 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
     }
     let catalog = Catalog::new(args.objstore.open()?);
     catalog.refresh().await.context("list blocks")?;
-    let catalog = Arc::new(catalog);
+    let source: Arc<dyn Source> = Arc::new(catalog);
     let engine = Engine::new(args.query.engine_options());
-    let value = match (&args.start, &args.end) {
+    let planned = match (&args.start, &args.end) {
         (Some(start), Some(end)) => {
             let (start, end) = (parse_time(start, now)?, parse_time(end, now)?);
-            engine
-                .range(
-                    catalog.as_ref(),
-                    &args.expr,
-                    start,
-                    end,
-                    args.step.as_millis() as i64,
-                )
-                .await?
+            let step = args.step.as_millis() as i64;
+            engine.plan_range(&source, &args.expr, start, end, step)?
         }
         _ => {
             let t = args
@@ -72,9 +71,18 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
                 .map(|t| parse_time(t, now))
                 .transpose()?
                 .unwrap_or(now);
-            engine.instant(catalog.as_ref(), &args.expr, t).await?
+            engine.plan_instant(&source, &args.expr, t)?
         }
     };
+    if args.explain && !args.analyze {
+        println!("{}", planned.display());
+        return Ok(());
+    }
+    let value = engine.execute(&planned).await?;
+    if args.explain {
+        println!("{}", planned.display_metrics());
+        return Ok(());
+    }
     print(&value, args.output)
 }
 

@@ -324,6 +324,19 @@ pub enum MatchOp {
     NotRegex,
 }
 
+impl fmt::Display for Matcher {
+    /// PromQL's spelling: `name="value"`, `name=~"re"`, ...
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let op = match self.op {
+            MatchOp::Equal => "=",
+            MatchOp::NotEqual => "!=",
+            MatchOp::Regex => "=~",
+            MatchOp::NotRegex => "!~",
+        };
+        write!(f, "{}{op}{:?}", self.name, self.value)
+    }
+}
+
 /// A label matcher as in PromQL selectors; a missing label matches as the empty string.
 #[derive(Debug, Clone)]
 pub struct Matcher {

@@ -167,6 +167,7 @@ fn dashboard_queries_run_on_the_demo_fleet() {
     let catalog = Arc::new(Catalog::new(store));
     rt.block_on(catalog.refresh()).unwrap();
     let end = rt.block_on(async { catalog.blocks().iter().map(|m| m.max_t).max().unwrap() });
+    let source: Arc<dyn fleetscope_query::Source> = catalog;
     for expr in exprs {
         // Grafana's variables, as Grafana substitutes them for "All" and a 1m scrape interval.
         let q = expr
@@ -174,7 +175,7 @@ fn dashboard_queries_run_on_the_demo_fleet() {
             .replace("$__rate_interval", "1m");
         Engine::parse(&q).unwrap_or_else(|e| panic!("{expr}: {e}"));
         let v = rt
-            .block_on(Engine::default().range(catalog.as_ref(), &q, end - 1_800_000, end, 60_000))
+            .block_on(Engine::default().range(&source, &q, end - 1_800_000, end, 60_000))
             .unwrap();
         let QueryValue::Matrix(series) = v else {
             panic!("{q}: not a matrix")

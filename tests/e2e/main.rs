@@ -11,6 +11,7 @@ mod import;
 mod outage;
 mod query;
 mod remote_read;
+mod sql;
 mod support;
 
 use std::path::Path;

@@ -130,7 +130,7 @@ fn fold(op: &str, values: impl Iterator<Item = f64>) -> f64 {
 }
 
 /// The labels of the output series of the group a series belongs to.
-fn group_key(labels: &Labels, modifier: &Option<LabelModifier>) -> Labels {
+pub(crate) fn group_key(labels: &Labels, modifier: &Option<LabelModifier>) -> Labels {
     match modifier {
         None => Labels::empty(),
         Some(LabelModifier::Include(by)) => labels.keep(&by.labels),

@@ -1,0 +1,190 @@
+//! [`PromSeriesExec`]: the per-series part of a query, run inside each partition.
+
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::common::Result as DfResult;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::execution::TaskContext;
+use datafusion::execution::memory_pool::MemoryConsumer;
+use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties,
+    PhysicalExpr, PlanProperties, ReplaceChildrenOptions, SendableRecordBatchStream,
+};
+use fleetscope_store::{Matcher, Series};
+use futures::TryStreamExt;
+use promql_parser::parser::Expr;
+
+use super::batch::{STEPS_SCHEMA, from_steps, to_series};
+use super::{QueryCtx, properties, to_df};
+use crate::error::{Error, Result};
+use crate::eval::Evaluator;
+use crate::source::{SelectFuture, Source};
+use crate::value::{Grid, Value};
+
+/// Evaluates a per-series expression (one selector under per-series functions, range functions
+/// and arithmetic with numbers) over the series of its input partition, after merging the copies
+/// of each series; emits [`STEPS_SCHEMA`] batches, as many partitions as its input.
+pub(crate) struct PromSeriesExec {
+    input: Arc<dyn ExecutionPlan>,
+    expr: Arc<Expr>,
+    grid: Grid,
+    ctx: Arc<QueryCtx>,
+    metrics: ExecutionPlanMetricsSet,
+    properties: Arc<PlanProperties>,
+}
+
+impl PromSeriesExec {
+    /// `expr` over `grid`, on the series `input` reads.
+    pub(crate) fn new(
+        input: Arc<dyn ExecutionPlan>,
+        expr: Arc<Expr>,
+        grid: Grid,
+        ctx: Arc<QueryCtx>,
+    ) -> Self {
+        let partitions = input.output_partitioning().partition_count();
+        Self {
+            input,
+            expr,
+            grid,
+            ctx,
+            metrics: ExecutionPlanMetricsSet::new(),
+            properties: properties(Arc::clone(&STEPS_SCHEMA), partitions),
+        }
+    }
+}
+
+impl fmt::Debug for PromSeriesExec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        DisplayAs::fmt_as(self, DisplayFormatType::Default, f)
+    }
+}
+
+impl DisplayAs for PromSeriesExec {
+    fn fmt_as(&self, _: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "PromSeriesExec: expr={}, steps={}",
+            self.expr,
+            self.grid.len()
+        )
+    }
+}
+
+impl ExecutionPlan for PromSeriesExec {
+    fn name(&self) -> &'static str {
+        "PromSeriesExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        _: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
+    ) -> DfResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn replace_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        _: ReplaceChildrenOptions,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let input = children.swap_remove(0);
+        Ok(Arc::new(Self::new(
+            input,
+            Arc::clone(&self.expr),
+            self.grid,
+            Arc::clone(&self.ctx),
+        )))
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        self.replace_children(
+            children,
+            ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+        )
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
+        let input = self.input.execute(partition, Arc::clone(&context))?;
+        let reservation = MemoryConsumer::new(format!("PromSeriesExec[{partition}]"))
+            .register(context.memory_pool());
+        let rows = MetricBuilder::new(&self.metrics).output_rows(partition);
+        let (expr, grid, ctx) = (Arc::clone(&self.expr), self.grid, Arc::clone(&self.ctx));
+        let future = async move {
+            let batches: Vec<_> = input.try_collect().await?;
+            let mut parts = Vec::with_capacity(batches.len());
+            for b in &batches {
+                reservation.try_grow(b.get_array_memory_size())?;
+                parts.push(to_series(b)?);
+            }
+            drop(batches);
+            let source = PartitionSource(fleetscope_store::series::merge(parts));
+            let ev =
+                Evaluator::new(&source, ctx.settings, &expr).with_counter(Arc::clone(&ctx.loaded));
+            let series = match ev.eval(&expr, grid).await.map_err(to_df)? {
+                Value::Vector(v) => v,
+                _ => {
+                    return Err(to_df(Error::Internal(format!(
+                        "per-series expression {expr} is not a vector"
+                    ))));
+                }
+            };
+            rows.add(series.len());
+            from_steps(&series)
+        };
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&STEPS_SCHEMA),
+            futures::stream::once(future),
+        )))
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+}
+
+/// The series of one partition, already selected by the scan: every selection answers them all
+/// (a per-series expression has exactly one selector), within the asked time range.
+#[derive(Debug)]
+struct PartitionSource(Vec<Series>);
+
+impl Source for PartitionSource {
+    fn select<'a>(&'a self, _: &'a [Matcher], min_t: i64, max_t: i64) -> SelectFuture<'a> {
+        Box::pin(async move {
+            let out: Result<Vec<Series>> = Ok(self
+                .0
+                .iter()
+                .filter_map(|s| {
+                    let samples: Vec<_> = s
+                        .samples
+                        .iter()
+                        .filter(|x| x.t >= min_t && x.t <= max_t)
+                        .copied()
+                        .collect();
+                    (!samples.is_empty()).then(|| Series {
+                        labels: s.labels.clone(),
+                        samples,
+                    })
+                })
+                .collect());
+            out
+        })
+    }
+}
