@@ -59,7 +59,10 @@ pub fn sort_dedup(samples: &mut Vec<Sample>) {
 /// Merges series from several places (blocks, heads, remote reads): one series per label set,
 /// samples sorted by time, one per timestamp; sorted by labels.
 pub fn merge(parts: Vec<Vec<Series>>) -> Vec<Series> {
-    if parts.len() == 1 {
+    // One part already sorted by labels, each once, is its own merge.
+    if let [only] = parts.as_slice()
+        && only.windows(2).all(|w| w[0].labels < w[1].labels)
+    {
         return parts.into_iter().next().unwrap_or_default();
     }
     let mut by_labels: HashMap<Labels, Vec<Sample>> = HashMap::new();

@@ -256,3 +256,94 @@ fn times_and_durations() {
     assert_eq!(unescape_label_name("U__a_2e_b"), "a.b");
     assert_eq!(unescape_label_name("job"), "job");
 }
+
+#[tokio::test]
+async fn sql_answers_json_rows_arrow_streams_and_400s() {
+    let app = app().await;
+    let json_body = |q: &str| {
+        Request::post("/api/v1/sql")
+            .header("content-type", "application/json")
+            .body(Body::from(serde_json::json!({ "query": q }).to_string()))
+            .unwrap()
+    };
+    let (status, body) = call(
+        &app,
+        json_body("SELECT cluster, count(*) AS n, max(value) AS top FROM up GROUP BY cluster ORDER BY cluster"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["columns"][0]["name"], "cluster");
+    let rows = body["data"]["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{body}");
+    assert_eq!(rows[0]["cluster"], "eu-1");
+    assert_eq!(rows[0]["n"], 20);
+    assert_eq!(rows[1]["top"], 19.0);
+
+    // A form body, a label filter and a time bound (pushed down), a regex matching anywhere.
+    let (status, body) = call(
+        &app,
+        post(
+            "/api/v1/sql",
+            "query=SELECT count(*) AS n FROM up WHERE job = 'api' AND cluster ~ 'us' AND ts >= to_timestamp_millis(60000)",
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["rows"][0]["n"], 9, "{body}");
+
+    // Arrow IPC stream on request.
+    let req = Request::post("/api/v1/sql")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("accept", "application/vnd.apache.arrow.stream")
+        .body(Body::from("query=SELECT value FROM up WHERE job = 'db'"))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let reader =
+        arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None).unwrap();
+    let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
+    assert_eq!(rows, 20);
+
+    // Bad SQL: 400 with the parser's message and position; an unknown table too.
+    let (status, body) = call(&app, post("/api/v1/sql", "query=SELEC value FROM up")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["errorType"], "bad_data");
+    assert!(body["error"].as_str().unwrap().contains("SELEC"), "{body}");
+    let (status, body) = call(&app, post("/api/v1/sql", "query=SELECT * FROM nope")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+#[tokio::test]
+async fn explain_shows_the_plan_and_analyze_its_figures() {
+    let app = app().await;
+    let (status, body) = call(
+        &app,
+        get("/api/v1/query?query=sum by (cluster) (rate(up[5m]))&time=600&explain=true"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let plan = body["data"]["plan"].as_str().unwrap();
+    for node in [
+        "PromEvalExec",
+        "PromAggregateExec: mode=Final",
+        "PromSeriesExec",
+        "PromScanExec",
+    ] {
+        assert!(plan.contains(node), "{node} missing:\n{plan}");
+    }
+    let (status, body) = call(
+        &app,
+        get("/api/v1/query?query=sum by (cluster) (rate(up[5m]))&time=600&explain=true&analyze=true"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["result"].as_array().unwrap().len(), 2);
+    let plan = body["data"]["plan"].as_str().unwrap();
+    assert!(
+        plan.contains("output_rows=2") && plan.contains("samples="),
+        "{plan}"
+    );
+}
