@@ -223,6 +223,55 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         let (b, rb) = time_requests(prom_port, &path, args.repeats)?;
         rows.push((name.to_string(), a, b, same_result(&ra, &rb)));
     }
+    // SQL over the same blocks (no Prometheus equivalent: timed alone).
+    let (lo, hi) = ((end_ms - 360_000), (end_ms - 60_000));
+    let sql_queries = [
+        format!(
+            "SELECT cluster, avg(value) FROM \"DCGM_FI_DEV_GPU_UTIL\" WHERE ts > to_timestamp_millis({lo}) AND ts <= to_timestamp_millis({hi}) GROUP BY cluster"
+        ),
+        format!(
+            "SELECT cluster, count(*), sum(value) FROM \"container_cpu_usage_seconds_total\" WHERE ts > to_timestamp_millis({lo}) AND ts <= to_timestamp_millis({hi}) GROUP BY cluster"
+        ),
+        "SELECT cluster, max(value) FROM \"node_load1\" GROUP BY cluster".to_string(),
+        "SELECT count(*) FROM \"node_cpu_seconds_total\"".to_string(),
+    ];
+    let mut sql_rows: Vec<(String, Timing)> = Vec::new();
+    for q in &sql_queries {
+        let enc: String = url::form_urlencoded::byte_serialize(q.as_bytes()).collect();
+        let (t, _) = time_requests(q_port, &format!("/api/v1/sql?query={enc}"), args.repeats)?;
+        sql_rows.push((q.clone(), t));
+    }
+
+    // Parallelism: the fleet CPU range query on a querier limited to one partition.
+    let p1_port = free_port()?;
+    let p1 = Server::start(
+        "fleetscope querier --query.parallelism 1",
+        &fleetscope,
+        &[
+            "querier".into(),
+            "--query.compat=prometheus2".into(),
+            "--query.parallelism".into(),
+            "1".into(),
+            "--objstore".into(),
+            format!("file://{}", bucket.display()),
+            "--listen".into(),
+            format!("127.0.0.1:{p1_port}"),
+            "--log.level".into(),
+            "warn".into(),
+        ],
+        p1_port,
+        "/-/ready",
+        &work.join("querier-p1.log"),
+    )?;
+    let cpu_query: String =
+        url::form_urlencoded::byte_serialize(fleet_queries[0].as_bytes()).collect();
+    let cpu_range =
+        format!("/api/v1/query_range?query={cpu_query}&start={start}&end={end}&step=60");
+    let (one, r1) = time_requests(p1_port, &cpu_range, args.repeats)?;
+    let (many, rn) = time_requests(q_port, &cpu_range, args.repeats)?;
+    drop(p1);
+    let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
+
     let querier_rss = querier.peak_rss();
     let prom_rss = prometheus.peak_rss();
 
@@ -288,6 +337,23 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         mib(querier_rss),
         mib(prom_rss),
         querier_rss as f64 / prom_rss as f64
+    );
+    for (q, t) in &sql_rows {
+        println!(
+            "| SQL `{q}`: first run / warm median (ms) | {:.1} / {:.1} | n/a | n/a |",
+            t.first * 1e3,
+            t.median * 1e3
+        );
+    }
+    let same_parallel = same_result(&r1, &rn);
+    all_same &= same_parallel;
+    println!(
+        "\nFleet CPU range query (`{}`, step 60s): warm median {:.1} ms with `--query.parallelism 1`, {:.1} ms with {parallelism} (the cores): {:.2}x faster; same result: {}.",
+        fleet_queries[0],
+        one.median * 1e3,
+        many.median * 1e3,
+        one.median / many.median,
+        if same_parallel { "yes" } else { "NO" }
     );
     println!(
         "\nShipper WAL: {:.1} bytes per sample. Flush (cut + upload of the head) after ingest: {flush_s:.2}s. Same results for every query: {}.",

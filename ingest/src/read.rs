@@ -8,7 +8,7 @@
 
 use fleetscope_proto::read::{MatchType, QueryResult, ReadRequest, ReadResponse, ResponseType};
 use fleetscope_proto::v1;
-use fleetscope_store::{MatchOp, Matcher, Series};
+use fleetscope_store::{MatchOp, Matcher, SelectHints, Series, Source};
 use prost::Message;
 
 use crate::shipper::Shipper;
@@ -68,6 +68,18 @@ pub async fn answer(
             .collect::<Result<Vec<_>, _>>()?;
         let (min_t, max_t) = (query.start_timestamp_ms, query.end_timestamp_ms);
         let labels_only = query.hints.as_ref().is_some_and(|h| h.func == "series");
+        let hints = match &query.hints {
+            Some(h) => SelectHints {
+                start: min_t,
+                end: max_t,
+                step: h.step_ms,
+                range: h.range_ms,
+                func: (!h.func.is_empty()).then(|| h.func.clone()),
+                grouping: h.grouping.clone(),
+                by: h.by,
+            },
+            None => SelectHints::range(min_t, max_t),
+        };
         let series: Vec<Series> = if labels_only {
             shipper.series(&matchers, min_t, max_t).await.map(|all| {
                 all.into_iter()
@@ -78,7 +90,7 @@ pub async fn answer(
                     .collect()
             })
         } else {
-            shipper.select(&matchers, min_t, max_t).await
+            shipper.select(&matchers, &hints).await
         }
         .map_err(|e| ReadError::Internal(fleetscope_store::error::display_chain(&e)))?;
         total += series.iter().map(|s| s.samples.len()).sum::<usize>();

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use fleetscope_store::source::{LabelsFuture, SelectFuture, SelectHints, Source};
 use fleetscope_store::{
     BlockId, BlockMeta, BlockReader, CodedSeries, Labels, Matcher, Series, WriteOptions, layout,
     write_coded_block,
@@ -119,6 +120,33 @@ impl std::fmt::Debug for Inner {
     }
 }
 
+/// What the shipper holds (head, staged and recently uploaded blocks) is a [`Source`] like the
+/// bucket's blocks: remote-read serves it, and a querier in the same process could read it.
+impl Source for Shipper {
+    fn select<'a>(&'a self, matchers: &'a [Matcher], hints: &'a SelectHints) -> SelectFuture<'a> {
+        Box::pin(async move {
+            self.select_local(matchers, hints.start, hints.end)
+                .await
+                .map_err(source_error)
+        })
+    }
+
+    fn series<'a>(&'a self, matchers: &'a [Matcher], min_t: i64, max_t: i64) -> LabelsFuture<'a> {
+        Box::pin(async move {
+            self.series_local(matchers, min_t, max_t)
+                .await
+                .map_err(source_error)
+        })
+    }
+}
+
+fn source_error(e: ShipperError) -> fleetscope_store::Error {
+    fleetscope_store::Error::Source {
+        what: "the shipper's local data".into(),
+        source: Box::new(e),
+    }
+}
+
 impl Shipper {
     /// Opens the WAL (replaying it into the head), then uploads blocks left staged by a previous run.
     pub async fn start(
@@ -173,7 +201,7 @@ impl Shipper {
     /// Series matching `matchers` (external labels included) with samples in `[min_t, max_t]`, from
     /// everything the shipper holds: the head, staged blocks and recently uploaded ones. Sorted by
     /// labels, one entry per label set.
-    pub async fn select(
+    async fn select_local(
         &self,
         matchers: &[Matcher],
         min_t: i64,
@@ -195,8 +223,8 @@ impl Shipper {
         Ok(fleetscope_store::series::merge(parts))
     }
 
-    /// Label sets of the series [`Shipper::select`] would return, without their samples.
-    pub async fn series(
+    /// Label sets of the series [`Shipper::select_local`] would return, without their samples.
+    async fn series_local(
         &self,
         matchers: &[Matcher],
         min_t: i64,

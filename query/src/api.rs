@@ -25,12 +25,12 @@ use prometheus_client::registry::Registry;
 use promql_parser::parser::Expr;
 use tokio::sync::Semaphore;
 
-use crate::catalog::Catalog;
 use crate::engine::{Engine, Planned};
 use crate::error::Error;
-use crate::source::Source;
 use crate::sql::Sql;
 use crate::warnings;
+use fleetscope_store::Catalog;
+use fleetscope_store::source::Source;
 
 /// Limits of the API (the querier's `--query.*` flags).
 #[derive(Debug, Clone, Copy)]
@@ -188,6 +188,12 @@ impl ApiError {
             error_type: "bad_data",
             message: message.into(),
         }
+    }
+}
+
+impl From<fleetscope_store::Error> for ApiError {
+    fn from(e: fleetscope_store::Error) -> Self {
+        Error::Store(e).into()
     }
 }
 

@@ -14,10 +14,10 @@ use crate::error::{Result, bad};
 use crate::eval::{Settings, unparen};
 use crate::exec::batch::to_rows;
 use crate::exec::{QueryCtx, ResultKind, from_df};
-use crate::plan::Planner;
-use crate::source::Source;
+use crate::plan::{AggOp, Planner};
 use crate::value::{Grid, InstantSample, QueryValue, RangeSeries};
 use crate::warnings;
+use fleetscope_store::source::Source;
 
 /// Engine settings (the querier's `--query.*` flags).
 #[derive(Debug, Clone, Copy)]
@@ -360,9 +360,9 @@ fn result_order(expr: &Expr) -> Order {
             },
             _ => Order::Unordered,
         },
-        Expr::Aggregate(a) => match a.op.to_string().to_lowercase().as_str() {
-            "topk" => Order::Value { descending: true },
-            "bottomk" => Order::Value { descending: false },
+        Expr::Aggregate(a) => match AggOp::parse(&a.op.to_string()) {
+            Some(AggOp::Topk) => Order::Value { descending: true },
+            Some(AggOp::Bottomk) => Order::Value { descending: false },
             _ => Order::Unordered,
         },
         _ => Order::Unordered,
@@ -507,7 +507,7 @@ fn error_position(query: &str) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::MemSource;
+    use fleetscope_store::source::MemSource;
     use fleetscope_store::{Labels, MemSeriesSet};
 
     /// A source counting its selections.
@@ -518,11 +518,10 @@ mod tests {
         fn select<'a>(
             &'a self,
             matchers: &'a [fleetscope_store::Matcher],
-            min_t: i64,
-            max_t: i64,
-        ) -> crate::source::SelectFuture<'a> {
+            hints: &'a fleetscope_store::SelectHints,
+        ) -> fleetscope_store::source::SelectFuture<'a> {
             self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.0.select(matchers, min_t, max_t)
+            self.0.select(matchers, hints)
         }
     }
 

@@ -17,14 +17,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use fleetscope_store::{Labels, MatchOp, Matcher, Series, is_stale_nan};
+use fleetscope_store::{Labels, MatchOp, Matcher, SelectHints, Series, is_stale_nan};
 use futures::future::BoxFuture;
 use promql_parser::label::MatchOp as PMatchOp;
 use promql_parser::parser::{AtModifier, Expr, Offset, SubqueryExpr, VectorSelector};
 
 use crate::error::{Error, Result, bad, exec};
-use crate::source::Source;
 use crate::value::{Grid, RangeInput, StepSeries, Value};
+use fleetscope_store::source::Source;
 
 /// Settings of an evaluation.
 #[derive(Debug, Clone, Copy)]
@@ -332,7 +332,11 @@ impl<'a> Evaluator<'a> {
 
     /// [`Evaluator::fetch`] from the source.
     async fn select(&self, vs: &VectorSelector, min_t: i64, max_t: i64) -> Result<Fetched> {
-        let series = select_groups(self.source, &selector_matchers(vs)?, min_t, max_t).await?;
+        let hints = SelectHints {
+            step: self.settings.query_step,
+            ..SelectHints::range(min_t, max_t)
+        };
+        let series = select_groups(self.source, &selector_matchers(vs)?, &hints).await?;
         self.count_loaded(series.iter().map(|s| s.samples.len()).sum())?;
         let mut out: Fetched = series
             .into_iter()
@@ -386,20 +390,19 @@ pub(crate) fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>
         .collect()
 }
 
-/// The series matching any of the matcher sets with samples in `[min_t, max_t]`, each set
-/// selected from `source`, the first series of each label set kept.
+/// The series matching any of the matcher sets, each set selected from `source` with `hints`, the
+/// first series of each label set kept.
 pub(crate) async fn select_groups(
     source: &dyn Source,
     groups: &[Vec<Matcher>],
-    min_t: i64,
-    max_t: i64,
+    hints: &SelectHints,
 ) -> Result<Vec<Series>> {
     if let [only] = groups {
-        return source.select(only, min_t, max_t).await;
+        return Ok(source.select(only, hints).await?);
     }
     let mut by_labels: HashMap<Labels, Series> = HashMap::new();
     for matchers in groups {
-        for s in source.select(matchers, min_t, max_t).await? {
+        for s in source.select(matchers, hints).await? {
             by_labels.entry(s.labels.clone()).or_insert(s);
         }
     }

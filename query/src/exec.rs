@@ -57,11 +57,14 @@ pub(crate) struct QueryCtx {
     pub(crate) warnings: Mutex<Vec<String>>,
     /// Selections of selectors the query writes more than once, by selector text, time range and
     /// source: read once, whichever scan gets there first.
-    shared: Mutex<HashMap<SharedKey, Arc<OnceCell<Arc<Vec<Series>>>>>>,
+    shared: Mutex<HashMap<SharedKey, SharedCell>>,
 }
 
 /// A selection's identity within one query: selector text, time range, source address.
 type SharedKey = (String, i64, i64, usize);
+
+/// Where the one selection of a [`SharedKey`] lands.
+type SharedCell = Arc<OnceCell<Arc<Vec<Series>>>>;
 
 impl QueryCtx {
     pub(crate) fn new(settings: Settings) -> Arc<Self> {
@@ -74,7 +77,7 @@ impl QueryCtx {
     }
 
     /// The cell holding the one selection of `key` (created empty on first use).
-    fn shared(&self, key: SharedKey) -> Arc<OnceCell<Arc<Vec<Series>>>> {
+    fn shared(&self, key: SharedKey) -> SharedCell {
         match self.shared.lock() {
             Ok(mut cells) => Arc::clone(cells.entry(key).or_default()),
             Err(_) => Arc::default(),

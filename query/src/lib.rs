@@ -1,6 +1,6 @@
 //! The fleetscope querier: reads every cluster's blocks and answers PromQL.
 //!
-//! * [`catalog`]: the blocks of the object store (listing `*/meta.json`), as a [`source::Source`];
+//! * [`Catalog`] and [`Source`] (from `store`): the blocks of the object store and the read seam;
 //! * [`engine`]: PromQL parsed by `promql-parser`, evaluated over dense per-series arrays with
 //!   Prometheus's semantics (lookback, staleness, extrapolation, matching, errors);
 //! * [`remote`]: remote-read endpoints (shippers' fresh data) as sources, answering partially;
@@ -11,22 +11,19 @@
 //! remote-read protocol, shippers. It keeps no state a listing cannot rebuild in seconds.
 
 pub mod api;
-pub mod catalog;
 pub mod engine;
 pub mod error;
 mod eval;
 mod exec;
 pub mod plan;
 pub mod remote;
-pub mod source;
 pub mod sql;
 pub mod value;
 pub mod warnings;
 
-pub use catalog::Catalog;
 pub use engine::{Compat, Engine, EngineOptions, Planned};
 pub use error::{Error, Result};
+pub use fleetscope_store::{Catalog, Fanout, MemSource, SelectHints, Source};
 pub use remote::RemoteRead;
-pub use source::{Fanout, MemSource, Source};
 pub use sql::{Sql, SqlResult};
 pub use value::{InstantSample, QueryValue, RangeSeries};

@@ -12,8 +12,9 @@ use datafusion::physical_expr::expressions::col;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, Partitioning};
+use fleetscope_store::SelectHints;
 use promql_parser::parser::token::TokenType;
-use promql_parser::parser::{AggregateExpr, Expr, VectorSelector};
+use promql_parser::parser::{AggregateExpr, Expr, LabelModifier, VectorSelector};
 
 use crate::error::{Error, Result};
 use crate::eval::{Evaluator, count_selectors, node_id, selector_matchers};
@@ -22,9 +23,12 @@ use crate::exec::{
     AggregateMode, PromAggregateExec, PromEvalExec, PromScanExec, PromSeriesExec, QueryCtx,
     ResultKind,
 };
-use crate::source::Source;
 use crate::value::Grid;
+use fleetscope_store::source::Source;
 pub use table::{AggOp, ArgKind, FUNCTIONS, Function, Placement, function};
+
+/// Sources grouped into a scan's partitions.
+type Partitions = Vec<Vec<Arc<dyn Source>>>;
 
 /// Builds the physical plan of one query.
 pub(crate) struct Planner<'a> {
@@ -39,7 +43,7 @@ pub(crate) struct Planner<'a> {
     /// Selectors written more than once (their selections are shared between scans).
     repeated: HashSet<String>,
     /// Sources split into partitions, by time range (the same split for every scan of a range).
-    partitions: RefCell<HashMap<(i64, i64), Vec<Vec<Arc<dyn Source>>>>>,
+    partitions: RefCell<HashMap<(i64, i64), Partitions>>,
 }
 
 impl<'a> Planner<'a> {
@@ -144,7 +148,12 @@ impl<'a> Planner<'a> {
     }
 
     /// Scan, repartition by series and per-series evaluation: as many partitions as parallelism.
-    fn per_series_plan(&self, expr: &Expr) -> Result<Arc<dyn ExecutionPlan>> {
+    /// `grouping` is the enclosing aggregation's, for the selection's hints.
+    fn per_series_plan(
+        &self,
+        expr: &Expr,
+        grouping: Option<&LabelModifier>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         let (vs, range) = selector_of(expr)
             .ok_or_else(|| Error::Internal(format!("no selector in per-series {expr}")))?;
         let ev = Evaluator::new(self.source.as_ref(), self.ctx.settings, expr);
@@ -166,11 +175,24 @@ impl<'a> Planner<'a> {
                 balance(parts, self.parallelism)
             })
             .clone();
+        let (grouping, by) = match grouping {
+            Some(LabelModifier::Include(l)) => (l.labels.clone(), true),
+            Some(LabelModifier::Exclude(l)) => (l.labels.clone(), false),
+            None => (Vec::new(), false),
+        };
+        let hints = SelectHints {
+            start: min_t,
+            end: max_t,
+            step: self.ctx.settings.query_step,
+            range: look_back,
+            func: function_of(expr).map(str::to_string),
+            grouping,
+            by,
+        };
         let scan: Arc<dyn ExecutionPlan> = Arc::new(PromScanExec::new(
             vs.to_string(),
             selector_matchers(vs)?,
-            min_t,
-            max_t,
+            hints,
             partitions,
             self.repeated.contains(&vs.to_string()),
             Arc::clone(self.ctx),
@@ -194,13 +216,13 @@ impl<'a> Planner<'a> {
     }
 
     fn series(&self, expr: &Expr) -> Result<Arc<dyn ExecutionPlan>> {
-        Ok(coalesce(self.per_series_plan(expr)?))
+        Ok(coalesce(self.per_series_plan(expr, None)?))
     }
 
     fn aggregate(&self, agg: &AggregateExpr, op: AggOp) -> Result<Arc<dyn ExecutionPlan>> {
         let n = self.grid.len();
         let partial = Arc::new(PromAggregateExec::new(
-            self.per_series_plan(&agg.expr)?,
+            self.per_series_plan(&agg.expr, agg.modifier.as_ref())?,
             AggregateMode::Partial,
             op,
             agg.modifier.clone(),
@@ -225,7 +247,7 @@ fn coalesce(plan: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
 }
 
 /// Sources spread over at most `n` partitions, largest first onto the least loaded.
-pub(crate) fn balance(mut parts: Vec<Arc<dyn Source>>, n: usize) -> Vec<Vec<Arc<dyn Source>>> {
+pub(crate) fn balance(mut parts: Vec<Arc<dyn Source>>, n: usize) -> Partitions {
     let n = n.min(parts.len()).max(1);
     parts.sort_by_key(|p| std::cmp::Reverse(p.size_hint()));
     let mut bins: Vec<(u64, Vec<Arc<dyn Source>>)> = vec![(0, Vec::new()); n];
@@ -291,6 +313,23 @@ fn unparen(mut e: &Expr) -> &Expr {
         e = &p.expr;
     }
     e
+}
+
+/// The innermost function a per-series expression applies to its selector (Prometheus's
+/// `SelectHints.Func`).
+fn function_of(expr: &Expr) -> Option<&'static str> {
+    match expr {
+        Expr::Paren(p) => function_of(&p.expr),
+        Expr::Unary(u) => function_of(&u.expr),
+        Expr::Binary(b) => function_of(&b.lhs).or_else(|| function_of(&b.rhs)),
+        Expr::Call(c) => c
+            .args
+            .args
+            .iter()
+            .find_map(|a| function_of(a))
+            .or(Some(c.func.name)),
+        _ => None,
+    }
 }
 
 /// The one selector of a per-series expression, with its range if it is a matrix selector.

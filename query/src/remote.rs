@@ -15,8 +15,8 @@ use fleetscope_store::reader::LabelIndex;
 use fleetscope_store::{Label, Labels, MatchOp, Matcher, Sample, Series};
 use prost::Message;
 
-use crate::source::{IndexFuture, LabelsFuture, SelectFuture, Source};
 use crate::warnings;
+use fleetscope_store::source::{IndexFuture, LabelsFuture, SelectFuture, SelectHints, Source};
 
 /// Largest decompressed response accepted (Prometheus's default sample limit is 5e7).
 const MAX_RESPONSE_BYTES: usize = 1 << 30;
@@ -89,19 +89,22 @@ impl RemoteRead {
         &self.url
     }
 
-    /// Reads the series matching `matchers` in `[min_t, max_t]`; without samples if `labels_only`.
+    /// Reads the series matching `matchers` in `[hints.start, hints.end]`, passing the hints on;
+    /// without samples if the hints' function is `series`.
     async fn read(
         &self,
         matchers: &[Matcher],
-        min_t: i64,
-        max_t: i64,
-        labels_only: bool,
+        hints: &SelectHints,
     ) -> Result<Vec<Series>, ReadError> {
-        let hints = labels_only.then(|| ReadHints {
-            func: "series".into(),
+        let (min_t, max_t) = (hints.start, hints.end);
+        let hints = Some(ReadHints {
+            step_ms: hints.step,
+            func: hints.func.clone().unwrap_or_default(),
             start_ms: min_t,
             end_ms: max_t,
-            ..Default::default()
+            grouping: hints.grouping.clone(),
+            by: hints.by,
+            range_ms: hints.range,
         });
         let request = ReadRequest {
             queries: vec![Query {
@@ -158,14 +161,8 @@ impl RemoteRead {
     }
 
     /// [`RemoteRead::read`], answering nothing with a warning on failure.
-    async fn read_or_warn(
-        &self,
-        matchers: &[Matcher],
-        min_t: i64,
-        max_t: i64,
-        labels_only: bool,
-    ) -> Vec<Series> {
-        match self.read(matchers, min_t, max_t, labels_only).await {
+    async fn read_or_warn(&self, matchers: &[Matcher], hints: &SelectHints) -> Vec<Series> {
+        match self.read(matchers, hints).await {
             Ok(series) => series,
             Err(e) => {
                 warnings::warn(format!(
@@ -179,10 +176,18 @@ impl RemoteRead {
     }
 }
 
+/// Hints asking for the label sets in `[min_t, max_t]` only.
+fn labels_only(min_t: i64, max_t: i64) -> SelectHints {
+    SelectHints {
+        func: Some("series".into()),
+        ..SelectHints::range(min_t, max_t)
+    }
+}
+
 impl Source for RemoteRead {
-    fn select<'a>(&'a self, matchers: &'a [Matcher], min_t: i64, max_t: i64) -> SelectFuture<'a> {
+    fn select<'a>(&'a self, matchers: &'a [Matcher], hints: &'a SelectHints) -> SelectFuture<'a> {
         Box::pin(async move {
-            let series = self.read_or_warn(matchers, min_t, max_t, false).await;
+            let series = self.read_or_warn(matchers, hints).await;
             if series.windows(2).all(|w| w[0].labels != w[1].labels) {
                 return Ok(series);
             }
@@ -196,7 +201,7 @@ impl Source for RemoteRead {
     fn series<'a>(&'a self, matchers: &'a [Matcher], min_t: i64, max_t: i64) -> LabelsFuture<'a> {
         Box::pin(async move {
             let mut labels: Vec<Labels> = self
-                .read_or_warn(matchers, min_t, max_t, true)
+                .read_or_warn(matchers, &labels_only(min_t, max_t))
                 .await
                 .into_iter()
                 .map(|s| s.labels)
@@ -209,10 +214,9 @@ impl Source for RemoteRead {
     fn label_index<'a>(&'a self, min_t: i64, max_t: i64) -> IndexFuture<'a> {
         Box::pin(async move {
             // Remote-read needs a matcher; this one matches every series.
-            let all = [Matcher::new(MatchOp::Regex, "__name__", ".+")
-                .map_err(|e| crate::Error::Internal(e.to_string()))?];
+            let all = [Matcher::new(MatchOp::Regex, "__name__", ".+")?];
             let mut index = LabelIndex::new();
-            for s in self.read_or_warn(&all, min_t, max_t, true).await {
+            for s in self.read_or_warn(&all, &labels_only(min_t, max_t)).await {
                 for l in s.labels.iter() {
                     index
                         .entry(l.name.clone())

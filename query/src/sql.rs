@@ -21,13 +21,13 @@ use datafusion::physical_expr::expressions::col;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::{ExecutionPlan, Partitioning, collect};
 use fleetscope_store::labels::METRIC_NAME;
-use fleetscope_store::{MatchOp, Matcher};
+use fleetscope_store::{MatchOp, Matcher, SelectHints};
 
 use crate::engine::Engine;
 use crate::error::{Error, Result, bad};
 use crate::exec::batch::{SERIES_KEY, SERIES_SCHEMA};
 use crate::exec::{PromScanExec, QueryCtx, RowColumn, SampleRowsExec, from_df};
-use crate::source::Source;
+use fleetscope_store::source::Source;
 
 /// Column of a sample's time.
 pub const TS: &str = "ts";
@@ -146,7 +146,7 @@ impl SchemaProvider for Metrics {
             .source
             .series(&by_name, i64::MIN, i64::MAX)
             .await
-            .map_err(crate::exec::to_df)?;
+            .map_err(|e| crate::exec::to_df(e.into()))?;
         let labels: BTreeSet<String> = series
             .iter()
             .flat_map(|l| l.iter().map(|l| l.name.clone()))
@@ -401,8 +401,7 @@ impl TableProvider for MetricTable {
         let scan: Arc<dyn ExecutionPlan> = Arc::new(PromScanExec::new(
             display,
             vec![pushed.matchers],
-            min_t,
-            max_t,
+            SelectHints::range(min_t, max_t),
             crate::plan::balance(parts, parallelism),
             false,
             Arc::clone(&ctx),

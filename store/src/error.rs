@@ -64,6 +64,15 @@ pub enum Error {
     /// Stored bytes that do not decode.
     #[error("corrupt block data: {0}")]
     Corrupt(String),
+    /// A source other than a block failed (a shipper's local data).
+    #[error("read {what}")]
+    Source {
+        /// Which source.
+        what: String,
+        /// What went wrong.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A block with no samples cannot be written.
     #[error("refusing to write an empty block")]
     EmptyBlock,

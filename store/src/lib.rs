@@ -16,8 +16,12 @@
 //! This crate knows no HTTP and no protobuf. Its pieces: [`labels`] and [`series`] (the data
 //! model), [`chunk`] (the sample codec), [`schema`] (column names), [`meta`] and [`layout`] (block
 //! files and paths), [`objstore`] (`--objstore` URLs), [`write_block`] and [`BlockReader`],
-//! [`compact`] (merging, retention, deletion), and [`MemSeriesSet`] (the in-memory reference).
+//! [`compact`] (merging, retention, deletion), [`MemSeriesSet`] (the in-memory reference), and the
+//! read seam every reader goes through: [`Source`] with [`SelectHints`], the bucket's blocks as a
+//! [`Catalog`], several sources as one [`Fanout`].
 
+pub mod batch;
+pub mod catalog;
 pub mod chunk;
 pub mod compact;
 pub mod error;
@@ -29,12 +33,15 @@ pub mod objstore;
 pub mod reader;
 pub mod schema;
 pub mod series;
+pub mod source;
 pub mod writer;
 
+pub use catalog::Catalog;
 pub use error::{Error, Result};
 pub use labels::{Label, Labels, MatchOp, Matcher};
 pub use mem::MemSeriesSet;
 pub use meta::{BlockId, BlockMeta};
 pub use reader::{BlockReader, MetricCount, ScanStats, Selection};
 pub use series::{STALE_NAN_BITS, Sample, Series, is_stale_nan};
+pub use source::{Fanout, MemSource, SelectHints, Source};
 pub use writer::{CodedSeries, WriteOptions, write_block, write_coded_block};

@@ -95,6 +95,18 @@ impl BlockReader {
         self.scan(matchers, min_t, max_t, true).await
     }
 
+    /// [`BlockReader::select`] as an Arrow record batch ([`crate::batch::SERIES_SCHEMA`]: one row
+    /// per series, labels and samples).
+    pub async fn select_batch(
+        &self,
+        matchers: &[Matcher],
+        min_t: i64,
+        max_t: i64,
+    ) -> Result<arrow::array::RecordBatch> {
+        let selection = self.select(matchers, min_t, max_t).await?;
+        Ok(crate::batch::from_series(&selection.series)?)
+    }
+
     /// The label sets (external labels included) of the series [`BlockReader::select`] would
     /// return, without fetching or decoding samples.
     pub async fn series_labels(

@@ -8,30 +8,33 @@ use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 use super::functions::quantile;
 use super::{Evaluator, kahan_inc, merge_same_labels};
 use crate::error::{Result, bad, exec};
+use crate::plan::AggOp;
 use crate::value::{Grid, StepSeries, Value};
 
 impl Evaluator<'_> {
     pub(super) async fn aggregate(&self, agg: &AggregateExpr, grid: Grid) -> Result<Value> {
-        let op = agg.op.to_string().to_lowercase();
+        let name = agg.op.to_string().to_lowercase();
+        let op = AggOp::parse(&name)
+            .ok_or_else(|| bad(format!("aggregation {name}() is not supported")))?;
         let input = self.vector_arg(&agg.expr, grid).await?;
         let n = grid.len();
         let param = || {
             agg.param
                 .as_deref()
-                .ok_or_else(|| bad(format!("{op} needs a parameter")))
+                .ok_or_else(|| bad(format!("{name} needs a parameter")))
         };
-        match op.as_str() {
-            "topk" | "bottomk" => {
-                let k = self.scalar_arg(param()?, grid, &op).await?;
+        match op {
+            AggOp::Topk | AggOp::Bottomk => {
+                let k = self.scalar_arg(param()?, grid, &name).await?;
                 Ok(Value::Vector(top_k(
                     &input,
                     &k,
                     &agg.modifier,
-                    op == "topk",
+                    op == AggOp::Topk,
                     n,
                 )?))
             }
-            "count_values" => {
+            AggOp::CountValues => {
                 let label = match param()? {
                     Expr::StringLiteral(s) => s.val.clone(),
                     _ => return Err(bad("count_values needs a string parameter")),
@@ -57,7 +60,7 @@ impl Evaluator<'_> {
                         .collect(),
                 ))
             }
-            "quantile" => {
+            AggOp::Quantile => {
                 let q = self.scalar_arg(param()?, grid, "quantile").await?;
                 let groups = group(&input, &agg.modifier);
                 let out = groups
@@ -75,7 +78,14 @@ impl Evaluator<'_> {
                     .collect();
                 Ok(Value::Vector(out))
             }
-            "sum" | "avg" | "count" | "group" | "min" | "max" | "stddev" | "stdvar" => {
+            AggOp::Sum
+            | AggOp::Avg
+            | AggOp::Count
+            | AggOp::Group
+            | AggOp::Min
+            | AggOp::Max
+            | AggOp::Stddev
+            | AggOp::Stdvar => {
                 let groups = group(&input, &agg.modifier);
                 let out = groups
                     .into_iter()
@@ -84,7 +94,7 @@ impl Evaluator<'_> {
                             .map(|i| {
                                 let mut it = members.iter().filter_map(|s| s.vals[i]).peekable();
                                 it.peek()?;
-                                Some(fold(&op, it))
+                                Some(fold(op, it))
                             })
                             .collect();
                         StepSeries { labels, vals }
@@ -93,28 +103,27 @@ impl Evaluator<'_> {
                     .collect();
                 Ok(Value::Vector(out))
             }
-            other => Err(bad(format!("aggregation {other}() is not supported"))),
         }
     }
 }
 
 /// One aggregation over the (non-empty) values of a group at one step.
-fn fold(op: &str, values: impl Iterator<Item = f64>) -> f64 {
+fn fold(op: AggOp, values: impl Iterator<Item = f64>) -> f64 {
     match op {
-        "sum" => {
+        AggOp::Sum => {
             let (s, c) = values.fold((0.0, 0.0), |(s, c), f| kahan_inc(f, s, c));
             s + c
         }
-        "avg" => super::functions::avg(values),
-        "count" => values.count() as f64,
-        "group" => 1.0,
-        "min" => values
+        AggOp::Avg => super::functions::avg(values),
+        AggOp::Count => values.count() as f64,
+        AggOp::Group => 1.0,
+        AggOp::Min => values
             .reduce(|m, f| if m > f || m.is_nan() { f } else { m })
             .unwrap_or(f64::NAN),
-        "max" => values
+        AggOp::Max => values
             .reduce(|m, f| if m < f || m.is_nan() { f } else { m })
             .unwrap_or(f64::NAN),
-        "stddev" | "stdvar" => {
+        AggOp::Stddev | AggOp::Stdvar => {
             let (mut count, mut mean, mut var) = (0.0, 0.0, 0.0);
             for f in values {
                 count += 1.0;
@@ -123,7 +132,7 @@ fn fold(op: &str, values: impl Iterator<Item = f64>) -> f64 {
                 var += delta * (f - mean);
             }
             let v = var / count;
-            if op == "stddev" { v.sqrt() } else { v }
+            if op == AggOp::Stddev { v.sqrt() } else { v }
         }
         _ => f64::NAN,
     }

@@ -264,13 +264,13 @@ impl Groups {
     fn add_state(&mut self, key: &Labels, other: State) {
         let (op, i) = (self.op, self.slot(key));
         let (_, state, means) = &mut self.groups[i];
-        for step in 0..other.count.len().min(state.count.len()) {
-            if other.count[step] == 0.0 {
+        for (step, &count) in other.count.iter().enumerate().take(state.count.len()) {
+            if count == 0.0 {
                 continue;
             }
             if op == AggOp::Avg {
                 means[step].push(other.mean[step]);
-                means[step].push(other.count[step]);
+                means[step].push(count);
             }
             fold(
                 op,
@@ -278,7 +278,7 @@ impl Groups {
                 step,
                 other.value[step],
                 other.compensation[step],
-                other.count[step],
+                count,
             );
         }
     }
@@ -348,16 +348,8 @@ fn fold(op: AggOp, s: &mut State, i: usize, value: f64, compensation: f64, count
             s.value[i] = v;
             s.compensation[i] = c + compensation;
         }
-        AggOp::Min => {
-            if first || s.value[i] > value || s.value[i].is_nan() {
-                s.value[i] = value;
-            }
-        }
-        AggOp::Max => {
-            if first || s.value[i] < value || s.value[i].is_nan() {
-                s.value[i] = value;
-            }
-        }
+        AggOp::Min if first || s.value[i] > value || s.value[i].is_nan() => s.value[i] = value,
+        AggOp::Max if first || s.value[i] < value || s.value[i].is_nan() => s.value[i] = value,
         _ => {}
     }
 }

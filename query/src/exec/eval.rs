@@ -22,8 +22,8 @@ use super::batch::{RESULT_SCHEMA, from_rows, to_steps};
 use super::{QueryCtx, properties, to_df};
 use crate::error::{Error, bad};
 use crate::eval::Evaluator;
-use crate::source::Source;
 use crate::value::{Grid, StepSeries, Value};
+use fleetscope_store::source::Source;
 
 /// What the root evaluates: an instant-vector or scalar expression over the grid, or (instant
 /// queries only) a range-vector expression at one time.
@@ -190,7 +190,7 @@ impl ExecutionPlan for PromEvalExec {
     }
 }
 
-type Rows = Vec<(Labels, Vec<(i64, f64)>)>;
+type Rows = Vec<super::batch::Row>;
 
 async fn evaluate(
     ev: &Evaluator<'_>,

@@ -12,14 +12,14 @@ use datafusion::physical_plan::{
     ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, PhysicalExpr,
     PlanProperties, ReplaceChildrenOptions, SendableRecordBatchStream,
 };
-use fleetscope_store::Matcher;
+use fleetscope_store::{Matcher, SelectHints};
 use futures::StreamExt;
 
 use super::batch::{SERIES_SCHEMA, from_series};
 use super::{QueryCtx, properties, to_df};
 use crate::eval::select_groups;
-use crate::source::Source;
 use crate::warnings;
+use fleetscope_store::source::Source;
 
 /// Reads the series of one selector with samples in `[min_t, max_t]`: matchers and time range go
 /// down into each source (block reader: row groups, pages and rows skipped; remote-read: the
@@ -30,8 +30,8 @@ pub(crate) struct PromScanExec {
     selector: String,
     /// Matcher sets (one, or one per `or` alternative).
     matchers: Arc<Vec<Vec<Matcher>>>,
-    min_t: i64,
-    max_t: i64,
+    /// What the selection is for; its time range is what the scan reads.
+    hints: Arc<SelectHints>,
     partitions: Vec<Vec<Arc<dyn Source>>>,
     /// The query reads this selector elsewhere too: share the selections.
     shared: bool,
@@ -45,8 +45,7 @@ impl PromScanExec {
     pub(crate) fn new(
         selector: String,
         matchers: Vec<Vec<Matcher>>,
-        min_t: i64,
-        max_t: i64,
+        hints: SelectHints,
         partitions: Vec<Vec<Arc<dyn Source>>>,
         shared: bool,
         ctx: Arc<QueryCtx>,
@@ -55,8 +54,7 @@ impl PromScanExec {
         Self {
             selector,
             matchers: Arc::new(matchers),
-            min_t,
-            max_t,
+            hints: Arc::new(hints),
             partitions,
             shared,
             ctx,
@@ -78,8 +76,12 @@ impl DisplayAs for PromScanExec {
         write!(
             f,
             "PromScanExec: selector={}, range=[{}, {}], sources={sources}",
-            self.selector, self.min_t, self.max_t
-        )
+            self.selector, self.hints.start, self.hints.end
+        )?;
+        if let Some(func) = &self.hints.func {
+            write!(f, ", func={func}")?;
+        }
+        Ok(())
     }
 }
 
@@ -130,7 +132,7 @@ impl ExecutionPlan for PromScanExec {
         let rows = MetricBuilder::new(&self.metrics).output_rows(partition);
         let samples = MetricBuilder::new(&self.metrics).counter("samples", partition);
         let bytes = MetricBuilder::new(&self.metrics).counter("bytes", partition);
-        let (selector, min_t, max_t) = (self.selector.clone(), self.min_t, self.max_t);
+        let (selector, hints) = (self.selector.clone(), Arc::clone(&self.hints));
         let (ctx, shared, matchers) = (
             Arc::clone(&self.ctx),
             self.shared,
@@ -140,17 +142,17 @@ impl ExecutionPlan for PromScanExec {
             let (selector, ctx, matchers) =
                 (selector.clone(), Arc::clone(&ctx), Arc::clone(&matchers));
             let (rows, samples, bytes) = (rows.clone(), samples.clone(), bytes.clone());
+            let hints = Arc::clone(&hints);
             async move {
                 let select = async {
                     let (series, reported) =
-                        warnings::collect(select_groups(source.as_ref(), &matchers, min_t, max_t))
-                            .await;
+                        warnings::collect(select_groups(source.as_ref(), &matchers, &hints)).await;
                     ctx.warn(reported);
                     series.map(Arc::new)
                 };
                 let series = if shared {
                     let id = Arc::as_ptr(&source) as *const () as usize;
-                    let cell = ctx.shared((selector, min_t, max_t, id));
+                    let cell = ctx.shared((selector, hints.start, hints.end, id));
                     Arc::clone(cell.get_or_try_init(|| select).await.map_err(to_df)?)
                 } else {
                     select.await.map_err(to_df)?

@@ -13,16 +13,16 @@ use datafusion::physical_plan::{
     ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties,
     PhysicalExpr, PlanProperties, ReplaceChildrenOptions, SendableRecordBatchStream,
 };
-use fleetscope_store::{Matcher, Series};
+use fleetscope_store::{Matcher, SelectHints, Series};
 use futures::TryStreamExt;
 use promql_parser::parser::Expr;
 
 use super::batch::{STEPS_SCHEMA, from_steps, to_series};
 use super::{QueryCtx, properties, to_df};
-use crate::error::{Error, Result};
+use crate::error::Error;
 use crate::eval::Evaluator;
-use crate::source::{SelectFuture, Source};
 use crate::value::{Grid, Value};
+use fleetscope_store::source::{SelectFuture, Source};
 
 /// Evaluates a per-series expression (one selector under per-series functions, range functions
 /// and arithmetic with numbers) over the series of its input partition, after merging the copies
@@ -166,9 +166,10 @@ impl ExecutionPlan for PromSeriesExec {
 struct PartitionSource(Vec<Series>);
 
 impl Source for PartitionSource {
-    fn select<'a>(&'a self, _: &'a [Matcher], min_t: i64, max_t: i64) -> SelectFuture<'a> {
+    fn select<'a>(&'a self, _: &'a [Matcher], hints: &'a SelectHints) -> SelectFuture<'a> {
+        let (min_t, max_t) = (hints.start, hints.end);
         Box::pin(async move {
-            let out: Result<Vec<Series>> = Ok(self
+            let out: fleetscope_store::Result<Vec<Series>> = Ok(self
                 .0
                 .iter()
                 .filter_map(|s| {

@@ -1,14 +1,17 @@
-//! Where selectors get their series: the narrow seam between the engine and storage.
+//! The read seam: where queries (PromQL, SQL, remote-read) get their series, whatever holds them —
+//! the blocks of a bucket ([`crate::Catalog`]), a shipper's head and staged blocks, a remote-read
+//! endpoint, or series in memory. As Prometheus's `storage.Querier`, a selection carries
+//! [`SelectHints`] saying what it is for.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use fleetscope_store::reader::LabelIndex;
-use fleetscope_store::{Labels, Matcher, MemSeriesSet, Series};
 use futures::future::try_join_all;
 
 use crate::error::Result;
+use crate::reader::LabelIndex;
+use crate::{Labels, Matcher, MemSeriesSet, Series};
 
 /// A future of selected series.
 pub type SelectFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<Series>>> + Send + 'a>>;
@@ -19,18 +22,54 @@ pub type LabelsFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<Labels>>> + S
 /// A future of a label index (name -> values).
 pub type IndexFuture<'a> = Pin<Box<dyn Future<Output = Result<LabelIndex>> + Send + 'a>>;
 
-/// A set of series the engine can select from (all blocks of a bucket, or series in memory).
+/// What a selection is for (Prometheus's `SelectHints`): the time range to return, and the query
+/// around it, which sources may use to read less (a remote-read endpoint passes them on).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SelectHints {
+    /// First timestamp wanted (ms, inclusive).
+    pub start: i64,
+    /// Last timestamp wanted (ms, inclusive).
+    pub end: i64,
+    /// Step of the query's evaluation (ms; 0 for an instant query).
+    pub step: i64,
+    /// Window of the enclosing range function or lookback (ms).
+    pub range: i64,
+    /// The function the selected series feed (`rate`, `sum`, `series` for labels only), if any.
+    pub func: Option<String>,
+    /// Labels of the enclosing aggregation's grouping.
+    pub grouping: Vec<String>,
+    /// Whether `grouping` is `by` (true) or `without` (false).
+    pub by: bool,
+}
+
+impl SelectHints {
+    /// Hints asking for `[start, end]` and saying nothing more.
+    pub fn range(start: i64, end: i64) -> Self {
+        Self {
+            start,
+            end,
+            ..Self::default()
+        }
+    }
+}
+
+/// A set of series queries can select from.
 pub trait Source: Send + Sync + std::fmt::Debug {
     /// Series matching all matchers (external labels included), with their samples in
-    /// `[min_t, max_t]`, sorted by labels; one entry per label set, samples sorted and unique.
-    fn select<'a>(&'a self, matchers: &'a [Matcher], min_t: i64, max_t: i64) -> SelectFuture<'a>;
+    /// `[hints.start, hints.end]`, sorted by labels; one entry per label set, samples sorted and
+    /// unique.
+    fn select<'a>(&'a self, matchers: &'a [Matcher], hints: &'a SelectHints) -> SelectFuture<'a>;
 
-    /// Label sets of the series [`Source::select`] would return, sorted and unique; sources may
-    /// answer without reading samples.
+    /// Label sets of the series [`Source::select`] would return for `[min_t, max_t]`, sorted and
+    /// unique; sources may answer without reading samples.
     fn series<'a>(&'a self, matchers: &'a [Matcher], min_t: i64, max_t: i64) -> LabelsFuture<'a> {
         Box::pin(async move {
+            let hints = SelectHints {
+                func: Some("series".into()),
+                ..SelectHints::range(min_t, max_t)
+            };
             Ok(self
-                .select(matchers, min_t, max_t)
+                .select(matchers, &hints)
                 .await?
                 .into_iter()
                 .map(|s| s.labels)
@@ -78,8 +117,12 @@ pub struct MemSource {
 }
 
 impl Source for MemSource {
-    fn select<'a>(&'a self, matchers: &'a [Matcher], min_t: i64, max_t: i64) -> SelectFuture<'a> {
-        Box::pin(async move { Ok(self.set.select(matchers, &self.external, min_t, max_t)) })
+    fn select<'a>(&'a self, matchers: &'a [Matcher], hints: &'a SelectHints) -> SelectFuture<'a> {
+        Box::pin(async move {
+            Ok(self
+                .set
+                .select(matchers, &self.external, hints.start, hints.end))
+        })
     }
 }
 
@@ -95,19 +138,10 @@ impl std::fmt::Debug for Fanout {
 }
 
 impl Source for Fanout {
-    fn parts(&self, min_t: i64, max_t: i64) -> Option<Vec<Arc<dyn Source>>> {
-        Some(
-            self.0
-                .iter()
-                .flat_map(|s| s.parts(min_t, max_t).unwrap_or_else(|| vec![Arc::clone(s)]))
-                .collect(),
-        )
-    }
-
-    fn select<'a>(&'a self, matchers: &'a [Matcher], min_t: i64, max_t: i64) -> SelectFuture<'a> {
+    fn select<'a>(&'a self, matchers: &'a [Matcher], hints: &'a SelectHints) -> SelectFuture<'a> {
         Box::pin(async move {
-            let parts = try_join_all(self.0.iter().map(|s| s.select(matchers, min_t, max_t)));
-            Ok(fleetscope_store::series::merge(parts.await?))
+            let parts = try_join_all(self.0.iter().map(|s| s.select(matchers, hints)));
+            Ok(crate::series::merge(parts.await?))
         })
     }
 
@@ -119,6 +153,15 @@ impl Source for Fanout {
             all.dedup();
             Ok(all)
         })
+    }
+
+    fn parts(&self, min_t: i64, max_t: i64) -> Option<Vec<Arc<dyn Source>>> {
+        Some(
+            self.0
+                .iter()
+                .flat_map(|s| s.parts(min_t, max_t).unwrap_or_else(|| vec![Arc::clone(s)]))
+                .collect(),
+        )
     }
 
     fn label_index<'a>(&'a self, min_t: i64, max_t: i64) -> IndexFuture<'a> {

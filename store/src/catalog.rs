@@ -3,13 +3,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use fleetscope_store::reader::LabelIndex;
-use fleetscope_store::{BlockMeta, BlockReader, Labels, Matcher, Series};
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStore;
 
-use crate::error::{Error, Result};
-use crate::source::{IndexFuture, LabelsFuture, SelectFuture, Source};
+use crate::error::Result;
+use crate::reader::LabelIndex;
+use crate::source::{IndexFuture, LabelsFuture, SelectFuture, SelectHints, Source};
+use crate::{BlockMeta, BlockReader, Labels, Matcher, Series};
 
 /// Blocks readable through one object store. Holds only what a listing rebuilds in seconds, plus
 /// per-block caches of immutable data (Parquet footers, label indexes) filled on first use.
@@ -48,10 +48,12 @@ impl Catalog {
             })
             .collect();
         let n = readers.len();
-        *self
-            .readers
-            .write()
-            .map_err(|_| Error::Internal("catalog lock poisoned".into()))? = Arc::new(readers);
+        // A poisoned lock only means a panic elsewhere while swapping an `Arc`: the value is whole.
+        let mut current = match self.readers.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *current = Arc::new(readers);
         Ok(n)
     }
 
@@ -93,12 +95,16 @@ impl Catalog {
 struct BlockSource(Arc<BlockReader>);
 
 impl Source for BlockSource {
-    fn select<'a>(&'a self, matchers: &'a [Matcher], min_t: i64, max_t: i64) -> SelectFuture<'a> {
+    fn select<'a>(&'a self, matchers: &'a [Matcher], hints: &'a SelectHints) -> SelectFuture<'a> {
         Box::pin(async move {
             if !Catalog::may_match(self.0.meta(), matchers) {
                 return Ok(Vec::new());
             }
-            Ok(self.0.select(matchers, min_t, max_t).await?.series)
+            Ok(self
+                .0
+                .select(matchers, hints.start, hints.end)
+                .await?
+                .series)
         })
     }
 
@@ -117,7 +123,8 @@ impl Source for Catalog {
         )
     }
 
-    fn select<'a>(&'a self, matchers: &'a [Matcher], min_t: i64, max_t: i64) -> SelectFuture<'a> {
+    fn select<'a>(&'a self, matchers: &'a [Matcher], hints: &'a SelectHints) -> SelectFuture<'a> {
+        let (min_t, max_t) = (hints.start, hints.end);
         Box::pin(async move {
             let results: Vec<Vec<Series>> =
                 futures::stream::iter(self.selected(matchers, min_t, max_t))
@@ -129,9 +136,8 @@ impl Source for Catalog {
                     })
                     .buffer_unordered(CONCURRENT_BLOCKS)
                     .try_collect()
-                    .await
-                    .map_err(Error::Store)?;
-            Ok(fleetscope_store::series::merge(results))
+                    .await?;
+            Ok(crate::series::merge(results))
         })
     }
 
@@ -142,8 +148,7 @@ impl Source for Catalog {
                     .map(|reader| async move { reader.series_labels(matchers, min_t, max_t).await })
                     .buffer_unordered(CONCURRENT_BLOCKS)
                     .try_collect()
-                    .await
-                    .map_err(Error::Store)?;
+                    .await?;
             let mut all: Vec<Labels> = results.into_iter().flatten().collect();
             all.sort();
             all.dedup();
@@ -158,8 +163,7 @@ impl Source for Catalog {
                     .map(|reader| async move { reader.label_index().await })
                     .buffer_unordered(CONCURRENT_BLOCKS)
                     .try_collect()
-                    .await
-                    .map_err(Error::Store)?;
+                    .await?;
             let mut index = LabelIndex::new();
             for part in parts {
                 for (name, values) in part.iter() {
