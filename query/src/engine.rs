@@ -312,7 +312,7 @@ impl Engine {
 fn sort_instant(out: &mut [InstantSample], expr: &Expr) {
     match result_order(expr) {
         Order::Value { descending } => {
-            out.sort_by(|a, b| crate::eval::rank_values(a.v, b.v, descending))
+            out.sort_by(|a, b| crate::eval::rank(a.v, b.v, descending))
         }
         Order::Labels { names, descending } => out.sort_by(|a, b| {
             let by_names = names

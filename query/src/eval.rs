@@ -8,9 +8,10 @@
 mod aggregate;
 mod binary;
 mod functions;
+pub(crate) mod numeric;
 
 pub(crate) use aggregate::group_key;
-pub(crate) use functions::avg;
+pub(crate) use numeric::{avg, kahan_inc, rank};
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
@@ -489,49 +490,9 @@ pub(crate) fn merge_same_labels(series: Vec<StepSeries>) -> Result<Vec<StepSerie
     Ok(out)
 }
 
-/// Go's `math.Max`: NaN wins, and +0 beats -0.
-pub(crate) fn go_max(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() {
-        f64::NAN
-    } else if a == 0.0 && b == 0.0 {
-        if a.is_sign_negative() { b } else { a }
-    } else if a > b {
-        a
-    } else {
-        b
-    }
-}
 
-/// Go's `math.Min`: NaN wins, and -0 beats +0.
-pub(crate) fn go_min(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() {
-        f64::NAN
-    } else if a == 0.0 && b == 0.0 {
-        if a.is_sign_negative() { a } else { b }
-    } else if a < b {
-        a
-    } else {
-        b
-    }
-}
 
-/// Kahan-Neumaier summation step, as Prometheus's `kahanSumInc`.
-pub(crate) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
-    let t = sum + inc;
-    let c = if t.is_infinite() {
-        0.0
-    } else if sum.abs() >= inc.abs() {
-        c + ((sum - t) + inc)
-    } else {
-        c + ((inc - t) + sum)
-    };
-    (t, c)
-}
 
-/// Value order of `sort`/`topk` (descending) or `sort`/`bottomk` (ascending), NaN last.
-pub(crate) fn rank_values(a: f64, b: f64, descending: bool) -> std::cmp::Ordering {
-    aggregate::rank(a, b, descending)
-}
 
 /// The identity of an AST node: its address (stable while the query's AST lives).
 pub(crate) fn node_id(expr: &Expr) -> usize {

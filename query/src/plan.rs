@@ -344,3 +344,74 @@ fn selector_of(expr: &Expr) -> Option<(&VectorSelector, Option<i64>)> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use fleetscope_store::{Labels, MemSeriesSet, MemSource, Source};
+
+    use super::*;
+    use crate::{Engine, EngineOptions};
+
+    fn parse(q: &str) -> Expr {
+        promql_parser::parser::parse(q).unwrap()
+    }
+
+    #[test]
+    fn per_series_sub_trees_are_recognised() {
+        for q in [
+            "x",
+            "rate(x[5m])",
+            "abs(x) * 2",
+            "-clamp_min(x, 0)",
+            "quantile_over_time(0.9, x[1h])",
+            "2 ^ round(x, 0.5) > bool 1",
+            "timestamp(x offset 5m)",
+        ] {
+            assert!(per_series(&parse(q)), "{q} is per series");
+        }
+        for q in [
+            "x + y",
+            "sum(x)",
+            "label_replace(x, \"a\", \"$1\", \"b\", \"(.*)\")",
+            "rate(x[5m:1m])",
+            "round(x, scalar(y))",
+            "absent(x)",
+            "day_of_month()",
+            "1 + 2",
+        ] {
+            assert!(!per_series(&parse(q)), "{q} is not per series");
+        }
+    }
+
+    #[test]
+    fn plans_push_per_series_work_and_partial_aggregation_below_the_root() {
+        let mut set = MemSeriesSet::new();
+        set.append(&Labels::from_pairs([("__name__", "x"), ("a", "1")]), 0, 1.0);
+        let source: Arc<dyn Source> = Arc::new(MemSource {
+            set,
+            external: Labels::empty(),
+        });
+        let engine = Engine::new(EngineOptions {
+            parallelism: 2,
+            ..EngineOptions::default()
+        });
+        let plan = |q: &str| engine.plan_instant(&source, q, 60_000).unwrap().display();
+
+        let p = plan("sum by (a) (rate(x[5m])) / on() group_left count(x)");
+        assert_eq!(p.matches("PromScanExec").count(), 2, "{p}");
+        assert_eq!(p.matches("mode=Partial").count(), 2, "{p}");
+        assert!(p.contains("func=rate") && p.contains("Hash([series_key@0], 2)"), "{p}");
+
+        // Whole-set operators run in the root over per-series leaves.
+        let p = plan("topk(2, x * 2)");
+        assert!(!p.contains("PromAggregateExec"), "{p}");
+        assert!(p.contains("PromSeriesExec: expr=x * 2"), "{p}");
+
+        // A selector written twice is one leaf.
+        let p = plan("x / (x + 1)");
+        assert_eq!(p.matches("PromSeriesExec").count(), 2, "{p}");
+        assert!(p.contains("leaves=2"), "{p}");
+    }
+}

@@ -131,3 +131,18 @@ impl RangeInput {
         &samples[lo..hi.max(lo)]
     }
 }
+
+/// Go's `strconv.FormatFloat(v, 'f', -1, 64)` with Prometheus's spellings of the special values
+/// (sample values in answers, and the label `count_values` adds).
+/// A value as Prometheus prints it: `NaN`, `+Inf`, `-Inf`, or the shortest decimal that reads back.
+pub(crate) fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}

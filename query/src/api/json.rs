@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use fleetscope_store::Labels;
 
-use crate::value::QueryValue;
+use crate::value::{QueryValue, format_value};
 
 /// `{"status":"success","data":<data>}` with optional warnings.
 pub(crate) fn success(data: &str, warnings: &[String]) -> String {
@@ -138,19 +138,6 @@ fn timestamp(out: &mut String, t: i64) {
     }
 }
 
-/// Go's `strconv.FormatFloat(v, 'f', -1, 64)` with Prometheus's spellings of the special values
-/// (sample values in answers, and the label `count_values` adds).
-pub(crate) fn format_value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{v}")
-    }
-}
 
 fn quote(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use fleetscope_store::Labels;
 use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 
-use super::functions::quantile;
-use super::{Evaluator, kahan_inc, merge_same_labels};
+use super::numeric::{bucket_quantile, kahan_inc, quantile, rank};
+use super::{Evaluator, merge_same_labels};
 use crate::error::{Result, bad, exec};
 use crate::plan::AggOp;
 use crate::value::{Grid, StepSeries, Value};
@@ -48,7 +48,7 @@ impl Evaluator<'_> {
                     for (i, v) in s.vals.iter().enumerate() {
                         if let Some(v) = v {
                             let vals = out
-                                .entry(key.with(&label, &crate::api::json::format_value(*v)))
+                                .entry(key.with(&label, &crate::value::format_value(*v)))
                                 .or_insert_with(|| vec![None; n]);
                             vals[i] = Some(vals[i].unwrap_or(0.0) + 1.0);
                         }
@@ -114,7 +114,7 @@ fn fold(op: AggOp, values: impl Iterator<Item = f64>) -> f64 {
             let (s, c) = values.fold((0.0, 0.0), |(s, c), f| kahan_inc(f, s, c));
             s + c
         }
-        AggOp::Avg => super::functions::avg(values),
+        AggOp::Avg => super::numeric::avg(values),
         AggOp::Count => values.count() as f64,
         AggOp::Group => 1.0,
         AggOp::Min => values
@@ -217,17 +217,6 @@ fn top_k(
         .collect())
 }
 
-/// Order for topk (descending) or bottomk (ascending), NaN last either way.
-pub(crate) fn rank(a: f64, b: f64, descending: bool) -> std::cmp::Ordering {
-    use std::cmp::Ordering::*;
-    match (a.is_nan(), b.is_nan()) {
-        (true, true) => Equal,
-        (true, false) => Greater,
-        (false, true) => Less,
-        _ if descending => b.partial_cmp(&a).unwrap_or(Equal),
-        _ => a.partial_cmp(&b).unwrap_or(Equal),
-    }
-}
 
 /// `histogram_quantile` over classic buckets: series grouped by labels without `le`.
 pub(crate) fn histogram_quantile(
@@ -277,76 +266,4 @@ fn parse_le(s: &str) -> Option<f64> {
     }
 }
 
-/// Prometheus's `BucketQuantile` on `(upper bound, cumulative count)` pairs.
-fn bucket_quantile(q: f64, buckets: &mut [(f64, f64)]) -> f64 {
-    if q.is_nan() {
-        return f64::NAN;
-    }
-    if q < 0.0 {
-        return f64::NEG_INFINITY;
-    }
-    if q > 1.0 {
-        return f64::INFINITY;
-    }
-    buckets.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
-    if buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
-        return f64::NAN;
-    }
-    // Coalesce equal upper bounds.
-    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(buckets.len());
-    for &(le, c) in buckets.iter() {
-        match merged.last_mut() {
-            Some(last) if last.0 == le => last.1 += c,
-            _ => merged.push((le, c)),
-        }
-    }
-    let mut b = merged;
-    // Force monotonicity; ignore differences below 1e-12 relative.
-    let mut prev = b[0].1;
-    for bucket in b.iter_mut().skip(1) {
-        let curr = bucket.1;
-        if curr == prev {
-            continue;
-        }
-        if almost_equal(prev, curr, 1e-12) || curr < prev {
-            bucket.1 = prev;
-            continue;
-        }
-        prev = curr;
-    }
-    if b.len() < 2 {
-        return f64::NAN;
-    }
-    let observations = b[b.len() - 1].1;
-    if observations == 0.0 {
-        return f64::NAN;
-    }
-    let mut rank = q * observations;
-    let idx = b[..b.len() - 1].partition_point(|x| x.1 < rank);
-    if idx == b.len() - 1 {
-        return b[b.len() - 2].0;
-    }
-    if idx == 0 && b[0].0 <= 0.0 {
-        return b[0].0;
-    }
-    let (mut start, end, mut count) = (0.0, b[idx].0, b[idx].1);
-    if idx > 0 {
-        start = b[idx - 1].0;
-        count -= b[idx - 1].1;
-        rank -= b[idx - 1].1;
-    }
-    start + (end - start) * (rank / count)
-}
 
-fn almost_equal(a: f64, b: f64, epsilon: f64) -> bool {
-    const MIN_NORMAL: f64 = f64::MIN_POSITIVE;
-    if a == b {
-        return true;
-    }
-    let abs_sum = a.abs() + b.abs();
-    let diff = (a - b).abs();
-    if a == 0.0 || b == 0.0 || abs_sum < MIN_NORMAL {
-        return diff < epsilon * MIN_NORMAL;
-    }
-    diff / abs_sum.min(f64::MAX) < epsilon
-}

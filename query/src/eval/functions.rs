@@ -5,7 +5,8 @@ use fleetscope_store::Labels;
 use fleetscope_store::labels::METRIC_NAME;
 use promql_parser::parser::{Call, Expr};
 
-use super::{Evaluator, go_max, go_min, kahan_inc, merge_same_labels, unparen};
+use super::numeric::{avg, go_max, go_min, kahan_inc, quantile, stdvar};
+use super::{Evaluator, merge_same_labels, unparen};
 use crate::error::{Result, bad, exec};
 use crate::value::{Grid, RangeInput, StepSeries, Value};
 
@@ -631,76 +632,8 @@ fn double_exponential_smoothing(w: &[(i64, f64)], sf: f64, tf: f64) -> Option<f6
     Some(s1)
 }
 
-/// Mean with Kahan summation, switching to an incremental mean on overflow (Prometheus's `avg`).
-pub(crate) fn avg(values: impl Iterator<Item = f64>) -> f64 {
-    let (mut sum, mut c, mut mean, mut count, mut incremental) = (0.0, 0.0, 0.0, 0.0, false);
-    for f in values {
-        count += 1.0;
-        if !incremental {
-            let (ns, nc) = kahan_inc(f, sum, c);
-            if count == 1.0 || !ns.is_infinite() {
-                (sum, c) = (ns, nc);
-                continue;
-            }
-            incremental = true;
-            mean = sum / (count - 1.0);
-            c /= count - 1.0;
-        }
-        if mean.is_infinite() {
-            if f.is_infinite() && (mean > 0.0) == (f > 0.0) {
-                continue;
-            }
-            if !f.is_infinite() && !f.is_nan() {
-                continue;
-            }
-        }
-        let corrected = mean + c;
-        (mean, c) = kahan_inc(f / count - corrected / count, mean, c);
-    }
-    if incremental {
-        mean + c
-    } else {
-        (sum + c) / count
-    }
-}
 
-/// Population variance with Kahan-compensated Welford updates (Prometheus's `stdvar_over_time`).
-pub(crate) fn stdvar(values: impl Iterator<Item = f64>) -> f64 {
-    let (mut count, mut mean, mut c_mean, mut aux, mut c_aux) = (0.0, 0.0, 0.0, 0.0, 0.0);
-    for f in values {
-        count += 1.0;
-        let delta = f - (mean + c_mean);
-        (mean, c_mean) = kahan_inc(delta / count, mean, c_mean);
-        (aux, c_aux) = kahan_inc(delta * (f - (mean + c_mean)), aux, c_aux);
-    }
-    (aux + c_aux) / count
-}
 
-/// Prometheus's `quantile`: linear interpolation between the closest ranks.
-pub(crate) fn quantile(q: f64, values: &mut [f64]) -> f64 {
-    if values.is_empty() || q.is_nan() {
-        return f64::NAN;
-    }
-    if q < 0.0 {
-        return f64::NEG_INFINITY;
-    }
-    if q > 1.0 {
-        return f64::INFINITY;
-    }
-    // NaNs sort first, as in Prometheus's vectorByValueHeap.
-    values.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
-        (true, true) => std::cmp::Ordering::Equal,
-        (true, false) => std::cmp::Ordering::Less,
-        (false, true) => std::cmp::Ordering::Greater,
-        _ => a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal),
-    });
-    let n = values.len() as f64;
-    let rank = q * (n - 1.0);
-    let lower = rank.floor().max(0.0);
-    let upper = (lower + 1.0).min(n - 1.0);
-    let weight = rank - rank.floor();
-    values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
-}
 
 fn math_fn(name: &str) -> Option<fn(f64) -> f64> {
     Some(match name {

@@ -1,7 +1,7 @@
 //! [`PromSeriesExec`]: the per-series part of a query, run inside each partition.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use datafusion::common::Result as DfResult;
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -135,7 +135,7 @@ impl ExecutionPlan for PromSeriesExec {
                 parts.push(to_series(b)?);
             }
             drop(batches);
-            let source = PartitionSource(fleetscope_store::series::merge(parts));
+            let source = PartitionSource(Mutex::new(fleetscope_store::series::merge(parts)));
             let ev =
                 Evaluator::new(&source, ctx.settings, &expr).with_counter(Arc::clone(&ctx.loaded));
             let series = match ev.eval(&expr, grid).await.map_err(to_df)? {
@@ -160,32 +160,23 @@ impl ExecutionPlan for PromSeriesExec {
     }
 }
 
-/// The series of one partition, already selected by the scan: every selection answers them all
-/// (a per-series expression has exactly one selector), within the asked time range.
+/// The series of one partition, already selected by the scan. A per-series expression has exactly
+/// one selector, read once (once per `or` alternative, whose results are united by labels): the
+/// first selection takes every series, within the asked time range, without copying them; later
+/// ones find nothing new.
 #[derive(Debug)]
-struct PartitionSource(Vec<Series>);
+struct PartitionSource(Mutex<Vec<Series>>);
 
 impl Source for PartitionSource {
     fn select<'a>(&'a self, _: &'a [Matcher], hints: &'a SelectHints) -> SelectFuture<'a> {
         let (min_t, max_t) = (hints.start, hints.end);
+        let mut series = self.0.lock().map(|mut s| std::mem::take(&mut *s)).unwrap_or_default();
         Box::pin(async move {
-            let out: fleetscope_store::Result<Vec<Series>> = Ok(self
-                .0
-                .iter()
-                .filter_map(|s| {
-                    let samples: Vec<_> = s
-                        .samples
-                        .iter()
-                        .filter(|x| x.t >= min_t && x.t <= max_t)
-                        .copied()
-                        .collect();
-                    (!samples.is_empty()).then(|| Series {
-                        labels: s.labels.clone(),
-                        samples,
-                    })
-                })
-                .collect());
-            out
+            for s in &mut series {
+                s.samples.retain(|x| x.t >= min_t && x.t <= max_t);
+            }
+            series.retain(|s| !s.samples.is_empty());
+            Ok(series)
         })
     }
 }
