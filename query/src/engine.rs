@@ -311,9 +311,7 @@ impl Engine {
 /// Orders an instant vector as its outermost operation does (by labels when it does not).
 fn sort_instant(out: &mut [InstantSample], expr: &Expr) {
     match result_order(expr) {
-        Order::Value { descending } => {
-            out.sort_by(|a, b| crate::eval::rank(a.v, b.v, descending))
-        }
+        Order::Value { descending } => out.sort_by(|a, b| crate::eval::rank(a.v, b.v, descending)),
         Order::Labels { names, descending } => out.sort_by(|a, b| {
             let by_names = names
                 .iter()

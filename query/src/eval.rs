@@ -490,10 +490,6 @@ pub(crate) fn merge_same_labels(series: Vec<StepSeries>) -> Result<Vec<StepSerie
     Ok(out)
 }
 
-
-
-
-
 /// The identity of an AST node: its address (stable while the query's AST lives).
 pub(crate) fn node_id(expr: &Expr) -> usize {
     expr as *const Expr as usize

@@ -402,7 +402,10 @@ mod tests {
         let p = plan("sum by (a) (rate(x[5m])) / on() group_left count(x)");
         assert_eq!(p.matches("PromScanExec").count(), 2, "{p}");
         assert_eq!(p.matches("mode=Partial").count(), 2, "{p}");
-        assert!(p.contains("func=rate") && p.contains("Hash([series_key@0], 2)"), "{p}");
+        assert!(
+            p.contains("func=rate") && p.contains("Hash([series_key@0], 2)"),
+            "{p}"
+        );
 
         // Whole-set operators run in the root over per-series leaves.
         let p = plan("topk(2, x * 2)");

@@ -138,7 +138,6 @@ fn timestamp(out: &mut String, t: i64) {
     }
 }
 
-
 fn quote(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }

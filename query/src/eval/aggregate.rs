@@ -217,7 +217,6 @@ fn top_k(
         .collect())
 }
 
-
 /// `histogram_quantile` over classic buckets: series grouped by labels without `le`.
 pub(crate) fn histogram_quantile(
     q: &[f64],
@@ -265,5 +264,3 @@ fn parse_le(s: &str) -> Option<f64> {
         _ => s.parse().ok(),
     }
 }
-
-

@@ -170,7 +170,11 @@ struct PartitionSource(Mutex<Vec<Series>>);
 impl Source for PartitionSource {
     fn select<'a>(&'a self, _: &'a [Matcher], hints: &'a SelectHints) -> SelectFuture<'a> {
         let (min_t, max_t) = (hints.start, hints.end);
-        let mut series = self.0.lock().map(|mut s| std::mem::take(&mut *s)).unwrap_or_default();
+        let mut series = self
+            .0
+            .lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default();
         Box::pin(async move {
             for s in &mut series {
                 s.samples.retain(|x| x.t >= min_t && x.t <= max_t);
