@@ -187,12 +187,7 @@ impl<'a> Evaluator<'a> {
             Value::Vector(v) => v
                 .into_iter()
                 .map(|s| {
-                    let samples: Vec<(i64, f64)> = s
-                        .vals
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(i, v)| v.map(|v| (inner.t(i), v)))
-                        .collect();
+                    let samples = s.samples(inner);
                     (s.labels, samples)
                 })
                 .filter(|(_, s)| !s.is_empty())

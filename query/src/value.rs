@@ -90,6 +90,17 @@ pub(crate) struct StepSeries {
     pub(crate) vals: Vec<Option<f64>>,
 }
 
+impl StepSeries {
+    /// The series' values as `(t, v)` samples at the steps of `grid` that have one.
+    pub(crate) fn samples(&self, grid: Grid) -> Vec<(i64, f64)> {
+        self.vals
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.map(|v| (grid.t(i), v)))
+            .collect()
+    }
+}
+
 /// What an expression evaluates to over a grid.
 #[derive(Debug, Clone)]
 pub(crate) enum Value {

@@ -5,14 +5,13 @@ use std::fmt;
 use std::sync::Arc;
 
 use datafusion::common::Result as DfResult;
-use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::execution::TaskContext;
 use datafusion::execution::memory_pool::MemoryConsumer;
-use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
+use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
-    ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, PhysicalExpr,
-    PlanProperties, ReplaceChildrenOptions, SendableRecordBatchStream,
+    DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, ReplaceChildrenOptions,
+    SendableRecordBatchStream,
 };
 use fleetscope_store::Labels;
 use futures::TryStreamExt;
@@ -98,23 +97,10 @@ impl DisplayAs for PromEvalExec {
 }
 
 impl ExecutionPlan for PromEvalExec {
-    fn name(&self) -> &'static str {
-        "PromEvalExec"
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        &self.properties
-    }
+    plan_node_common!("PromEvalExec");
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
         self.children.iter().collect()
-    }
-
-    fn apply_expressions(
-        &self,
-        _: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
-    ) -> DfResult<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
     }
 
     fn replace_children(
@@ -131,16 +117,6 @@ impl ExecutionPlan for PromEvalExec {
             Arc::clone(&self.source),
             Arc::clone(&self.ctx),
         )))
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        self.replace_children(
-            children,
-            ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
-        )
     }
 
     fn execute(
@@ -184,10 +160,6 @@ impl ExecutionPlan for PromEvalExec {
             futures::stream::once(future),
         )))
     }
-
-    fn metrics(&self) -> Option<MetricsSet> {
-        Some(self.metrics.clone_inner())
-    }
 }
 
 type Rows = Vec<super::batch::Row>;
@@ -216,12 +188,7 @@ async fn evaluate(
         Value::Vector(series) => series
             .into_iter()
             .map(|s| {
-                let samples: Vec<(i64, f64)> = s
-                    .vals
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, v)| v.map(|v| (grid.t(i), v)))
-                    .collect();
+                let samples = s.samples(grid);
                 (s.labels, samples)
             })
             .filter(|(_, s)| !s.is_empty())
