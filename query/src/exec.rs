@@ -154,24 +154,12 @@ pub(crate) fn to_df(e: Error) -> DataFusionError {
 }
 
 /// The query error inside a DataFusion error (ours, or DataFusion's own as an internal error).
+/// Taken by reference: errors of spawned partitions arrive shared.
 pub(crate) fn from_df(e: DataFusionError) -> Error {
-    match e {
-        DataFusionError::External(b) => match b.downcast::<Error>() {
-            Ok(e) => *e,
-            Err(b) => Error::Internal(b.to_string()),
-        },
-        DataFusionError::Context(_, inner) => from_df(*inner),
-        DataFusionError::Shared(shared) => match Arc::try_unwrap(shared) {
-            Ok(inner) => from_df(inner),
-            Err(shared) => copy_of(&shared),
-        },
-        DataFusionError::ResourcesExhausted(m) => Error::ResourcesExhausted(m),
-        other => Error::Internal(other.to_string()),
-    }
+    error_of(&e)
 }
 
-/// A copy of the query error inside a shared DataFusion error.
-fn copy_of(e: &DataFusionError) -> Error {
+fn error_of(e: &DataFusionError) -> Error {
     match e {
         DataFusionError::External(b) => match b.downcast_ref::<Error>() {
             Some(Error::BadData(m)) => Error::BadData(m.clone()),
@@ -179,11 +167,13 @@ fn copy_of(e: &DataFusionError) -> Error {
             Some(Error::Timeout(m)) => Error::Timeout(m),
             Some(Error::TooManySamples(m)) => Error::TooManySamples(m),
             Some(Error::ResourcesExhausted(m)) => Error::ResourcesExhausted(m.clone()),
-            Some(other) => Error::Unavailable(display_chain(other)),
+            Some(Error::Store(inner)) => Error::Unavailable(display_chain(inner)),
+            Some(Error::Unavailable(m)) => Error::Unavailable(m.clone()),
+            Some(Error::Internal(m)) => Error::Internal(m.clone()),
             None => Error::Internal(b.to_string()),
         },
-        DataFusionError::Context(_, inner) => copy_of(inner),
-        DataFusionError::Shared(inner) => copy_of(inner),
+        DataFusionError::Context(_, inner) => error_of(inner),
+        DataFusionError::Shared(inner) => error_of(inner),
         DataFusionError::ResourcesExhausted(m) => Error::ResourcesExhausted(m.clone()),
         other => Error::Internal(other.to_string()),
     }
