@@ -11,6 +11,15 @@ pub enum Error {
         /// Line, column and what is wrong (part of this message, not a separate cause).
         error: crate::openmetrics::ParseError,
     },
+    /// Reading an input file failed.
+    #[error("read {file}")]
+    Read {
+        /// The file's name as given.
+        file: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// Writing a block failed.
     #[error("write block for window starting at {window_start} ms")]
     WriteBlock {

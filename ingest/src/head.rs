@@ -101,20 +101,24 @@ impl Head {
     /// of references `ids`, as [`Head::log`] gave them.
     pub fn append(&mut self, ids: &[u64], series: Vec<Series>) {
         for (&id, s) in ids.iter().zip(series) {
-            if s.samples.is_empty() {
-                continue;
-            }
-            self.track(&s.samples);
-            // A cut may have dropped the (then empty) series since it was logged: same reference.
-            if !self.series.contains_key(&id) {
-                self.ids.insert(s.labels.clone(), id);
-                self.series
-                    .insert(id, (s.labels.clone(), MemSeries::default()));
-            }
-            if let Some((_, m)) = self.series.get_mut(&id) {
-                m.push(s.samples);
-            }
+            self.add(id, &s.labels, &s.samples);
         }
+    }
+
+    /// Adds `samples` to the series of reference `id` and labels `labels`, for callers that number
+    /// series themselves and keep no WAL (the importer): one reference per label set, never
+    /// reused for another. A cut may drop a series that is empty; adding to it again recreates it.
+    pub fn add(&mut self, id: u64, labels: &Labels, samples: &[Sample]) {
+        if samples.is_empty() {
+            return;
+        }
+        self.track(samples);
+        let (_, m) = self.series.entry(id).or_insert_with(|| {
+            self.ids.insert(labels.clone(), id);
+            (labels.clone(), MemSeries::default())
+        });
+        m.push(samples);
+        self.next_id = self.next_id.max(id + 1);
     }
 
     /// Drops the series of `ids` that hold no samples (their log entries were not written).
@@ -151,7 +155,7 @@ impl Head {
                 }
                 self.track(&samples);
                 if let Some((_, m)) = self.series.get_mut(&id) {
-                    m.push(samples);
+                    m.push(&samples);
                 }
             }
         }
@@ -202,11 +206,13 @@ impl Head {
     /// The start of the oldest window that is complete: the head holds samples half a window past
     /// its end.
     pub fn due_window(&self) -> Option<i64> {
-        if self.samples == 0 {
-            return None;
-        }
-        let w = window_start(self.min_t, self.duration_ms);
+        let w = self.oldest_window()?;
         (self.max_t >= w + self.duration_ms + self.duration_ms / 2).then_some(w)
+    }
+
+    /// The start of the window of the oldest sample held.
+    pub fn oldest_window(&self) -> Option<i64> {
+        (self.samples > 0).then(|| window_start(self.min_t, self.duration_ms))
     }
 
     /// Removes the samples of window `w` (and any before it) and returns them for coding into a
@@ -240,7 +246,7 @@ impl Head {
                 .into_iter()
                 .partition(|s| s.t < end);
             pieces.push(Piece::Raw(inside));
-            kept.push(rest);
+            kept.push(&rest);
             taken.push((labels.clone(), pieces));
             *m = kept;
             m.len > 0
@@ -397,13 +403,13 @@ impl MemSeries {
         self.sealed.push(c);
     }
 
-    fn push(&mut self, samples: Vec<Sample>) {
-        for s in &samples {
+    fn push(&mut self, samples: &[Sample]) {
+        for s in samples {
             self.min_t = self.min_t.min(s.t);
             self.max_t = self.max_t.max(s.t);
         }
         self.len += samples.len();
-        self.open.extend(samples);
+        self.open.extend_from_slice(samples);
         while self.open.len() >= CHUNK_SAMPLES {
             let chunk: Vec<Sample> = self.open.drain(..CHUNK_SAMPLES).collect();
             self.sealed.push(Sealed::new(&chunk));

@@ -32,7 +32,7 @@ pub struct ParseError {
     pub message: String,
 }
 
-/// The result of parsing one input.
+/// The result of parsing one whole input ([`parse`]).
 #[derive(Debug, Default)]
 pub struct Parsed {
     /// Series in order of first appearance, samples in input order.
@@ -41,63 +41,146 @@ pub struct Parsed {
     pub samples: usize,
 }
 
-/// Parses `input`; `progress` is called now and then with the number of bytes consumed so far.
+/// Parses a whole `input` held in memory; `progress` is called now and then with the number of
+/// bytes consumed so far. [`Parser`] does the same on input fed piece by piece.
 pub fn parse(
     input: &[u8],
     unit: TimestampUnit,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Parsed, ParseError> {
-    let mut index: HashMap<&[u8], usize> = HashMap::new();
-    let mut out = Parsed::default();
-    let mut offset = 0usize;
-    let mut line_no = 0usize;
-    let mut saw_eof = false;
+    let mut parser = Parser::new(unit);
+    let mut samples: Vec<Vec<Sample>> = Vec::new();
+    let mut offset = 0;
     while offset < input.len() {
-        let end = memchr::memchr(b'\n', &input[offset..]).map_or(input.len(), |i| offset + i);
-        let line = &input[offset..end];
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        line_no += 1;
-        let mut cur = Cursor {
-            line,
-            pos: 0,
-            line_no,
-        };
-        if saw_eof {
-            if !line.is_empty() {
-                return Err(cur.error("content after # EOF"));
+        // About 4 MiB at a time, cut after a newline.
+        let end = (offset + (4 << 20)).min(input.len());
+        let end = memchr::memchr(b'\n', &input[end..]).map_or(input.len(), |i| end + i + 1);
+        parser.feed(&input[offset..end], &mut |r, _, s| {
+            let r = r as usize;
+            if r >= samples.len() {
+                samples.resize_with(r + 1, Vec::new);
             }
-        } else if line.first() == Some(&b'#') {
-            saw_eof = comment(&mut cur)?;
-        } else if !line.iter().all(u8::is_ascii_whitespace) {
-            let series_text = cur.series_text()?;
-            let idx = match index.get(series_text) {
-                Some(&i) => i,
-                None => {
-                    let labels = Cursor {
-                        line: series_text,
-                        pos: 0,
-                        line_no,
-                    }
-                    .labels()?;
-                    out.series.push(Series {
-                        labels,
-                        samples: Vec::new(),
-                    });
-                    index.insert(series_text, out.series.len() - 1);
-                    out.series.len() - 1
-                }
-            };
-            let (t, v) = cur.value_and_timestamp(unit)?;
-            out.series[idx].samples.push(Sample { t, v });
-            out.samples += 1;
-        }
-        offset = end + 1;
-        if line_no.is_multiple_of(65_536) {
-            progress(offset.min(input.len()));
+            samples[r].push(s);
+        })?;
+        offset = end;
+        progress(offset);
+    }
+    let series = parser
+        .labels
+        .into_iter()
+        .zip(samples.into_iter().chain(std::iter::repeat_with(Vec::new)))
+        .map(|(labels, samples)| Series { labels, samples })
+        .collect();
+    Ok(Parsed {
+        series,
+        samples: parser.samples,
+    })
+}
+
+/// A parser fed complete lines in order, piece by piece ([`Parser::feed`]), so an input of any size
+/// streams through it. Series are numbered by first appearance (the *reference*); texts spelling
+/// the same label set differently share one reference.
+#[derive(Debug)]
+pub struct Parser {
+    unit: TimestampUnit,
+    /// Series text as written -> reference.
+    by_text: HashMap<Box<[u8]>, u32>,
+    /// Label set -> reference, consulted for texts not seen before.
+    by_labels: HashMap<Labels, u32>,
+    /// Label sets by reference.
+    labels: Vec<Labels>,
+    line_no: usize,
+    saw_eof: bool,
+    samples: usize,
+}
+
+impl Parser {
+    /// A parser for timestamps written in `unit`.
+    pub fn new(unit: TimestampUnit) -> Self {
+        Self {
+            unit,
+            by_text: HashMap::new(),
+            by_labels: HashMap::new(),
+            labels: Vec::new(),
+            line_no: 0,
+            saw_eof: false,
+            samples: 0,
         }
     }
-    progress(input.len());
-    Ok(out)
+
+    /// Parses `lines`, the next complete lines of the input (only the input's very last line may
+    /// lack its newline), calling `sample(reference, labels, sample)` for every sample line.
+    pub fn feed(
+        &mut self,
+        lines: &[u8],
+        sample: &mut dyn FnMut(u32, &Labels, Sample),
+    ) -> Result<(), ParseError> {
+        let mut offset = 0usize;
+        while offset < lines.len() {
+            let end = memchr::memchr(b'\n', &lines[offset..]).map_or(lines.len(), |i| offset + i);
+            let line = &lines[offset..end];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            offset = end + 1;
+            self.line_no += 1;
+            let mut cur = Cursor {
+                line,
+                pos: 0,
+                line_no: self.line_no,
+            };
+            if self.saw_eof {
+                if !line.is_empty() {
+                    return Err(cur.error("content after # EOF"));
+                }
+            } else if line.first() == Some(&b'#') {
+                self.saw_eof = comment(&mut cur)?;
+            } else if !line.iter().all(u8::is_ascii_whitespace) {
+                let text = cur.series_text()?;
+                let reference = match self.by_text.get(text) {
+                    Some(&r) => r,
+                    None => self.new_text(text)?,
+                };
+                let (t, v) = cur.value_and_timestamp(self.unit)?;
+                self.samples += 1;
+                sample(reference, &self.labels[reference as usize], Sample { t, v });
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of sample lines parsed so far.
+    pub fn samples(&self) -> usize {
+        self.samples
+    }
+
+    /// Number of series (distinct label sets) seen so far.
+    pub fn series(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Parses the labels of a series text seen for the first time and gives it its reference.
+    fn new_text(&mut self, text: &[u8]) -> Result<u32, ParseError> {
+        let labels = Cursor {
+            line: text,
+            pos: 0,
+            line_no: self.line_no,
+        }
+        .labels()?;
+        let reference = match self.by_labels.get(&labels) {
+            Some(&r) => r,
+            None => {
+                let r = u32::try_from(self.labels.len()).map_err(|_| ParseError {
+                    line: self.line_no,
+                    column: 1,
+                    message: "more than 2^32 series in one input".into(),
+                })?;
+                self.by_labels.insert(labels.clone(), r);
+                self.labels.push(labels);
+                r
+            }
+        };
+        self.by_text.insert(text.into(), reference);
+        Ok(reference)
+    }
 }
 
 /// Checks a `#` line; returns true for `# EOF`.
@@ -467,8 +550,30 @@ mod tests {
     #[test]
     fn same_series_different_spelling_is_one_series() {
         let p = ok("up{b=\"1\",a=\"2\"} 1 1\nup{a=\"2\", b=\"1\"} 2 2\n");
-        // Different text, same labels: two entries in the index, merged later by the block writer.
-        let labels: Vec<_> = p.series.iter().map(|s| s.labels.clone()).collect();
-        assert!(labels.iter().all(|l| *l == labels[0]));
+        assert_eq!(p.series.len(), 1);
+        assert_eq!(p.series[0].samples.len(), 2);
+    }
+
+    #[test]
+    fn fed_piece_by_piece_equals_parsed_whole() {
+        let text = "# TYPE a counter\na{x=\"1\"} 1 1\nb 2 1\n\na{x=\"1\"} 3 2\nb 4 2\n# EOF\n";
+        let whole = ok(text);
+        let mut parser = Parser::new(TimestampUnit::Seconds);
+        let mut got: Vec<(u32, Sample)> = Vec::new();
+        for line in text.split_inclusive('\n') {
+            parser
+                .feed(line.as_bytes(), &mut |r, _, s| got.push((r, s)))
+                .unwrap();
+        }
+        assert_eq!(parser.series(), whole.series.len());
+        let mut per: Vec<Vec<Sample>> = vec![Vec::new(); parser.series()];
+        for (r, s) in got {
+            per[r as usize].push(s);
+        }
+        let want: Vec<Vec<Sample>> = whole.series.iter().map(|s| s.samples.clone()).collect();
+        assert_eq!(per, want);
+        // Line numbers continue across pieces.
+        let err = parser.feed(b"c 1 1\n", &mut |_, _, _| {}).unwrap_err();
+        assert_eq!(err.line, 8);
     }
 }

@@ -23,6 +23,10 @@ pub struct Args {
     /// the queriers' `--refresh` plus their longest query).
     #[arg(long = "delete-delay", env = "FLEETSCOPE_DELETE_DELAY", default_value = "30m", value_parser = parse_duration)]
     delete_delay: Duration,
+    /// Delete the files of a block that has no `meta.json` (an upload or import killed before it
+    /// published) once its newest file is this old; keep it above the longest import.
+    #[arg(long = "partial-delay", env = "FLEETSCOPE_PARTIAL_DELAY", default_value = "48h", value_parser = parse_duration)]
+    partial_delay: Duration,
     /// Keep running, one pass every interval (default: one pass, then exit).
     #[arg(long = "wait", env = "FLEETSCOPE_COMPACT_WAIT", value_parser = parse_duration)]
     wait: Option<Duration>,
@@ -37,6 +41,7 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
             range_ms: ms(args.range),
             retention_ms: args.retention.map(ms),
             delete_delay_ms: ms(args.delete_delay),
+            partial_delay_ms: ms(args.partial_delay),
             now_ms: chrono::Utc::now().timestamp_millis(),
             producer: format!("fleetscope-compact/{}", env!("CARGO_PKG_VERSION")),
         };
@@ -46,11 +51,15 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
         for (merged, from) in &report.merged {
             println!("merged {} blocks into {merged}", from.len());
         }
+        for id in &report.leftovers {
+            println!("deleted the files of unpublished block {id} (no meta.json)");
+        }
         println!(
-            "{} merged, {} marked for deletion, {} deleted",
+            "{} merged, {} marked for deletion, {} deleted, {} unpublished removed",
             report.merged.len(),
             report.marked.len(),
-            report.deleted.len()
+            report.deleted.len(),
+            report.leftovers.len()
         );
         match args.wait {
             Some(every) => {

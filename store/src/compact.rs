@@ -5,6 +5,8 @@
 //!   after a crash) dropped, level one above the highest source, sources listed in `meta.json`. A
 //!   window is merged once it is over: the source has a block starting at or after its end.
 //! * **Retention**: blocks whose newest sample is older than `retention` are marked for deletion.
+//! * **Leftovers**: files of a block without `meta.json` (an upload or an import that died before
+//!   publishing) are deleted once their newest file is older than `partial_delay`.
 //! * **Deletion** is two steps, so no querier loses a block in the middle of a query: a block is
 //!   first marked (`deletion-mark.json`; readers stop listing it, and the merged block that replaces
 //!   it is already listed), and deleted `delete_delay` later, `meta.json` first.
@@ -37,6 +39,9 @@ pub struct CompactOptions {
     pub retention_ms: Option<i64>,
     /// How long a marked block stays before it is deleted, ms.
     pub delete_delay_ms: i64,
+    /// Files of a block without `meta.json` are deleted once the newest is older than this, ms
+    /// (keep it above the longest upload or import: they publish `meta.json` last).
+    pub partial_delay_ms: i64,
     /// The current time, ms.
     pub now_ms: i64,
     /// Producer written into merged blocks' `meta.json`.
@@ -52,6 +57,8 @@ pub struct CompactReport {
     pub marked: Vec<BlockId>,
     /// Blocks deleted (marked at least `delete_delay` ago).
     pub deleted: Vec<BlockId>,
+    /// Unpublished blocks (no `meta.json`) whose files were deleted.
+    pub leftovers: Vec<BlockId>,
 }
 
 /// The content of `deletion-mark.json`.
@@ -74,6 +81,11 @@ pub async fn compact(store: &Arc<dyn ObjectStore>, opts: &CompactOptions) -> Res
             delete_block(store, id).await?;
             report.deleted.push(id);
         }
+    }
+    for id in leftovers(store, opts.now_ms - opts.partial_delay_ms).await? {
+        tracing::info!(block = %id, "deleting the files of a block never published (no meta.json)");
+        delete_block(store, id).await?;
+        report.leftovers.push(id);
     }
     let mut metas = BlockMeta::list(store).await?;
     if let Some(retention) = opts.retention_ms {
@@ -196,8 +208,42 @@ async fn deletion_marks(store: &Arc<dyn ObjectStore>) -> Result<Vec<(BlockId, De
     Ok(out)
 }
 
+/// Blocks with files but no `meta.json`, whose newest file was modified before `before_ms`.
+async fn leftovers(store: &Arc<dyn ObjectStore>, before_ms: i64) -> Result<Vec<BlockId>> {
+    let objects: Vec<object_store::ObjectMeta> =
+        store
+            .list(None)
+            .try_collect()
+            .await
+            .map_err(|source| Error::ObjectStore {
+                op: "list",
+                path: String::new(),
+                source,
+            })?;
+    // Per block: (has meta.json, newest modification, ms).
+    let mut blocks: BTreeMap<BlockId, (bool, i64)> = BTreeMap::new();
+    for o in &objects {
+        let Some(id) = o
+            .location
+            .parts()
+            .next()
+            .and_then(|dir| dir.as_ref().parse::<BlockId>().ok())
+        else {
+            continue;
+        };
+        let entry = blocks.entry(id).or_insert((false, i64::MIN));
+        entry.0 |= layout::block_of_meta_path(&o.location).is_some();
+        entry.1 = entry.1.max(o.last_modified.timestamp_millis());
+    }
+    Ok(blocks
+        .into_iter()
+        .filter(|(_, (published, newest))| !published && *newest < before_ms)
+        .map(|(id, _)| id)
+        .collect())
+}
+
 /// Deletes a block: `meta.json` first (it stops existing), then everything else under it.
-async fn delete_block(store: &Arc<dyn ObjectStore>, id: BlockId) -> Result<()> {
+pub async fn delete_block(store: &Arc<dyn ObjectStore>, id: BlockId) -> Result<()> {
     let del_err = |path: &object_store::path::Path| {
         let path = path.to_string();
         move |source| Error::ObjectStore {

@@ -44,4 +44,6 @@ pub use meta::{BlockId, BlockMeta};
 pub use reader::{BlockReader, MetricCount, ScanStats, Selection};
 pub use series::{STALE_NAN_BITS, Sample, Series, is_stale_nan};
 pub use source::{Fanout, MemSource, SelectHints, Source};
-pub use writer::{CodedSeries, WriteOptions, write_block, write_coded_block};
+pub use writer::{
+    CodedSeries, WriteOptions, publish_block, write_block, write_block_data, write_coded_block,
+};

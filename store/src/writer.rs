@@ -119,6 +119,20 @@ pub async fn write_coded_block(
     external_labels: &Labels,
     options: &WriteOptions,
 ) -> Result<BlockMeta> {
+    let meta = write_block_data(store, series, external_labels, options).await?;
+    publish_block(store, &meta).await?;
+    Ok(meta)
+}
+
+/// The first half of [`write_coded_block`]: writes the block's data file and returns its meta,
+/// without `meta.json`, so the block stays invisible to readers until [`publish_block`] (an
+/// import publishes all its blocks at the end; `fleetscope compact` removes unpublished leftovers).
+pub async fn write_block_data(
+    store: &Arc<dyn ObjectStore>,
+    series: Vec<CodedSeries>,
+    external_labels: &Labels,
+    options: &WriteOptions,
+) -> Result<BlockMeta> {
     let id = BlockId::new();
     let opts = options.clone();
     let encoded = tokio::task::spawn_blocking(move || encode(id, series, &opts))
@@ -160,11 +174,17 @@ pub async fn write_coded_block(
             size_bytes: bytes,
         }],
     };
-    let json = serde_json::to_vec_pretty(&meta).map_err(|source| Error::Meta {
-        path: id.to_string(),
+    tracing::debug!(block = %id, series = meta.stats.series, samples = meta.stats.samples, bytes, "block data written");
+    Ok(meta)
+}
+
+/// Writes `meta.json` of a block whose data [`write_block_data`] wrote: the block now exists.
+pub async fn publish_block(store: &Arc<dyn ObjectStore>, meta: &BlockMeta) -> Result<()> {
+    let json = serde_json::to_vec_pretty(meta).map_err(|source| Error::Meta {
+        path: meta.ulid.to_string(),
         source,
     })?;
-    let meta_path = layout::meta_path(id);
+    let meta_path = layout::meta_path(meta.ulid);
     store
         .put(&meta_path, PutPayload::from(json))
         .await
@@ -173,8 +193,7 @@ pub async fn write_coded_block(
             path: meta_path.to_string(),
             source,
         })?;
-    tracing::debug!(block = %id, series = meta.stats.series, samples = meta.stats.samples, bytes, "block written");
-    Ok(meta)
+    Ok(())
 }
 
 struct Encoded {

@@ -93,6 +93,7 @@ async fn merges_finished_windows_then_deletes_the_sources_after_the_delay() {
         range_ms: 24 * H,
         retention_ms: None,
         delete_delay_ms: H,
+        partial_delay_ms: H,
         now_ms,
         producer: "test".into(),
     };

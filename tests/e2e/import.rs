@@ -172,3 +172,111 @@ fn unknown_block_and_bad_url_are_clear_errors() {
     let out = fleetscope(&["blocks", "ls", "--objstore", "ftp://x"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported scheme"));
 }
+
+#[test]
+fn an_import_killed_midway_leaves_nothing_visible_and_compact_removes_its_files() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = dir.path().join("bucket");
+    let url = file_url(&bucket);
+    // The input is a named pipe: the import is provably still running, blocked on its input, when
+    // it is killed.
+    let fifo = dir.path().join("input.om");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success(), "mkfifo failed");
+    let mut import = Command::new(env!("CARGO_BIN_EXE_fleetscope"))
+        .args(["import", "--objstore", &url, "--max-memory", "4MiB"])
+        .arg(&fifo)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // 300,000 samples sorted by series, values that code poorly: well past a 1 MiB head budget.
+    let mut pipe = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    let mut text = String::new();
+    for s in 0..30 {
+        for i in 0..10_000i64 {
+            let v = ((s * 10_000 + i) as f64).sqrt();
+            text.push_str(&format!(
+                "killed_import{{pod=\"p{s}\"}} {v} {}\n",
+                1_767_225_600 + i * 15
+            ));
+        }
+    }
+    pipe.write_all(text.as_bytes()).unwrap();
+    pipe.flush().unwrap();
+
+    // Wait for a block's data in the bucket, then SIGKILL.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let has_data = || {
+        files_under(&bucket)
+            .iter()
+            .any(|f| f.ends_with("data.parquet"))
+    };
+    while !has_data() {
+        assert!(Instant::now() < deadline, "no block data written in 120 s");
+        assert!(
+            import.try_wait().unwrap().is_none(),
+            "the import ended before its input did"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(import.try_wait().unwrap().is_none(), "still running");
+    import.kill().unwrap();
+    import.wait().unwrap();
+    drop(pipe);
+
+    let files = files_under(&bucket);
+    assert!(
+        !files.iter().any(|f| f.ends_with("meta.json")),
+        "no block published: {files:?}"
+    );
+    let ls = fleetscope(&["blocks", "ls", "--objstore", &url]);
+    let ls_out = String::from_utf8_lossy(&ls.stdout);
+    assert!(ls_out.contains("0 block(s)"), "{ls_out}");
+    let query = fleetscope(&[
+        "query",
+        "--objstore",
+        &url,
+        "--time",
+        "1767226000",
+        "--output",
+        "json",
+        "count(killed_import)",
+    ]);
+    let q_out = String::from_utf8_lossy(&query.stdout);
+    assert!(
+        query.status.success(),
+        "{}",
+        String::from_utf8_lossy(&query.stderr)
+    );
+    assert!(
+        q_out.contains("\"result\":[]"),
+        "a querier sees nothing: {q_out}"
+    );
+
+    // The compactor leaves fresh leftovers alone (an import may still be running), and removes
+    // them once they are older than --partial-delay.
+    let keep = fleetscope(&["compact", "--objstore", &url]);
+    assert!(
+        String::from_utf8_lossy(&keep.stdout).contains("0 unpublished removed"),
+        "{}",
+        String::from_utf8_lossy(&keep.stdout)
+    );
+    assert!(has_data());
+    let clean = fleetscope(&["compact", "--objstore", &url, "--partial-delay", "1ms"]);
+    let clean_out = String::from_utf8_lossy(&clean.stdout);
+    assert!(clean.status.success(), "{clean_out}");
+    assert!(
+        clean_out.contains("deleted the files of unpublished block"),
+        "{clean_out}"
+    );
+    assert!(
+        files_under(&bucket).is_empty(),
+        "{:?}",
+        files_under(&bucket)
+    );
+}
