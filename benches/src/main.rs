@@ -39,7 +39,7 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Bytes per sample and import speed: fleetscope import vs promtool tsdb create-blocks-from openmetrics.
+    /// Bytes per sample, import speed, CPU and peak memory: fleetscope import vs promtool tsdb create-blocks-from openmetrics.
     Storage {
         /// tiny, small or medium.
         #[arg(long, default_value = "small")]
@@ -50,6 +50,9 @@ enum Cmd {
         /// promtool binary.
         #[arg(long, default_value = "promtool")]
         promtool: String,
+        /// The fleetscope binary (default: next to this one).
+        #[arg(long)]
+        fleetscope: Option<PathBuf>,
     },
     /// Everything side by side with a real Prometheus: ingest, storage, queries, memory; one table.
     Compare(compare::Args),
@@ -75,7 +78,8 @@ fn main() -> anyhow::Result<()> {
             preset,
             work,
             promtool,
-        } => storage::storage(&preset, work, &promtool),
+            fleetscope,
+        } => storage::storage(&preset, work, &promtool, fleetscope),
         Cmd::Compare(args) => compare::run(args),
     }
 }

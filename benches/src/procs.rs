@@ -51,18 +51,7 @@ impl Server {
 
     /// User + system CPU seconds used so far.
     pub(crate) fn cpu_seconds(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the `(comm)`: utime and stime are the 14th and 15th of the whole line.
-        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|f| f.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        (ticks(11) + ticks(12)) / 100.0
+        cpu_of(self.child.id())
     }
 
     /// Peak resident memory (VmHWM), in bytes.
@@ -83,6 +72,77 @@ impl Drop for Server {
         let _ = self.child.wait();
         let _ = &self.name;
     }
+}
+
+/// Wall time, CPU seconds and peak anonymous resident memory of commands run to completion.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Measured {
+    pub(crate) wall: Duration,
+    pub(crate) cpu: f64,
+    /// Highest `RssAnon` seen, bytes.
+    pub(crate) peak_anon: u64,
+}
+
+impl Measured {
+    /// Adds a run that followed the others: times add up, the peak is the highest.
+    pub(crate) fn add(&mut self, other: Measured) {
+        self.wall += other.wall;
+        self.cpu += other.cpu;
+        self.peak_anon = self.peak_anon.max(other.peak_anon);
+    }
+}
+
+/// Runs `cmd` (output discarded) to completion, sampling its `RssAnon` every 20 ms; fails if it fails.
+pub(crate) fn run_measured(mut cmd: Command) -> anyhow::Result<Measured> {
+    let started = Instant::now();
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("start {cmd:?}"))?;
+    let pid = child.id();
+    let (mut peak, mut cpu) = (0u64, 0.0f64);
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let anon = status
+            .lines()
+            .find_map(|l| l.strip_prefix("RssAnon:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024);
+        peak = peak.max(anon);
+        cpu = cpu.max(cpu_of(pid));
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    if !status.success() {
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            e.read_to_string(&mut err)?;
+        }
+        bail!("{cmd:?} failed ({status}): {err}");
+    }
+    Ok(Measured {
+        wall: started.elapsed(),
+        cpu,
+        peak_anon: peak,
+    })
+}
+
+/// User + system CPU seconds of process `pid` so far (0 once it is gone).
+fn cpu_of(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the `(comm)`: utime and stime are the 14th and 15th of the whole line.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// A free loopback port.

@@ -5,16 +5,23 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use fleetscope_ingest::cutter::{DEFAULT_BLOCK_DURATION, write_windows};
 use fleetscope_ingest::openmetrics::{TimestampUnit, parse};
+
+use crate::procs::{Measured, run_measured};
 use fleetscope_store::{
     BlockMeta, BlockReader, Labels, Matcher, MemSeriesSet, WriteOptions, objstore,
 };
 
 use crate::{START_MS, dir_bytes, generate};
 
-pub(crate) fn storage(preset: &str, work: Option<PathBuf>, promtool: &str) -> anyhow::Result<()> {
+pub(crate) fn storage(
+    preset: &str,
+    work: Option<PathBuf>,
+    promtool: &str,
+    fleetscope: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let tmp;
     let work = match work {
         Some(w) => w,
@@ -35,54 +42,44 @@ pub(crate) fn storage(preset: &str, work: Option<PathBuf>, promtool: &str) -> an
 
     // Prometheus: one TSDB per cluster, as each member cluster's Prometheus would hold.
     let prom_dir = work.join("prometheus");
-    let mut prom_time = Duration::ZERO;
+    let mut prom = Measured::default();
     for f in &files {
         let out = prom_dir.join(&f.cluster);
         std::fs::create_dir_all(&out)?;
-        let t = Instant::now();
-        let status = Command::new(promtool)
-            .args(["tsdb", "create-blocks-from", "openmetrics"])
+        let mut cmd = Command::new(promtool);
+        cmd.args(["tsdb", "create-blocks-from", "openmetrics"])
             .arg(&f.path)
-            .arg(&out)
-            .stdout(std::process::Stdio::null())
-            .status()
-            .with_context(|| format!("run {promtool} (Debian package prometheus)"))?;
-        prom_time += t.elapsed();
-        if !status.success() {
-            bail!("promtool failed on {}", f.path.display());
-        }
+            .arg(&out);
+        prom.add(run_measured(cmd).with_context(|| {
+            format!(
+                "run {promtool} (Debian package prometheus) on {}",
+                f.path.display()
+            )
+        })?);
     }
     let prom_bytes = dir_bytes(&prom_dir)?;
 
-    // fleetscope: the same path as `fleetscope import --cluster NAME FILE`.
+    // fleetscope: `fleetscope import --cluster NAME FILE`, the real binary.
+    let fleetscope = fleetscope
+        .map(Ok)
+        .unwrap_or_else(|| std::env::current_exe().map(|p| p.with_file_name("fleetscope")))?;
+    anyhow::ensure!(
+        fleetscope.exists(),
+        "no fleetscope binary at {} (build it with the same profile, or pass --fleetscope)",
+        fleetscope.display()
+    );
     let fs_dir = work.join("fleetscope");
     let url = format!("file://{}", fs_dir.display());
-    let store = objstore::open(&url)?;
-    let rt = tokio::runtime::Runtime::new()?;
-    let mut fs_time = Duration::ZERO;
-    let mut parsed_all = Vec::new();
+    let mut fs = Measured::default();
     for f in &files {
-        let t = Instant::now();
-        let input = std::fs::read(&f.path)?;
-        let parsed = parse(&input, TimestampUnit::Seconds, &mut |_| {})
-            .map_err(|e| anyhow::anyhow!("{}:{e}", f.path.display()))?;
-        let mut set = MemSeriesSet::new();
-        for s in parsed.series {
-            parsed_all.push(s.clone());
-            set.append_series(s);
-        }
-        let external = Labels::from_pairs([("cluster", f.cluster.as_str())]);
-        rt.block_on(write_windows(
-            &store,
-            set,
-            &external,
-            DEFAULT_BLOCK_DURATION,
-            &WriteOptions::default(),
-            &mut |_| {},
-        ))?;
-        fs_time += t.elapsed();
+        let mut cmd = Command::new(&fleetscope);
+        cmd.args(["import", "--objstore", &url, "--cluster", &f.cluster])
+            .arg(&f.path);
+        fs.add(run_measured(cmd)?);
     }
     let fs_bytes = dir_bytes(&fs_dir)?;
+    let store = objstore::open(&url)?;
+    let rt = tokio::runtime::Runtime::new()?;
 
     // Selective read: one metric, one label, 30 minutes, in every block.
     let metas = rt.block_on(BlockMeta::list(&store))?;
@@ -100,6 +97,13 @@ pub(crate) fn storage(preset: &str, work: Option<PathBuf>, promtool: &str) -> an
     }
 
     // The alternatives behind the choice in docs/block-format.md, on the same series.
+    let mut parsed_all = Vec::new();
+    for f in &files {
+        let input = std::fs::read(&f.path)?;
+        let parsed = parse(&input, TimestampUnit::Seconds, &mut |_| {})
+            .map_err(|e| anyhow::anyhow!("{}:{e}", f.path.display()))?;
+        parsed_all.extend(parsed.series);
+    }
     let mut alternatives = Vec::new();
     for level in [1, 3, 9] {
         let mem = objstore::open("memory://")?;
@@ -149,9 +153,22 @@ pub(crate) fn storage(preset: &str, work: Option<PathBuf>, promtool: &str) -> an
     );
     println!(
         "| import, samples/s | {:.0} | {:.0} | {:.2} |",
-        rate(fs_time),
-        rate(prom_time),
-        rate(fs_time) / rate(prom_time)
+        rate(fs.wall),
+        rate(prom.wall),
+        rate(fs.wall) / rate(prom.wall)
+    );
+    println!(
+        "| import, CPU seconds | {:.1} | {:.1} | {:.2} |",
+        fs.cpu,
+        prom.cpu,
+        fs.cpu / prom.cpu
+    );
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    println!(
+        "| import, peak anonymous memory (MiB, RssAnon sampled from /proc) | {:.0} | {:.0} | {:.2} |",
+        mib(fs.peak_anon),
+        mib(prom.peak_anon),
+        fs.peak_anon as f64 / prom.peak_anon.max(1) as f64
     );
     println!("\nlayout alternatives (data bytes only, same series):\n");
     println!("| layout | bytes per sample |");

@@ -50,7 +50,8 @@ pub fn encode_timestamps(ts: &[i64]) -> Vec<u8> {
 /// Decodes [`encode_timestamps`] output, appending to `out`.
 pub fn decode_timestamps(mut buf: &[u8], out: &mut Vec<i64>) -> Result<()> {
     let n = get_len(&mut buf)?;
-    out.reserve(n);
+    // Every sample takes a byte at least: a corrupt count cannot make us allocate more than that.
+    out.reserve(n.min(buf.len()));
     let mut prev = 0i64;
     let mut delta = 0i64;
     for i in 0..n {
@@ -92,7 +93,8 @@ pub fn decode_values(buf: &[u8], out: &mut Vec<f64>) -> Result<()> {
         .split_first()
         .ok_or_else(|| corrupt("empty values chunk"))?;
     let n = get_len(&mut buf)?;
-    out.reserve(n);
+    // Every sample takes a byte at least: a corrupt count cannot make us allocate more than that.
+    out.reserve(n.min(buf.len()));
     match kind {
         KIND_XOR => {
             let mut prev = 0u64;
@@ -120,7 +122,7 @@ pub fn decode_values(buf: &[u8], out: &mut Vec<f64>) -> Result<()> {
             }
             let scale = 10f64.powi(i32::from(e));
             let n_exc = get_len(&mut buf)?;
-            let mut exceptions = Vec::with_capacity(n_exc);
+            let mut exceptions = Vec::with_capacity(n_exc.min(buf.len() / 9));
             let mut pos = 0usize;
             for _ in 0..n_exc {
                 pos += get_len(&mut buf)?;
@@ -372,6 +374,12 @@ mod tests {
         }
         assert!(decode_values(&[9, 1, 0], &mut Vec::new()).is_err());
         assert!(decode_timestamps(&[5, 0x80], &mut Vec::new()).is_err());
+        // A count of 2^32 samples in a few bytes: an error, not a 32 GiB allocation.
+        let huge = [0x80, 0x80, 0x80, 0x80, 0x10, 0, 0];
+        assert!(decode_timestamps(&huge, &mut Vec::new()).is_err());
+        let mut values = vec![KIND_XOR];
+        values.extend_from_slice(&huge);
+        assert!(decode_values(&values, &mut Vec::new()).is_err());
     }
 
     proptest! {
