@@ -14,7 +14,7 @@ use crate::error::{Result, bad};
 use crate::eval::{Settings, unparen};
 use crate::exec::batch::to_rows;
 use crate::exec::{QueryCtx, ResultKind, from_df};
-use crate::plan::{AggOp, Planner};
+use crate::plan::{AggOp, Func, Planner};
 use crate::value::{Grid, InstantSample, QueryValue, RangeSeries};
 use crate::warnings;
 use fleetscope_store::source::Source;
@@ -340,10 +340,10 @@ enum Order {
 
 fn result_order(expr: &Expr) -> Order {
     match unparen(expr) {
-        Expr::Call(c) => match c.func.name {
-            "sort" => Order::Value { descending: false },
-            "sort_desc" => Order::Value { descending: true },
-            "sort_by_label" | "sort_by_label_desc" => Order::Labels {
+        Expr::Call(c) => match crate::plan::function(c.func.name).map(|f| f.func) {
+            Some(Func::Sort) => Order::Value { descending: false },
+            Some(Func::SortDesc) => Order::Value { descending: true },
+            Some(f @ (Func::SortByLabel | Func::SortByLabelDesc)) => Order::Labels {
                 names: c
                     .args
                     .args
@@ -354,7 +354,7 @@ fn result_order(expr: &Expr) -> Order {
                         _ => None,
                     })
                     .collect(),
-                descending: c.func.name == "sort_by_label_desc",
+                descending: f == Func::SortByLabelDesc,
             },
             _ => Order::Unordered,
         },

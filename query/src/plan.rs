@@ -25,7 +25,7 @@ use crate::exec::{
 };
 use crate::value::Grid;
 use fleetscope_store::source::Source;
-pub use table::{AggOp, ArgKind, FUNCTIONS, Function, Placement, function};
+pub use table::{AggOp, ArgKind, FUNCTIONS, Func, Function, Placement, function};
 
 /// Sources grouped into a scan's partitions.
 type Partitions = Vec<Vec<Arc<dyn Source>>>;

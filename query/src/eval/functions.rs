@@ -8,51 +8,55 @@ use promql_parser::parser::{Call, Expr};
 use super::numeric::{avg, go_max, go_min, kahan_inc, quantile, stdvar};
 use super::{Evaluator, merge_same_labels, unparen};
 use crate::error::{Result, bad, exec};
+use crate::plan::{Func, function};
 use crate::value::{Grid, RangeInput, StepSeries, Value};
 
 impl Evaluator<'_> {
     pub(super) async fn call(&self, call: &Call, grid: Grid) -> Result<Value> {
         let name = call.func.name;
+        let func = function(name)
+            .ok_or_else(|| bad(format!("function {name}() is not supported")))?
+            .func;
         let args: Vec<&Expr> = call.args.args.iter().map(|a| a.as_ref()).collect();
         let arg = |i: usize| {
             args.get(i)
                 .copied()
                 .ok_or_else(|| bad(format!("{name}: missing argument {i}")))
         };
-        match name {
+        match func {
             // Range functions.
-            "rate"
-            | "increase"
-            | "delta"
-            | "irate"
-            | "idelta"
-            | "deriv"
-            | "resets"
-            | "changes"
-            | "avg_over_time"
-            | "min_over_time"
-            | "max_over_time"
-            | "sum_over_time"
-            | "count_over_time"
-            | "last_over_time"
-            | "present_over_time"
-            | "stddev_over_time"
-            | "stdvar_over_time"
-            | "first_over_time"
-            | "mad_over_time"
-            | "ts_of_min_over_time"
-            | "ts_of_max_over_time"
-            | "ts_of_first_over_time"
-            | "ts_of_last_over_time" => {
+            Func::Rate
+            | Func::Increase
+            | Func::Delta
+            | Func::Irate
+            | Func::Idelta
+            | Func::Deriv
+            | Func::Resets
+            | Func::Changes
+            | Func::AvgOverTime
+            | Func::MinOverTime
+            | Func::MaxOverTime
+            | Func::SumOverTime
+            | Func::CountOverTime
+            | Func::LastOverTime
+            | Func::PresentOverTime
+            | Func::StddevOverTime
+            | Func::StdvarOverTime
+            | Func::FirstOverTime
+            | Func::MadOverTime
+            | Func::TsOfMinOverTime
+            | Func::TsOfMaxOverTime
+            | Func::TsOfFirstOverTime
+            | Func::TsOfLastOverTime => {
                 let input = self.eval_range(arg(0)?, grid).await?;
-                range_function(name, &input, grid.len(), |_| 0.0)
+                range_function(func, &input, grid.len(), |_| 0.0)
             }
-            "quantile_over_time" => {
+            Func::QuantileOverTime => {
                 let q = self.scalar_arg(arg(0)?, grid, "quantile_over_time").await?;
                 let input = self.eval_range(arg(1)?, grid).await?;
-                range_function(name, &input, grid.len(), |i| q[i])
+                range_function(func, &input, grid.len(), |i| q[i])
             }
-            "predict_linear" => {
+            Func::PredictLinear => {
                 let input = self.eval_range(arg(0)?, grid).await?;
                 let secs = self.scalar_arg(arg(1)?, grid, "predict_linear").await?;
                 // The regression's intercept is taken at the step time (before `offset` and `@`),
@@ -76,7 +80,7 @@ impl Evaluator<'_> {
                 }
                 finish_range(out)
             }
-            "double_exponential_smoothing" | "holt_winters" => {
+            Func::DoubleExponentialSmoothing | Func::HoltWinters => {
                 let input = self.eval_range(arg(0)?, grid).await?;
                 let sf = self.scalar_arg(arg(1)?, grid, "smoothing factor").await?;
                 let tf = self.scalar_arg(arg(2)?, grid, "trend factor").await?;
@@ -108,7 +112,7 @@ impl Evaluator<'_> {
                 }
                 finish_range(out)
             }
-            "absent_over_time" => {
+            Func::AbsentOverTime => {
                 let input = self.eval_range(arg(0)?, grid).await?;
                 let present: Vec<bool> = (0..grid.len())
                     .map(|i| {
@@ -124,7 +128,7 @@ impl Evaluator<'_> {
                 };
                 Ok(absent_result(labels, &present))
             }
-            "absent" => {
+            Func::Absent => {
                 let v = self.vector_arg(arg(0)?, grid).await?;
                 let present: Vec<bool> = (0..grid.len())
                     .map(|i| v.iter().any(|s| s.vals[i].is_some()))
@@ -135,37 +139,37 @@ impl Evaluator<'_> {
                 };
                 Ok(absent_result(labels, &present))
             }
-            "time" => Ok(Value::Scalar(
+            Func::Time => Ok(Value::Scalar(
                 grid.times().map(|t| t as f64 / 1000.0).collect(),
             )),
-            "start" | "end" | "range" | "step" => {
+            Func::Start | Func::End | Func::Range | Func::Step => {
                 let st = &self.settings;
-                let ms = match name {
-                    "start" => st.query_start,
-                    "end" => st.query_end,
-                    "range" => st.query_end - st.query_start,
+                let ms = match func {
+                    Func::Start => st.query_start,
+                    Func::End => st.query_end,
+                    Func::Range => st.query_end - st.query_start,
                     _ => st.query_step,
                 };
                 Ok(Value::Scalar(vec![ms as f64 / 1000.0; grid.len()]))
             }
-            "min_of" | "max_of" => {
+            Func::MinOf | Func::MaxOf => {
                 let a = self.scalar_arg(arg(0)?, grid, name).await?;
                 let b = self.scalar_arg(arg(1)?, grid, name).await?;
-                let f = if name == "min_of" { go_min } else { go_max };
+                let f = if func == Func::MinOf { go_min } else { go_max };
                 Ok(Value::Scalar(
                     a.iter().zip(&b).map(|(x, y)| f(*x, *y)).collect(),
                 ))
             }
-            "sort_by_label" | "sort_by_label_desc" => self.eval(arg(0)?, grid).await,
-            "pi" => Ok(Value::Scalar(vec![std::f64::consts::PI; grid.len()])),
-            "vector" => {
+            Func::SortByLabel | Func::SortByLabelDesc => self.eval(arg(0)?, grid).await,
+            Func::Pi => Ok(Value::Scalar(vec![std::f64::consts::PI; grid.len()])),
+            Func::Vector => {
                 let s = self.scalar_arg(arg(0)?, grid, "vector").await?;
                 Ok(Value::Vector(vec![StepSeries {
                     labels: Labels::empty(),
                     vals: s.into_iter().map(Some).collect(),
                 }]))
             }
-            "scalar" => {
+            Func::Scalar => {
                 let v = self.vector_arg(arg(0)?, grid).await?;
                 let out = (0..grid.len())
                     .map(|i| {
@@ -178,7 +182,7 @@ impl Evaluator<'_> {
                     .collect();
                 Ok(Value::Scalar(out))
             }
-            "timestamp" => {
+            Func::Timestamp => {
                 if let Expr::VectorSelector(vs) = unparen(arg(0)?) {
                     let out = self.vector_selector_timestamps(vs, grid).await?;
                     return Ok(Value::Vector(merge_same_labels(out)?));
@@ -186,8 +190,8 @@ impl Evaluator<'_> {
                 let v = self.vector_arg(arg(0)?, grid).await?;
                 map_values(v, |i, _| grid.t(i) as f64 / 1000.0)
             }
-            "sort" | "sort_desc" => self.eval(arg(0)?, grid).await,
-            "label_replace" => {
+            Func::Sort | Func::SortDesc => self.eval(arg(0)?, grid).await,
+            Func::LabelReplace => {
                 let v = self.vector_arg(arg(0)?, grid).await?;
                 let strs = string_args(&args[1..], name)?;
                 let [dst, replacement, src, regex] = strs.as_slice() else {
@@ -223,7 +227,7 @@ impl Evaluator<'_> {
                     .collect();
                 Ok(Value::Vector(merge_same_labels(out)?))
             }
-            "label_join" => {
+            Func::LabelJoin => {
                 let v = self.vector_arg(arg(0)?, grid).await?;
                 let strs = string_args(&args[1..], name)?;
                 let (dst, sep, srcs) = match strs.as_slice() {
@@ -248,19 +252,19 @@ impl Evaluator<'_> {
                     .collect();
                 Ok(Value::Vector(merge_same_labels(out)?))
             }
-            "histogram_quantile" => {
+            Func::HistogramQuantile => {
                 let q = self.scalar_arg(arg(0)?, grid, "histogram_quantile").await?;
                 let v = self.vector_arg(arg(1)?, grid).await?;
                 super::aggregate::histogram_quantile(&q, v, grid.len()).map(Value::Vector)
             }
-            "clamp" | "clamp_min" | "clamp_max" => {
+            Func::Clamp | Func::ClampMin | Func::ClampMax => {
                 let v = self.vector_arg(arg(0)?, grid).await?;
-                let (lo, hi) = match name {
-                    "clamp" => (
+                let (lo, hi) = match func {
+                    Func::Clamp => (
                         Some(self.scalar_arg(arg(1)?, grid, "clamp").await?),
                         Some(self.scalar_arg(arg(2)?, grid, "clamp").await?),
                     ),
-                    "clamp_min" => (
+                    Func::ClampMin => (
                         Some(self.scalar_arg(arg(1)?, grid, "clamp_min").await?),
                         None,
                     ),
@@ -280,7 +284,7 @@ impl Evaluator<'_> {
                     Some(lo.map_or(x, |l| go_max(l, x)))
                 })
             }
-            "round" => {
+            Func::Round => {
                 let v = self.vector_arg(arg(0)?, grid).await?;
                 let to = match args.get(1) {
                     Some(e) => self.scalar_arg(e, grid, "round").await?,
@@ -291,9 +295,15 @@ impl Evaluator<'_> {
                     (x * inv + 0.5).floor() / inv
                 })
             }
-            "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour"
-            | "minute" | "month" | "year" => {
-                let f = date_fn(name);
+            Func::DayOfMonth
+            | Func::DayOfWeek
+            | Func::DayOfYear
+            | Func::DaysInMonth
+            | Func::Hour
+            | Func::Minute
+            | Func::Month
+            | Func::Year => {
+                let f = date_fn(func);
                 match args.first() {
                     None => Ok(Value::Vector(vec![StepSeries {
                         labels: Labels::empty(),
@@ -306,7 +316,7 @@ impl Evaluator<'_> {
                 }
             }
             _ => {
-                if let Some(f) = math_fn(name) {
+                if let Some(f) = math_fn(func) {
                     let v = self.vector_arg(arg(0)?, grid).await?;
                     return map_values(v, |_, x| f(x));
                 }
@@ -376,7 +386,7 @@ fn absent_result(labels: Labels, present: &[bool]) -> Value {
 
 /// A range function over every series and step; drops the metric name except for `last_over_time`.
 fn range_function(
-    name: &str,
+    func: Func,
     input: &RangeInput,
     steps: usize,
     param: impl Fn(usize) -> f64,
@@ -391,7 +401,7 @@ fn range_function(
                     return None;
                 }
                 over_window(
-                    name,
+                    func,
                     w,
                     end - input.range,
                     end,
@@ -401,7 +411,7 @@ fn range_function(
                 )
             })
             .collect();
-        let keeps_name = matches!(name, "last_over_time" | "first_over_time");
+        let keeps_name = matches!(func, Func::LastOverTime | Func::FirstOverTime);
         let labels = if keeps_name {
             labels.clone()
         } else {
@@ -430,7 +440,7 @@ fn finish_range(out: Vec<StepSeries>) -> Result<Value> {
 
 /// One range function on one non-empty window `w` of `(range_start, range_end]`.
 fn over_window(
-    name: &str,
+    func: Func,
     w: &[(i64, f64)],
     range_start: i64,
     range_end: i64,
@@ -447,16 +457,16 @@ fn over_window(
             prometheus2,
         )
     };
-    match name {
-        "rate" => rate(true, true),
-        "increase" => rate(true, false),
-        "delta" => rate(false, false),
-        "irate" | "idelta" => {
+    match func {
+        Func::Rate => rate(true, true),
+        Func::Increase => rate(true, false),
+        Func::Delta => rate(false, false),
+        Func::Irate | Func::Idelta => {
             let [.., (t0, v0), (t1, v1)] = w else {
                 return None;
             };
             let mut r = v1 - v0;
-            if name == "irate" {
+            if func == Func::Irate {
                 if v1 < v0 {
                     r = *v1; // counter reset
                 }
@@ -468,35 +478,35 @@ fn over_window(
             }
             Some(r)
         }
-        "deriv" => (w.len() >= 2).then(|| linear_regression(w, w[0].0).0),
-        "resets" => Some(w.windows(2).filter(|p| p[1].1 < p[0].1).count() as f64),
-        "changes" => Some(
+        Func::Deriv => (w.len() >= 2).then(|| linear_regression(w, w[0].0).0),
+        Func::Resets => Some(w.windows(2).filter(|p| p[1].1 < p[0].1).count() as f64),
+        Func::Changes => Some(
             w.windows(2)
                 .filter(|p| !(p[1].1 == p[0].1 || (p[1].1.is_nan() && p[0].1.is_nan())))
                 .count() as f64,
         ),
-        "avg_over_time" => Some(avg(w.iter().map(|s| s.1))),
-        "sum_over_time" => {
+        Func::AvgOverTime => Some(avg(w.iter().map(|s| s.1))),
+        Func::SumOverTime => {
             let (sum, c) = w.iter().fold((0.0, 0.0), |(s, c), x| kahan_inc(x.1, s, c));
             Some(if sum.is_infinite() { sum } else { sum + c })
         }
-        "count_over_time" => Some(w.len() as f64),
-        "min_over_time" => Some(
+        Func::CountOverTime => Some(w.len() as f64),
+        Func::MinOverTime => Some(
             w.iter()
                 .skip(1)
                 .fold(w[0].1, |m, x| if x.1 < m || m.is_nan() { x.1 } else { m }),
         ),
-        "max_over_time" => Some(
+        Func::MaxOverTime => Some(
             w.iter()
                 .skip(1)
                 .fold(w[0].1, |m, x| if x.1 > m || m.is_nan() { x.1 } else { m }),
         ),
-        "last_over_time" => w.last().map(|s| s.1),
-        "first_over_time" => w.first().map(|s| s.1),
-        "ts_of_last_over_time" => w.last().map(|s| s.0 as f64 / 1000.0),
-        "ts_of_first_over_time" => w.first().map(|s| s.0 as f64 / 1000.0),
-        "ts_of_min_over_time" | "ts_of_max_over_time" => {
-            let min = name == "ts_of_min_over_time";
+        Func::LastOverTime => w.last().map(|s| s.1),
+        Func::FirstOverTime => w.first().map(|s| s.1),
+        Func::TsOfLastOverTime => w.last().map(|s| s.0 as f64 / 1000.0),
+        Func::TsOfFirstOverTime => w.first().map(|s| s.0 as f64 / 1000.0),
+        Func::TsOfMinOverTime | Func::TsOfMaxOverTime => {
+            let min = func == Func::TsOfMinOverTime;
             let mut best = w[0];
             for &s in &w[1..] {
                 let better = if min { s.1 <= best.1 } else { s.1 >= best.1 };
@@ -506,7 +516,7 @@ fn over_window(
             }
             Some(best.0 as f64 / 1000.0)
         }
-        "mad_over_time" => {
+        Func::MadOverTime => {
             let mut vals: Vec<f64> = w.iter().map(|s| s.1).collect();
             if vals.iter().any(|v| v.is_nan()) {
                 return Some(f64::NAN);
@@ -515,10 +525,10 @@ fn over_window(
             let mut dev: Vec<f64> = vals.iter().map(|v| (v - median).abs()).collect();
             Some(quantile(0.5, &mut dev))
         }
-        "present_over_time" => Some(1.0),
-        "stddev_over_time" => Some(stdvar(w.iter().map(|s| s.1)).sqrt()),
-        "stdvar_over_time" => Some(stdvar(w.iter().map(|s| s.1))),
-        "quantile_over_time" => {
+        Func::PresentOverTime => Some(1.0),
+        Func::StddevOverTime => Some(stdvar(w.iter().map(|s| s.1)).sqrt()),
+        Func::StdvarOverTime => Some(stdvar(w.iter().map(|s| s.1))),
+        Func::QuantileOverTime => {
             let mut vals: Vec<f64> = w.iter().map(|s| s.1).collect();
             Some(quantile(param, &mut vals))
         }
@@ -632,17 +642,17 @@ fn double_exponential_smoothing(w: &[(i64, f64)], sf: f64, tf: f64) -> Option<f6
     Some(s1)
 }
 
-fn math_fn(name: &str) -> Option<fn(f64) -> f64> {
-    Some(match name {
-        "abs" => f64::abs,
-        "ceil" => f64::ceil,
-        "floor" => f64::floor,
-        "exp" => f64::exp,
-        "sqrt" => f64::sqrt,
-        "ln" => f64::ln,
-        "log2" => f64::log2,
-        "log10" => f64::log10,
-        "sgn" => |x: f64| {
+fn math_fn(func: Func) -> Option<fn(f64) -> f64> {
+    Some(match func {
+        Func::Abs => f64::abs,
+        Func::Ceil => f64::ceil,
+        Func::Floor => f64::floor,
+        Func::Exp => f64::exp,
+        Func::Sqrt => f64::sqrt,
+        Func::Ln => f64::ln,
+        Func::Log2 => f64::log2,
+        Func::Log10 => f64::log10,
+        Func::Sgn => |x: f64| {
             if x > 0.0 {
                 1.0
             } else if x < 0.0 {
@@ -651,39 +661,39 @@ fn math_fn(name: &str) -> Option<fn(f64) -> f64> {
                 x
             }
         },
-        "acos" => f64::acos,
-        "acosh" => f64::acosh,
-        "asin" => f64::asin,
-        "asinh" => f64::asinh,
-        "atan" => f64::atan,
-        "atanh" => f64::atanh,
-        "cos" => f64::cos,
-        "cosh" => f64::cosh,
-        "sin" => f64::sin,
-        "sinh" => f64::sinh,
-        "tan" => f64::tan,
-        "tanh" => f64::tanh,
-        "deg" => |x: f64| x * 180.0 / std::f64::consts::PI,
-        "rad" => |x: f64| x * std::f64::consts::PI / 180.0,
+        Func::Acos => f64::acos,
+        Func::Acosh => f64::acosh,
+        Func::Asin => f64::asin,
+        Func::Asinh => f64::asinh,
+        Func::Atan => f64::atan,
+        Func::Atanh => f64::atanh,
+        Func::Cos => f64::cos,
+        Func::Cosh => f64::cosh,
+        Func::Sin => f64::sin,
+        Func::Sinh => f64::sinh,
+        Func::Tan => f64::tan,
+        Func::Tanh => f64::tanh,
+        Func::Deg => |x: f64| x * 180.0 / std::f64::consts::PI,
+        Func::Rad => |x: f64| x * std::f64::consts::PI / 180.0,
         _ => return None,
     })
 }
 
 /// Calendar functions of a Unix time in seconds, in UTC.
-fn date_fn(name: &str) -> fn(f64) -> f64 {
+fn date_fn(func: Func) -> fn(f64) -> f64 {
     fn at(secs: f64) -> Option<chrono::DateTime<Utc>> {
         if !secs.is_finite() {
             return None;
         }
         Utc.timestamp_opt(secs.floor() as i64, 0).single()
     }
-    match name {
-        "day_of_month" => |s| at(s).map_or(f64::NAN, |d| f64::from(d.day())),
-        "day_of_week" => {
+    match func {
+        Func::DayOfMonth => |s| at(s).map_or(f64::NAN, |d| f64::from(d.day())),
+        Func::DayOfWeek => {
             |s| at(s).map_or(f64::NAN, |d| f64::from(d.weekday().num_days_from_sunday()))
         }
-        "day_of_year" => |s| at(s).map_or(f64::NAN, |d| f64::from(d.ordinal())),
-        "days_in_month" => |s| {
+        Func::DayOfYear => |s| at(s).map_or(f64::NAN, |d| f64::from(d.ordinal())),
+        Func::DaysInMonth => |s| {
             at(s).map_or(f64::NAN, |d| {
                 let (y, m) = (d.year(), d.month());
                 let next = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
@@ -695,9 +705,9 @@ fn date_fn(name: &str) -> fn(f64) -> f64 {
                 }
             })
         },
-        "hour" => |s| at(s).map_or(f64::NAN, |d| f64::from(d.hour())),
-        "minute" => |s| at(s).map_or(f64::NAN, |d| f64::from(d.minute())),
-        "month" => |s| at(s).map_or(f64::NAN, |d| f64::from(d.month())),
+        Func::Hour => |s| at(s).map_or(f64::NAN, |d| f64::from(d.hour())),
+        Func::Minute => |s| at(s).map_or(f64::NAN, |d| f64::from(d.minute())),
+        Func::Month => |s| at(s).map_or(f64::NAN, |d| f64::from(d.month())),
         _ => |s| at(s).map_or(f64::NAN, |d| f64::from(d.year())),
     }
 }
