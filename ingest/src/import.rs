@@ -87,7 +87,7 @@ pub async fn import_file(
     // Cuts travel from the parsing thread to this task; one may wait while one is written.
     let (tx, mut rx) = mpsc::channel::<Taken>(1);
     let parse = {
-        let (path, options, progress) = (path.to_path_buf(), options.clone(), progress.clone());
+        let (path, options, progress) = (path.to_path_buf(), options.clone(), Arc::clone(progress));
         tokio::task::spawn_blocking(move || parse_file(&path, &options, &progress, &tx))
     };
     let mut write_error = None;

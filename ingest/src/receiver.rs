@@ -15,7 +15,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use fleetscope_store::{Sample, Series};
+use fleetscope_store::{Labels, Series};
 
 use crate::convert::{SeriesCache, Version, decode};
 use crate::metrics::CodeLabels;
@@ -33,6 +33,10 @@ pub struct ReceiverOptions {
     pub auth_token: Option<String>,
     /// Most samples one remote-read answers (Prometheus's `--storage.remote.read-sample-limit`).
     pub max_read_samples: usize,
+    /// Samples further ahead of the shipper's clock than this are refused (Mimir's
+    /// `creation_grace_period`): a wrong clock or a corrupt timestamp must not open windows
+    /// years ahead that would make every real sample "too old".
+    pub max_future: std::time::Duration,
 }
 
 impl Default for ReceiverOptions {
@@ -42,6 +46,7 @@ impl Default for ReceiverOptions {
             max_decoded_bytes: 256 << 20,
             auth_token: None,
             max_read_samples: 50_000_000,
+            max_future: std::time::Duration::from_secs(600),
         }
     }
 }
@@ -207,27 +212,31 @@ async fn handle_write(state: &AppState, headers: &HeaderMap, body: Bytes) -> Out
         Err(e) => return Outcome::error(StatusCode::BAD_REQUEST, e),
     };
 
-    // Samples of windows already cut are refused; the rest are kept.
+    // Samples of windows already cut, or too far ahead of the clock, are refused; the rest kept.
     let min_valid_t = state.shipper.min_valid_t();
-    let mut rejected = 0usize;
-    let mut first_rejected = None;
+    let max_valid_t = now_ms()
+        .saturating_add(i64::try_from(state.options.max_future.as_millis()).unwrap_or(i64::MAX));
+    let (mut too_old, mut too_new) = (Refused::default(), Refused::default());
     let accepted: Vec<Series> = decoded
         .series
         .into_iter()
-        .map(|s| {
-            let (ok, old): (Vec<Sample>, Vec<Sample>) =
-                s.samples.into_iter().partition(|x| x.t >= min_valid_t);
-            if !old.is_empty() {
-                rejected += old.len();
-                first_rejected.get_or_insert_with(|| format!("{} at t={} ms", s.labels, old[0].t));
-            }
-            Series {
-                labels: s.labels,
-                samples: ok,
-            }
+        .map(|mut s| {
+            s.samples.retain(|x| {
+                if x.t < min_valid_t {
+                    too_old.add(&s.labels, x.t);
+                    false
+                } else if x.t > max_valid_t {
+                    too_new.add(&s.labels, x.t);
+                    false
+                } else {
+                    true
+                }
+            });
+            s
         })
         .filter(|s| !s.samples.is_empty())
         .collect();
+    let rejected = too_old.count + too_new.count;
     let samples: usize = accepted.iter().map(|s| s.samples.len()).sum();
     if let Err(e) = state.shipper.append(accepted).await {
         // Overload, a full disk or shutdown: all retryable by the sender.
@@ -245,10 +254,25 @@ async fn handle_write(state: &AppState, headers: &HeaderMap, body: Bytes) -> Out
         histograms: 0,
         exemplars: 0,
     };
-    if let Some(series) = first_rejected {
+    if rejected > 0 {
+        let mut parts = Vec::new();
+        if let Some(first) = &too_old.first {
+            parts.push(format!(
+                "{} sample(s) too old: their block window is already cut (oldest accepted t={min_valid_t} ms); first: {first}",
+                too_old.count
+            ));
+        }
+        if let Some(first) = &too_new.first {
+            parts.push(format!(
+                "{} sample(s) too far in the future (newest accepted t={max_valid_t} ms, --ingest.max-future {}s ahead of this shipper's clock); first: {first}",
+                too_new.count,
+                state.options.max_future.as_secs()
+            ));
+        }
         out.status = StatusCode::BAD_REQUEST;
         out.message = format!(
-            "{rejected} sample(s) too old: their block window is already cut (oldest accepted t={min_valid_t} ms); first: {series}; the other {samples} sample(s) were written"
+            "{}; the other {samples} sample(s) were written",
+            parts.join("; ")
         );
     } else if decoded.histograms > 0 || decoded.exemplars > 0 {
         out.status = StatusCode::BAD_REQUEST;
@@ -258,6 +282,27 @@ async fn handle_write(state: &AppState, headers: &HeaderMap, body: Bytes) -> Out
         );
     }
     out
+}
+
+/// Samples refused for one reason: how many, and the first, named.
+#[derive(Default)]
+struct Refused {
+    count: usize,
+    first: Option<String>,
+}
+
+impl Refused {
+    fn add(&mut self, labels: &Labels, t: i64) {
+        self.count += 1;
+        self.first
+            .get_or_insert_with(|| format!("{labels} at t={t} ms"));
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[tracing::instrument(skip_all, fields(bytes = body.len()))]

@@ -549,3 +549,54 @@ async fn remote_read_refuses_bad_requests_with_400() {
         assert!(body.contains(want), "{want}: {body}");
     }
 }
+
+#[tokio::test]
+async fn samples_far_in_the_future_are_refused_and_later_samples_still_accepted() {
+    let f = fixture(ReceiverOptions::default()).await;
+    let pb = "application/x-protobuf";
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // 2^63-1 ms and one hour ahead are refused by name; the sample at `now` is written.
+    let (status, body, headers) = send(
+        &f.app,
+        write(
+            v1_body(&[(UP, &[(now, 1.0), (i64::MAX, 2.0), (now + 3_600_000, 3.0)])]),
+            pb,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body.contains("2 sample(s) too far in the future")
+            && body.contains(&format!("at t={} ms", i64::MAX))
+            && body.contains("the other 1 sample(s) were written"),
+        "{body}"
+    );
+    assert_eq!(headers["x-prometheus-remote-write-samples-written"], "1");
+    // Nothing was cut by the refused samples: the next sample at the current time is accepted.
+    assert_eq!(f.shipper.cut_due().await.unwrap(), 0);
+    let (status, body, _) = send(&f.app, write(v1_body(&[(UP, &[(now + 1000, 4.0)])]), pb)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, _, _) = send(
+        &f.app,
+        Request::post("/api/v1/flush").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let mut ts = Vec::new();
+    for m in BlockMeta::list(&f.remote).await.unwrap() {
+        let sel = BlockReader::new(Arc::clone(&f.remote), m)
+            .select(&[], i64::MIN, i64::MAX)
+            .await
+            .unwrap();
+        ts.extend(
+            sel.series
+                .iter()
+                .flat_map(|s| s.samples.iter().map(|x| x.t)),
+        );
+    }
+    ts.sort_unstable();
+    assert_eq!(ts, [now, now + 1000]);
+}

@@ -98,7 +98,7 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let ticker = {
-        let (bar, progress) = (bar.clone(), progress.clone());
+        let (bar, progress) = (bar.clone(), Arc::clone(&progress));
         tokio::spawn(async move {
             loop {
                 let seconds = started.elapsed().as_secs_f64().max(1e-3);

@@ -39,6 +39,10 @@ pub struct Args {
     /// Largest compressed remote-write body accepted, in bytes.
     #[arg(long = "max-body-bytes", env = "FLEETSCOPE_MAX_BODY_BYTES", default_value_t = 32 << 20)]
     max_body_bytes: usize,
+    /// Samples further ahead of this machine's clock than this are refused (400 naming them; the
+    /// rest of the request is written), so a wrong timestamp cannot open windows years ahead.
+    #[arg(long = "ingest.max-future", env = "FLEETSCOPE_INGEST_MAX_FUTURE", default_value = "10m", value_parser = parse_duration)]
+    max_future: Duration,
     /// How long uploaded blocks stay readable through remote-read (keep it above the queriers'
     /// `--refresh`, so data is never in neither place).
     #[arg(long = "local-retention", env = "FLEETSCOPE_LOCAL_RETENTION", default_value = "10m", value_parser = parse_duration)]
@@ -74,6 +78,7 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
     let options = ReceiverOptions {
         max_body_bytes: args.max_body_bytes,
         auth_token,
+        max_future: args.max_future,
         ..Default::default()
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
