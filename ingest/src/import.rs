@@ -308,8 +308,16 @@ mod tests {
             .collect()
     }
 
-    /// OpenMetrics text of `series` series over `hours`, sorted by series or in time order.
-    fn text(series: usize, hours: i64, by_series: bool) -> String {
+    /// How the lines of a test input are ordered.
+    #[derive(Debug, Clone, Copy)]
+    enum Order {
+        BySeries,
+        ByTime,
+        Shuffled,
+    }
+
+    /// OpenMetrics text of `series` series over `hours`, in `order`.
+    fn text(series: usize, hours: i64, order: Order) -> String {
         let step = 60;
         let points = hours * 3600 / step;
         let line = |s: usize, i: i64| {
@@ -320,17 +328,27 @@ mod tests {
                 1_700_000_000 + i * step
             )
         };
-        let mut out = String::new();
-        if by_series {
-            for s in 0..series {
-                (0..points).for_each(|i| out.push_str(&line(s, i)));
-            }
-        } else {
-            for i in 0..points {
-                (0..series).for_each(|s| out.push_str(&line(s, i)));
-            }
+        let mut lines: Vec<String> = match order {
+            Order::BySeries => (0..series)
+                .flat_map(|s| (0..points).map(move |i| (s, i)))
+                .map(|(s, i)| line(s, i))
+                .collect(),
+            _ => (0..points)
+                .flat_map(|i| (0..series).map(move |s| (s, i)))
+                .map(|(s, i)| line(s, i))
+                .collect(),
+        };
+        if let Order::Shuffled = order {
+            // A fixed permutation (multiplicative, coprime with the length) scatters every line.
+            let n = lines.len();
+            let step = (0..).map(|k| 7919 + k).find(|p| gcd(*p, n) == 1).unwrap();
+            lines = (0..n).map(|i| lines[(i * step) % n].clone()).collect();
         }
-        out + "# EOF\n"
+        lines.concat() + "# EOF\n"
+    }
+
+    fn gcd(a: usize, b: usize) -> usize {
+        if b == 0 { a } else { gcd(b, a % b) }
     }
 
     async fn streamed(input: &str, head_bytes: usize) -> (Vec<Series>, usize) {
@@ -383,17 +401,17 @@ mod tests {
 
     #[tokio::test]
     async fn streaming_blocks_hold_what_the_in_memory_path_writes() {
-        for by_series in [true, false] {
-            let input = text(40, 7, by_series);
+        for order in [Order::BySeries, Order::ByTime, Order::Shuffled] {
+            let input = text(40, 7, order);
             let (want, want_blocks) = in_memory(&input).await;
             assert_eq!(want.len(), 40);
             // Within budget: the same blocks, one per window.
             let (got, blocks) = streamed(&input, 64 << 20).await;
-            assert_eq!(got, want, "by_series={by_series}");
+            assert_eq!(got, want, "{order:?}");
             assert_eq!(blocks, want_blocks);
             // A tiny budget: windows go out in runs, the contents stay the same.
             let (got, blocks) = streamed(&input, 4 << 10).await;
-            assert_eq!(got, want, "by_series={by_series}, small budget");
+            assert_eq!(got, want, "{order:?}, small budget");
             assert!(blocks > want_blocks, "{blocks} blocks");
         }
     }
