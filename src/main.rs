@@ -17,6 +17,18 @@ fn main() -> ExitCode {
     {
         cli.log.level = "warn".into();
     }
+    // Commands that print and end behave as Unix tools in a pipe (`fleetscope blocks ls | head`):
+    // end quietly when the reader goes away. Servers keep Rust's default (the signal ignored).
+    if matches!(
+        cli.command,
+        fleetscope::cmd::Command::Query(_)
+            | fleetscope::cmd::Command::Sql(_)
+            | fleetscope::cmd::Command::Blocks(_)
+            | fleetscope::cmd::Command::Compact(_)
+            | fleetscope::cmd::Command::Import(_)
+    ) {
+        sigpipe::reset();
+    }
     fleetscope::args::init_tracing(&cli.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -280,3 +280,28 @@ fn an_import_killed_midway_leaves_nothing_visible_and_compact_removes_its_files(
         files_under(&bucket)
     );
 }
+
+#[test]
+fn commands_end_quietly_when_their_reader_goes_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = file_url(dir.path());
+    for args in [
+        vec!["blocks", "ls", "--objstore", &url],
+        vec!["query", "--objstore", &url, "1+1"],
+    ] {
+        // The pipe's reading end is closed before the command prints: `fleetscope ... | head -0`.
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetscope"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
