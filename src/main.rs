@@ -32,6 +32,7 @@ fn main() -> ExitCode {
     fleetscope::args::init_tracing(&cli.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(fleetscope_query::STACK_BYTES)
         .build()
     {
         Ok(rt) => rt,
@@ -40,7 +41,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(fleetscope::cmd::run(cli.command)) {
+    // On a worker thread, whose stack is the large one, not on this thread's.
+    let command = runtime.spawn(fleetscope::cmd::run(cli.command));
+    match runtime
+        .block_on(command)
+        .unwrap_or_else(|e| Err(anyhow::anyhow!("{e}")))
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -140,7 +140,20 @@ impl Engine {
             return Err(bad("empty query"));
         }
         check_string_escapes(query)?;
-        parser::parse(query).map_err(|e| bad(explain_parse_error(query, &e)))
+        // Refuse what is surely too deep before the parser spends time on it.
+        if let Some(pos) = too_deep_text(query) {
+            return Err(bad(format!(
+                "expression nests more than {MAX_DEPTH} levels deep at char {pos} (parentheses, operators, function calls); at most {MAX_DEPTH}"
+            )));
+        }
+        let expr = parser::parse(query).map_err(|e| bad(explain_parse_error(query, &e)))?;
+        let depth = expr_depth(&expr);
+        if depth > MAX_DEPTH {
+            return Err(bad(format!(
+                "expression nests {depth} levels deep (parentheses, operators, function calls); at most {MAX_DEPTH}"
+            )));
+        }
+        Ok(expr)
     }
 
     /// Plans `query` at `t` (ms): an instant query.
@@ -336,6 +349,71 @@ enum Order {
     },
     /// Not ordered: we sort by labels for stable output.
     Unordered,
+}
+
+/// Deepest nesting of an expression a query may have (Prometheus users write tens of levels).
+pub const MAX_DEPTH: usize = 2000;
+
+/// Stack of the threads that parse, plan and evaluate queries: the evaluator recurses once per
+/// level of the expression, and [`MAX_DEPTH`] levels must fit (reserved, not resident, until used).
+pub const STACK_BYTES: usize = 256 << 20;
+
+/// Where the text of a query nests brackets, or chains unary signs, more than [`MAX_DEPTH`]
+/// deep (a 0-based char position), string literals skipped.
+fn too_deep_text(query: &str) -> Option<usize> {
+    let (mut depth, mut signs) = (0usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (pos, c) in query.chars().enumerate() {
+        if let Some(q) = quote {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' if q != '`' => escaped = true,
+                _ if c == q => quote = None,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' | '\'' | '`' => (quote, signs) = (Some(c), 0),
+            '(' | '[' | '{' => (depth, signs) = (depth + 1, 0),
+            ')' | ']' | '}' => (depth, signs) = (depth.saturating_sub(1), 0),
+            '+' | '-' => signs += 1,
+            _ if c.is_whitespace() => {}
+            _ => signs = 0,
+        }
+        if depth > MAX_DEPTH || signs > MAX_DEPTH {
+            return Some(pos);
+        }
+    }
+    None
+}
+
+/// The depth of `expr`'s tree, walked without recursion (the tree may be deeper than a stack).
+fn expr_depth(expr: &Expr) -> usize {
+    let mut deepest = 0;
+    let mut todo: Vec<(&Expr, usize)> = vec![(expr, 1)];
+    while let Some((e, d)) = todo.pop() {
+        deepest = deepest.max(d);
+        match e {
+            Expr::Aggregate(a) => {
+                todo.push((&a.expr, d + 1));
+                if let Some(p) = &a.param {
+                    todo.push((p, d + 1));
+                }
+            }
+            Expr::Unary(u) => todo.push((&u.expr, d + 1)),
+            Expr::Binary(b) => {
+                todo.push((&b.lhs, d + 1));
+                todo.push((&b.rhs, d + 1));
+            }
+            Expr::Paren(p) => todo.push((&p.expr, d + 1)),
+            Expr::Subquery(q) => todo.push((&q.expr, d + 1)),
+            Expr::Call(c) => todo.extend(c.args.args.iter().map(|a| (a.as_ref(), d + 1))),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 fn result_order(expr: &Expr) -> Order {

@@ -21,7 +21,7 @@ pub mod sql;
 pub mod value;
 pub mod warnings;
 
-pub use engine::{Compat, Engine, EngineOptions, Planned};
+pub use engine::{Compat, Engine, EngineOptions, MAX_DEPTH, Planned, STACK_BYTES};
 pub use error::{Error, Result};
 pub use fleetscope_store::{Catalog, Fanout, MemSource, SelectHints, Source};
 pub use remote::RemoteRead;

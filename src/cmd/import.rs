@@ -116,11 +116,12 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
     };
 
     let written = Arc::new(Mutex::new(Vec::new()));
-    let files = futures::stream::iter(&args.files)
+    let files = futures::stream::iter(args.files.clone())
         .map(|file| {
-            let (store, options, progress, written) = (&store, &options, &progress, &written);
+            let (store, options) = (Arc::clone(&store), options.clone());
+            let (progress, written) = (Arc::clone(&progress), Arc::clone(&written));
             async move {
-                import_file(store, file, options, progress, written)
+                import_file(&store, &file, &options, &progress, &written)
                     .await
                     .map_err(anyhow::Error::from)
             }

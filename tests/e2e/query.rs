@@ -92,3 +92,67 @@ fn query_prints_tables_json_csv_and_marks_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn deep_expressions_are_answered_or_refused_and_the_querier_stays_up() {
+    use crate::support::{Proc, enc, free_port, http, wait_ready};
+    let dir = tempfile::tempdir().unwrap();
+    let url = file_url(dir.path());
+    let port = free_port();
+    let querier = Proc::spawn(
+        env!("CARGO_BIN_EXE_fleetscope"),
+        &[
+            "querier",
+            "--objstore",
+            &url,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ],
+        &dir.path().join("querier.log"),
+    );
+    wait_ready(port, "/-/ready", "querier");
+    let nested = |open: &str, inner: &str, close: &str, n: usize| {
+        format!("{}{inner}{}", open.repeat(n), close.repeat(n))
+    };
+    let query = |q: &str| {
+        let body = format!("query={}&time=1767225600", enc(q));
+        let (status, body) = http(
+            "POST",
+            port,
+            "/api/v1/query",
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            body.as_bytes(),
+        )
+        .expect("the querier answers");
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
+    // Up to the documented depth (2,000 levels), in every position: answered.
+    for q in [
+        nested("(", "up", ")", 1000),
+        nested("(", "vector(1)", ")", 1998),
+        nested("sum(", "up", ")", 1999),
+        nested("abs(", "vector(1)", ")", 1998),
+        format!("{}up", "-".repeat(1999)),
+        vec!["vector(1)"; 1999].join(" + "),
+        nested("(", "up and up", ")", 1998),
+    ] {
+        let (status, body) = query(&q);
+        assert_eq!(status, 200, "{}…: {body}", &q[..40]);
+    }
+    // Past it: a clear bad_data error, whatever the shape.
+    for q in [
+        nested("(", "up", ")", 5000),
+        vec!["vector(1)"; 5000].join(" + "),
+        format!("{}up", "-".repeat(100_000)),
+    ] {
+        let (status, body) = query(&q);
+        assert_eq!(status, 400, "{body}");
+        assert!(
+            body.contains("bad_data") && body.contains("levels deep"),
+            "{body}"
+        );
+    }
+    let (status, _) = query("vector(1)");
+    assert_eq!(status, 200, "still serving");
+    assert_eq!(querier.terminate(), Some(0));
+}
