@@ -183,6 +183,11 @@ impl<'a> Evaluator<'a> {
             end: hi,
             step,
         };
+        // Every series of the inner expression holds a value per step: refuse a grid that alone
+        // passes the sample limit before anything is allocated for it (`up[1y:1ms]`).
+        if inner.len() > self.settings.max_samples {
+            return Err(Error::TooManySamples("subquery evaluation"));
+        }
         let series = match self.eval(&sq.expr, inner).await? {
             Value::Vector(v) => v
                 .into_iter()

@@ -94,7 +94,7 @@ fn query_prints_tables_json_csv_and_marks_errors() {
 }
 
 #[test]
-fn deep_expressions_are_answered_or_refused_and_the_querier_stays_up() {
+fn deep_and_huge_expressions_are_answered_or_refused_and_the_querier_stays_up() {
     use crate::support::{Proc, enc, free_port, http, wait_ready};
     let dir = tempfile::tempdir().unwrap();
     let url = file_url(dir.path());
@@ -152,6 +152,10 @@ fn deep_expressions_are_answered_or_refused_and_the_querier_stays_up() {
             "{body}"
         );
     }
+    // A subquery grid of 31.5 billion steps: refused before anything is allocated for it.
+    let (status, body) = query("up[1y:1ms]");
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("too many samples"), "{body}");
     let (status, _) = query("vector(1)");
     assert_eq!(status, 200, "still serving");
     assert_eq!(querier.terminate(), Some(0));
