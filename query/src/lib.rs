@@ -19,7 +19,7 @@ pub mod plan;
 pub mod remote;
 pub mod sql;
 pub mod value;
-pub mod warnings;
+pub use fleetscope_store::warnings;
 
 pub use engine::{Compat, Engine, EngineOptions, MAX_DEPTH, Planned, STACK_BYTES};
 pub use error::{Error, Result};

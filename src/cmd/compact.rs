@@ -51,6 +51,13 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
         for (merged, from) in &report.merged {
             println!("merged {} blocks into {merged}", from.len());
         }
+        for (ids, why) in &report.skipped {
+            let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+            println!(
+                "left {} alone: a block cannot be read: {why}",
+                ids.join(", ")
+            );
+        }
         for id in &report.leftovers {
             println!("deleted the files of unpublished block {id} (no meta.json)");
         }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use object_store::ObjectStore;
 
 use crate::error::Result;
@@ -90,6 +90,24 @@ impl Catalog {
     }
 }
 
+/// What a block gave, or nothing and a warning naming it if it could not be read (a damaged
+/// file, a chunk that does not decode, an object gone): the answer comes from the other blocks,
+/// as from the other remote-read endpoints when one is down.
+fn partial<T: Default>(reader: &BlockReader, result: Result<T>) -> T {
+    result.unwrap_or_else(|e| {
+        let m = reader.meta();
+        crate::warnings::warn(format!(
+            "block {} ({}, {} to {} ms) skipped: {}",
+            m.ulid,
+            m.external_labels(),
+            m.min_t,
+            m.max_t,
+            crate::error::display_chain(&e)
+        ));
+        T::default()
+    })
+}
+
 /// One block of a catalog as a [`Source`] (a part of the catalog for parallel plans).
 #[derive(Debug)]
 struct BlockSource(Arc<BlockReader>);
@@ -100,11 +118,8 @@ impl Source for BlockSource {
             if !Catalog::may_match(self.0.meta(), matchers) {
                 return Ok(Vec::new());
             }
-            Ok(self
-                .0
-                .select(matchers, hints.start, hints.end)
-                .await?
-                .series)
+            let selected = self.0.select(matchers, hints.start, hints.end).await;
+            Ok(partial(&self.0, selected.map(|s| s.series)))
         })
     }
 
@@ -129,14 +144,12 @@ impl Source for Catalog {
             let results: Vec<Vec<Series>> =
                 futures::stream::iter(self.selected(matchers, min_t, max_t))
                     .map(|reader| async move {
-                        reader
-                            .select(matchers, min_t, max_t)
-                            .await
-                            .map(|s| s.series)
+                        let selected = reader.select(matchers, min_t, max_t).await;
+                        partial(&reader, selected.map(|s| s.series))
                     })
                     .buffer_unordered(CONCURRENT_BLOCKS)
-                    .try_collect()
-                    .await?;
+                    .collect()
+                    .await;
             Ok(crate::series::merge(results))
         })
     }
@@ -145,10 +158,13 @@ impl Source for Catalog {
         Box::pin(async move {
             let results: Vec<Vec<Labels>> =
                 futures::stream::iter(self.selected(matchers, min_t, max_t))
-                    .map(|reader| async move { reader.series_labels(matchers, min_t, max_t).await })
+                    .map(|reader| async move {
+                        let labels = reader.series_labels(matchers, min_t, max_t).await;
+                        partial(&reader, labels)
+                    })
                     .buffer_unordered(CONCURRENT_BLOCKS)
-                    .try_collect()
-                    .await?;
+                    .collect()
+                    .await;
             let mut all: Vec<Labels> = results.into_iter().flatten().collect();
             all.sort();
             all.dedup();
@@ -158,14 +174,17 @@ impl Source for Catalog {
 
     fn label_index<'a>(&'a self, min_t: i64, max_t: i64) -> IndexFuture<'a> {
         Box::pin(async move {
-            let parts: Vec<Arc<LabelIndex>> =
+            let parts: Vec<Option<Arc<LabelIndex>>> =
                 futures::stream::iter(self.selected(&[], min_t, max_t))
-                    .map(|reader| async move { reader.label_index().await })
+                    .map(|reader| async move {
+                        let index = reader.label_index().await;
+                        partial(&reader, index.map(Some))
+                    })
                     .buffer_unordered(CONCURRENT_BLOCKS)
-                    .try_collect()
-                    .await?;
+                    .collect()
+                    .await;
             let mut index = LabelIndex::new();
-            for part in parts {
+            for part in parts.into_iter().flatten() {
                 for (name, values) in part.iter() {
                     index
                         .entry(name.clone())

@@ -59,6 +59,8 @@ pub struct CompactReport {
     pub deleted: Vec<BlockId>,
     /// Unpublished blocks (no `meta.json`) whose files were deleted.
     pub leftovers: Vec<BlockId>,
+    /// Windows left as they are because a block of theirs could not be read: blocks, and why.
+    pub skipped: Vec<(Vec<BlockId>, String)>,
 }
 
 /// The content of `deletion-mark.json`.
@@ -115,8 +117,19 @@ pub async fn compact(store: &Arc<dyn ObjectStore>, opts: &CompactOptions) -> Res
             if group.len() < 2 || newest_start < w + opts.range_ms {
                 continue;
             }
-            let merged = merge_blocks(store, &group, opts).await?;
             let ids: Vec<BlockId> = group.iter().map(|m| m.ulid).collect();
+            let merged = match merge_blocks(store, &group, opts).await {
+                Ok(merged) => merged,
+                // A damaged block is left alone with its window (its data may still be read in
+                // part by hand); the other windows go on.
+                Err(e @ (Error::Corrupt(_) | Error::Parquet { .. } | Error::Arrow(_))) => {
+                    let why = crate::error::display_chain(&e);
+                    tracing::warn!(window_start = w, error = %why, "window not merged: a block of it cannot be read");
+                    report.skipped.push((ids, why));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             for &id in &ids {
                 mark(store, id, opts.now_ms, "compacted").await?;
                 report.marked.push(id);

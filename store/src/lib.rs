@@ -34,6 +34,7 @@ pub mod reader;
 pub mod schema;
 pub mod series;
 pub mod source;
+pub mod warnings;
 pub mod writer;
 
 pub use catalog::Catalog;

@@ -160,3 +160,108 @@ fn deep_and_huge_expressions_are_answered_or_refused_and_the_querier_stays_up() 
     assert_eq!(status, 200, "still serving");
     assert_eq!(querier.terminate(), Some(0));
 }
+
+#[test]
+fn a_damaged_block_gives_a_warning_not_an_error_and_compact_leaves_it_alone() {
+    use crate::support::{Proc, enc, free_port, http, wait_ready};
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = dir.path().join("bucket");
+    let url = file_url(&bucket);
+    let blocks = || -> std::collections::BTreeSet<String> {
+        std::fs::read_dir(&bucket)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let import = |cluster: &str, text: &str| {
+        let before = blocks();
+        let file = dir.path().join(format!("{cluster}-{}.om", before.len()));
+        std::fs::write(&file, text).unwrap();
+        let out = fleetscope(&[
+            "import",
+            "--objstore",
+            &url,
+            "--cluster",
+            cluster,
+            file.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let new: Vec<String> = blocks().difference(&before).cloned().collect();
+        assert_eq!(new.len(), 1);
+        new[0].clone()
+    };
+    // Cluster a: two blocks in the first window (one will be damaged), one a day later; cluster b.
+    import("a", "m{pod=\"1\"} 1 1767225600\n");
+    let damaged = import("a", "m{pod=\"2\"} 2 1767225600\n");
+    import("a", "m{pod=\"1\"} 3 1767312000\n");
+    import("b", "m{pod=\"1\"} 4 1767225600\n");
+    std::fs::write(
+        bucket.join(&damaged).join("data.parquet"),
+        b"this is not a parquet file",
+    )
+    .unwrap();
+
+    let port = free_port();
+    let querier = Proc::spawn(
+        env!("CARGO_BIN_EXE_fleetscope"),
+        &[
+            "querier",
+            "--objstore",
+            &url,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ],
+        &dir.path().join("querier.log"),
+    );
+    wait_ready(port, "/-/ready", "querier");
+    let path = format!(
+        "/api/v1/query?query={}&time=1767225660",
+        enc("sort(sum by (cluster) (m))")
+    );
+    let (status, body) = http("GET", port, &path, &[], b"").unwrap();
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let values: Vec<(String, String)> = json["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["metric"]["cluster"].as_str().unwrap().to_string(),
+                r["value"][1].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        values,
+        [("a".to_string(), "1".to_string()), ("b".into(), "4".into())],
+        "the other blocks answer: {body}"
+    );
+    let warnings = json["warnings"].to_string();
+    assert!(
+        warnings.contains(&damaged) && warnings.contains("skipped"),
+        "the damaged block is named: {body}"
+    );
+    assert_eq!(querier.terminate(), Some(0));
+
+    let out = fleetscope(&["compact", "--objstore", &url]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("alone") && stdout.contains(&damaged),
+        "{stdout}"
+    );
+    assert!(bucket.join(&damaged).join("meta.json").exists());
+}

@@ -1,5 +1,6 @@
 //! Warnings of one request (Prometheus's `"warnings"` field): a source that can answer partially —
-//! a remote-read endpoint that is down — reports here instead of failing the whole query.
+//! a remote-read endpoint that is down, a block that cannot be read — reports here instead of
+//! failing the whole query.
 //!
 //! The collector lives in a task-local scope set by the API handler around the evaluation, so
 //! sources deep below the engine report without every call passing it along.
