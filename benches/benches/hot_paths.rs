@@ -62,11 +62,24 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("ingest");
     g.throughput(Throughput::Elements(flat.len() as u64));
     g.bench_function("remote_write_decode_2000_series", |b| {
-        b.iter(|| decode(Version::V1, raw.clone(), &SeriesCache::new()).unwrap())
+        b.iter(|| {
+            decode(
+                Version::V1,
+                raw.clone(),
+                &SeriesCache::new(),
+                &Default::default(),
+            )
+            .unwrap()
+        })
     });
-    let decoded = decode(Version::V1, raw.clone(), &SeriesCache::new())
-        .unwrap()
-        .series;
+    let decoded = decode(
+        Version::V1,
+        raw.clone(),
+        &SeriesCache::new(),
+        &Default::default(),
+    )
+    .unwrap()
+    .series;
     g.bench_function("wal_append_fsync_2000_series", |b| {
         let dir = tempfile::tempdir().unwrap();
         let (mut wal, _) = Wal::open(dir.path()).unwrap();

@@ -30,6 +30,47 @@ pub struct Decoded {
     pub histograms: usize,
     /// Exemplars received (not stored).
     pub exemplars: usize,
+    /// Series refused (invalid labels, or past a [`Limits`] limit) with their samples.
+    pub refused_series: usize,
+    /// Samples of the refused series.
+    pub refused_samples: usize,
+    /// Why the first refused series was refused, naming it.
+    pub first_refused: Option<String>,
+}
+
+/// Limits on what one request may hold, as Mimir has them: a series past one is refused (with its
+/// samples), the rest of the request is kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Most labels of a series, `__name__` included.
+    pub max_label_names: usize,
+    /// Longest label name, bytes.
+    pub max_label_name_bytes: usize,
+    /// Longest label value, bytes.
+    pub max_label_value_bytes: usize,
+    /// Most series in one request (a request past it is refused whole).
+    pub max_series: usize,
+}
+
+impl Default for Limits {
+    /// Mimir's name and value lengths; more label names than Mimir's 30 (one cluster's own
+    /// Prometheus, kube-state-metrics' label series included); series bounded by the body size.
+    fn default() -> Self {
+        Self {
+            max_label_names: 64,
+            max_label_name_bytes: 1024,
+            max_label_value_bytes: 2048,
+            max_series: 1_000_000,
+        }
+    }
+}
+
+impl Decoded {
+    fn refuse(&mut self, why: String, samples: usize) {
+        self.refused_series += 1;
+        self.refused_samples += samples;
+        self.first_refused.get_or_insert(why);
+    }
 }
 
 /// Label sets of recent requests, recognised from a request's bytes: a label set seen before is
@@ -63,11 +104,25 @@ impl SeriesCache {
 
 /// Decodes an uncompressed protobuf body and validates every series; label sets already in `cache`
 /// are taken from it, new ones are added.
-pub fn decode(version: Version, body: Bytes, cache: &SeriesCache) -> Result<Decoded, String> {
+pub fn decode(
+    version: Version,
+    body: Bytes,
+    cache: &SeriesCache,
+    limits: &Limits,
+) -> Result<Decoded, String> {
+    let too_many = |n: usize| {
+        format!(
+            "{n} series in one request; at most {} (--ingest.max-series-per-request)",
+            limits.max_series
+        )
+    };
     match version {
         Version::V1 => {
             let req = v1_ref::WriteRequest::decode(body)
                 .map_err(|e| format!("decode protobuf WriteRequest: {e}"))?;
+            if req.timeseries.len() > limits.max_series {
+                return Err(too_many(req.timeseries.len()));
+            }
             let hashes: Vec<u64> = req
                 .timeseries
                 .iter()
@@ -86,11 +141,16 @@ pub fn decode(version: Version, body: Bytes, cache: &SeriesCache) -> Result<Deco
                 Err(_) => vec![None; hashes.len()],
             };
             let mut new = Vec::new();
+            let mut out = Decoded::default();
             for (i, ts) in req.timeseries.iter().enumerate() {
                 if labels[i].is_none() {
-                    let built = check_labels(i, to_labels(i, &ts.labels)?)?;
-                    new.push((hashes[i], built.clone()));
-                    labels[i] = Some(built);
+                    match to_labels(i, &ts.labels).and_then(|l| check_labels(i, l, limits)) {
+                        Ok(built) => {
+                            new.push((hashes[i], built.clone()));
+                            labels[i] = Some(built);
+                        }
+                        Err(why) => out.refuse(why, ts.samples.len()),
+                    }
                 }
             }
             if !new.is_empty()
@@ -105,8 +165,8 @@ pub fn decode(version: Version, body: Bytes, cache: &SeriesCache) -> Result<Deco
                     }
                 }
             }
-            let mut out = Decoded::default();
             for (ts, labels) in req.timeseries.into_iter().zip(labels) {
+                let Some(labels) = labels else { continue };
                 out.histograms += ts.histograms.len();
                 out.exemplars += ts.exemplars.len();
                 let samples = ts
@@ -117,10 +177,7 @@ pub fn decode(version: Version, body: Bytes, cache: &SeriesCache) -> Result<Deco
                         v: s.value,
                     })
                     .collect();
-                out.series.push(Series {
-                    labels: labels.unwrap_or_default(),
-                    samples,
-                });
+                out.series.push(Series { labels, samples });
             }
             Ok(out)
         }
@@ -129,6 +186,9 @@ pub fn decode(version: Version, body: Bytes, cache: &SeriesCache) -> Result<Deco
                 .map_err(|e| format!("decode protobuf io.prometheus.write.v2.Request: {e}"))?;
             if req.symbols.first().is_some_and(|s| !s.is_empty()) {
                 return Err("symbols[0] must be the empty string".into());
+            }
+            if req.timeseries.len() > limits.max_series {
+                return Err(too_many(req.timeseries.len()));
             }
             let mut out = Decoded::default();
             for (i, ts) in req.timeseries.into_iter().enumerate() {
@@ -153,7 +213,13 @@ pub fn decode(version: Version, body: Bytes, cache: &SeriesCache) -> Result<Deco
                         })
                     })
                     .collect::<Result<Vec<_>, String>>()?;
-                let labels = check_labels(i, labels)?;
+                let labels = match check_labels(i, labels, limits) {
+                    Ok(labels) => labels,
+                    Err(why) => {
+                        out.refuse(why, ts.samples.len());
+                        continue;
+                    }
+                };
                 let samples = ts
                     .samples
                     .iter()
@@ -207,7 +273,7 @@ fn to_labels(i: usize, raw: &[v1_ref::Label]) -> Result<Vec<Label>, String> {
         .collect()
 }
 
-fn check_labels(i: usize, labels: Vec<Label>) -> Result<Labels, String> {
+fn check_labels(i: usize, labels: Vec<Label>, limits: &Limits) -> Result<Labels, String> {
     let shown = || {
         let pairs: Vec<String> = labels
             .iter()
@@ -217,6 +283,33 @@ fn check_labels(i: usize, labels: Vec<Label>) -> Result<Labels, String> {
     };
     if !labels.iter().any(|l| l.name == METRIC_NAME) {
         return Err(format!("series {i} {}: no {METRIC_NAME} label", shown()));
+    }
+    if labels.len() > limits.max_label_names {
+        return Err(format!(
+            "series {i} {}: {} labels; at most {} (--ingest.max-label-names-per-series)",
+            shown(),
+            labels.len(),
+            limits.max_label_names
+        ));
+    }
+    for l in &labels {
+        if l.name.len() > limits.max_label_name_bytes {
+            return Err(format!(
+                "series {i}: label name of {} bytes ({:?}...); at most {} (--ingest.max-label-name-length)",
+                l.name.len(),
+                l.name.chars().take(40).collect::<String>(),
+                limits.max_label_name_bytes
+            ));
+        }
+        if l.value.len() > limits.max_label_value_bytes {
+            return Err(format!(
+                "series {i}: value of label {} is {} bytes ({:?}...); at most {} (--ingest.max-label-value-length)",
+                l.name.chars().take(100).collect::<String>(),
+                l.value.len(),
+                l.value.chars().take(40).collect::<String>(),
+                limits.max_label_value_bytes
+            ));
+        }
     }
     // Describe the series only when it is refused: formatting is costly on the hot path.
     Labels::check_sorted(&labels).map_err(|e| format!("series {i} {}: {e}", shown()))?;
@@ -256,6 +349,7 @@ mod tests {
             Version::V1,
             v1_req(&[("__name__", "up"), ("job", "a")]),
             &SeriesCache::new(),
+            &Limits::default(),
         )
         .unwrap();
         assert_eq!(ok.series[0].samples, vec![Sample { t: 5, v: 1.0 }]);
@@ -269,8 +363,29 @@ mod tests {
             (vec![("__name__", "up"), ("job", "")], "empty value"),
             (vec![("job", "a")], "no __name__ label"),
         ];
+        let long = "x".repeat(3000);
+        let many: Vec<(String, String)> = std::iter::once(("__name__".into(), "up".into()))
+            .chain((0..70).map(|i| (format!("l{i:02}"), "v".into())))
+            .collect();
+        let many: Vec<(&str, &str)> = many.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        let cases = cases.into_iter().chain([
+            (
+                vec![("__name__", "up"), ("job", long.as_str())],
+                "is 3000 bytes",
+            ),
+            (many, "71 labels; at most 64"),
+        ]);
         for (labels, want) in cases {
-            let err = decode(Version::V1, v1_req(&labels), &SeriesCache::new()).unwrap_err();
+            // The series is refused with its samples, named; the request is not.
+            let d = decode(
+                Version::V1,
+                v1_req(&labels),
+                &SeriesCache::new(),
+                &Limits::default(),
+            )
+            .unwrap();
+            assert!(d.series.is_empty() && d.refused_series == 1 && d.refused_samples == 1);
+            let err = d.first_refused.unwrap();
             assert!(
                 err.contains(want) && err.contains("series 0"),
                 "{labels:?}: {err}"
@@ -280,13 +395,29 @@ mod tests {
             Version::V1,
             Bytes::from_static(b"\x0a\x05\x0a\x03\x0a\x01\xff"),
             &SeriesCache::new(),
+            &Limits::default(),
+        )
+        .unwrap()
+        .first_refused
+        .unwrap();
+        assert!(err.contains("label 0 name is not valid UTF-8"), "{err}");
+        let tight = Limits {
+            max_series: 0,
+            ..Limits::default()
+        };
+        let err = decode(
+            Version::V1,
+            v1_req(&[("__name__", "up")]),
+            &SeriesCache::new(),
+            &tight,
         )
         .unwrap_err();
-        assert!(err.contains("label 0 name is not valid UTF-8"), "{err}");
+        assert!(err.contains("1 series in one request; at most 0"), "{err}");
         let err = decode(
             Version::V1,
             Bytes::from_static(b"\x0a\x05\x0a"),
             &SeriesCache::new(),
+            &Limits::default(),
         )
         .unwrap_err();
         assert!(err.contains("decode protobuf"), "{err}");
@@ -296,8 +427,8 @@ mod tests {
     fn known_label_sets_come_from_the_cache() {
         let cache = SeriesCache::new();
         let up = [("__name__", "up"), ("job", "a")];
-        let first = decode(Version::V1, v1_req(&up), &cache).unwrap();
-        let again = decode(Version::V1, v1_req(&up), &cache).unwrap();
+        let first = decode(Version::V1, v1_req(&up), &cache, &Limits::default()).unwrap();
+        let again = decode(Version::V1, v1_req(&up), &cache, &Limits::default()).unwrap();
         assert_eq!(cache.len(), 1);
         assert_eq!(first.series[0].labels, again.series[0].labels);
         assert_eq!(again.series[0].labels, Labels::from_pairs(up));
@@ -305,6 +436,7 @@ mod tests {
             Version::V1,
             v1_req(&[("__name__", "up"), ("job", "b")]),
             &cache,
+            &Limits::default(),
         )
         .unwrap();
         assert_eq!(other.series[0].labels.get("job"), Some("b"));
@@ -314,9 +446,12 @@ mod tests {
             decode(
                 Version::V1,
                 v1_req(&[("job", "a"), ("__name__", "up")]),
-                &cache
+                &cache,
+                &Limits::default()
             )
-            .is_err()
+            .unwrap()
+            .first_refused
+            .is_some()
         );
         assert_eq!(cache.len(), 2);
     }
@@ -341,7 +476,13 @@ mod tests {
                 ..Default::default()
             }],
         };
-        let d = decode(Version::V2, req.encode_to_vec().into(), &SeriesCache::new()).unwrap();
+        let d = decode(
+            Version::V2,
+            req.encode_to_vec().into(),
+            &SeriesCache::new(),
+            &Limits::default(),
+        )
+        .unwrap();
         assert_eq!(
             d.series[0].labels,
             Labels::from_pairs([("__name__", "up"), ("job", "api")])
@@ -355,9 +496,14 @@ mod tests {
             }],
         };
         assert!(
-            decode(Version::V2, bad.encode_to_vec().into(), &SeriesCache::new())
-                .unwrap_err()
-                .contains("outside the symbol table")
+            decode(
+                Version::V2,
+                bad.encode_to_vec().into(),
+                &SeriesCache::new(),
+                &Limits::default()
+            )
+            .unwrap_err()
+            .contains("outside the symbol table")
         );
     }
 }

@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use fleetscope_store::{Labels, Series};
 
-use crate::convert::{SeriesCache, Version, decode};
+use crate::convert::{Limits, SeriesCache, Version, decode};
 use crate::metrics::CodeLabels;
 use crate::read::ReadError;
 use crate::shipper::Shipper;
@@ -37,6 +37,8 @@ pub struct ReceiverOptions {
     /// `creation_grace_period`): a wrong clock or a corrupt timestamp must not open windows
     /// years ahead that would make every real sample "too old".
     pub max_future: std::time::Duration,
+    /// Limits on labels and series per request.
+    pub limits: Limits,
 }
 
 impl Default for ReceiverOptions {
@@ -47,6 +49,7 @@ impl Default for ReceiverOptions {
             auth_token: None,
             max_read_samples: 50_000_000,
             max_future: std::time::Duration::from_secs(600),
+            limits: Limits::default(),
         }
     }
 }
@@ -207,7 +210,12 @@ async fn handle_write(state: &AppState, headers: &HeaderMap, body: Bytes) -> Out
         Ok(raw) => raw,
         Err((status, message)) => return Outcome::error(status, message),
     };
-    let decoded = match decode(version, Bytes::from(raw), &state.series) {
+    let decoded = match decode(
+        version,
+        Bytes::from(raw),
+        &state.series,
+        &state.options.limits,
+    ) {
         Ok(d) => d,
         Err(e) => return Outcome::error(StatusCode::BAD_REQUEST, e),
     };
@@ -236,7 +244,7 @@ async fn handle_write(state: &AppState, headers: &HeaderMap, body: Bytes) -> Out
         })
         .filter(|s| !s.samples.is_empty())
         .collect();
-    let rejected = too_old.count + too_new.count;
+    let rejected = too_old.count + too_new.count + decoded.refused_samples;
     let samples: usize = accepted.iter().map(|s| s.samples.len()).sum();
     if let Err(e) = state.shipper.append(accepted).await {
         // Overload, a full disk or shutdown: all retryable by the sender.
@@ -254,8 +262,14 @@ async fn handle_write(state: &AppState, headers: &HeaderMap, body: Bytes) -> Out
         histograms: 0,
         exemplars: 0,
     };
-    if rejected > 0 {
+    if rejected > 0 || decoded.refused_series > 0 {
         let mut parts = Vec::new();
+        if let Some(why) = &decoded.first_refused {
+            parts.push(format!(
+                "{} series ({} sample(s)) refused; first: {why}",
+                decoded.refused_series, decoded.refused_samples
+            ));
+        }
         if let Some(first) = &too_old.first {
             parts.push(format!(
                 "{} sample(s) too old: their block window is already cut (oldest accepted t={min_valid_t} ms); first: {first}",

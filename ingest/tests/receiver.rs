@@ -600,3 +600,27 @@ async fn samples_far_in_the_future_are_refused_and_later_samples_still_accepted(
     ts.sort_unstable();
     assert_eq!(ts, [now, now + 1000]);
 }
+
+#[tokio::test]
+async fn a_series_past_a_label_limit_is_refused_and_the_rest_written() {
+    let f = fixture(ReceiverOptions::default()).await;
+    let long = "v".repeat(5000);
+    let big: &[(&str, &str)] = &[("__name__", "up"), ("job", &long)];
+    let (status, body, headers) = send(
+        &f.app,
+        write(
+            v1_body(&[(big, &[(1, 1.0), (2, 2.0)]), (UP, &[(1, 3.0)])]),
+            "application/x-protobuf",
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body.contains("1 series (2 sample(s)) refused")
+            && body.contains("value of label job is 5000 bytes")
+            && body.contains("--ingest.max-label-value-length")
+            && body.contains("the other 1 sample(s) were written"),
+        "{body}"
+    );
+    assert_eq!(headers["x-prometheus-remote-write-samples-written"], "1");
+}

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use fleetscope_ingest::convert::Limits;
 use fleetscope_ingest::metrics::Metrics;
 use fleetscope_ingest::receiver::{ReceiverOptions, SHUTDOWN_FLUSH_TIMEOUT, router};
 use fleetscope_ingest::{Shipper, ShipperConfig};
@@ -43,6 +44,18 @@ pub struct Args {
     /// rest of the request is written), so a wrong timestamp cannot open windows years ahead.
     #[arg(long = "ingest.max-future", env = "FLEETSCOPE_INGEST_MAX_FUTURE", default_value = "10m", value_parser = parse_duration)]
     max_future: Duration,
+    /// Most labels of one series (`__name__` included); a series past it is refused, named.
+    #[arg(long = "ingest.max-label-names-per-series", env = "FLEETSCOPE_INGEST_MAX_LABEL_NAMES", default_value_t = Limits::default().max_label_names)]
+    max_label_names: usize,
+    /// Longest label name, bytes; a series past it is refused, named.
+    #[arg(long = "ingest.max-label-name-length", env = "FLEETSCOPE_INGEST_MAX_LABEL_NAME_LENGTH", default_value_t = Limits::default().max_label_name_bytes)]
+    max_label_name_bytes: usize,
+    /// Longest label value, bytes; a series past it is refused, named.
+    #[arg(long = "ingest.max-label-value-length", env = "FLEETSCOPE_INGEST_MAX_LABEL_VALUE_LENGTH", default_value_t = Limits::default().max_label_value_bytes)]
+    max_label_value_bytes: usize,
+    /// Most series in one remote-write request; a request past it is refused whole.
+    #[arg(long = "ingest.max-series-per-request", env = "FLEETSCOPE_INGEST_MAX_SERIES_PER_REQUEST", default_value_t = Limits::default().max_series)]
+    max_series: usize,
     /// How long uploaded blocks stay readable through remote-read (keep it above the queriers'
     /// `--refresh`, so data is never in neither place).
     #[arg(long = "local-retention", env = "FLEETSCOPE_LOCAL_RETENTION", default_value = "10m", value_parser = parse_duration)]
@@ -79,6 +92,12 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
         max_body_bytes: args.max_body_bytes,
         auth_token,
         max_future: args.max_future,
+        limits: Limits {
+            max_label_names: args.max_label_names,
+            max_label_name_bytes: args.max_label_name_bytes,
+            max_label_value_bytes: args.max_label_value_bytes,
+            max_series: args.max_series,
+        },
         ..Default::default()
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
