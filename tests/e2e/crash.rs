@@ -30,7 +30,7 @@ fn sigkill_loses_no_acknowledged_sample() {
         let (acked, port_now, stop) =
             (Arc::clone(&acked), Arc::clone(&port_now), Arc::clone(&stop));
         std::thread::spawn(move || {
-            let base = 1_800_000_000_000i64; // one block window, far from any cut
+            let base = 1_764_000_000_000i64; // one block window (in the past: --ingest.max-future), far from any cut
             let mut t = 0i64;
             while !stop.load(Ordering::Relaxed) {
                 // 10 series x 20 samples per request; timestamps never repeat.
