@@ -11,7 +11,7 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, SchemaRef};
 use arrow::error::ArrowError;
 
-use crate::{Labels, Sample, Series};
+use crate::{Label, Labels, Sample, Series};
 
 type Result<T> = std::result::Result<T, ArrowError>;
 
@@ -82,28 +82,35 @@ pub fn append_labels(
     Ok(())
 }
 
-/// The label sets of column `col`.
+/// The label sets of column `col`, read through the map's offsets (no per-row slices).
 pub fn read_labels(batch: &RecordBatch, col: usize) -> Result<Vec<Labels>> {
     let map = batch
         .column(col)
         .as_map_opt()
         .ok_or_else(|| shape("labels"))?;
-    (0..map.len())
-        .map(|i| {
-            let entries = map.value(i);
-            let names = entries
-                .column(0)
-                .as_string_opt::<i32>()
-                .ok_or_else(|| shape("name"))?;
-            let values = entries
-                .column(1)
-                .as_string_opt::<i32>()
-                .ok_or_else(|| shape("value"))?;
-            Ok(Labels::from_pairs(names.iter().zip(values.iter()).map(
-                |(n, v)| (n.unwrap_or_default(), v.unwrap_or_default()),
-            )))
+    let names = map
+        .keys()
+        .as_string_opt::<i32>()
+        .ok_or_else(|| shape("name"))?;
+    let values = map
+        .values()
+        .as_string_opt::<i32>()
+        .ok_or_else(|| shape("value"))?;
+    let offsets = map.value_offsets();
+    Ok(offsets
+        .windows(2)
+        .map(|w| {
+            let (from, to) = (w[0] as usize, w[1] as usize);
+            let labels: Vec<Label> = (from..to)
+                .map(|j| Label::new(names.value(j), values.value(j)))
+                .collect();
+            // Written sorted and valid by `append_labels`; anything else is put in order.
+            match Labels::check_sorted(&labels) {
+                Ok(()) => Labels::from_sorted(labels).unwrap_or_default(),
+                Err(_) => Labels::from_pairs(labels.into_iter().map(|l| (l.name, l.value))),
+            }
         })
-        .collect()
+        .collect())
 }
 
 fn shape(what: &str) -> ArrowError {
@@ -119,11 +126,11 @@ pub fn from_series(series: &[Series]) -> Result<RecordBatch> {
     for s in series {
         keys.append_value(series_key(&s.labels));
         append_labels(&mut labels, &s.labels)?;
-        ts.values()
-            .append_slice(&s.samples.iter().map(|x| x.t).collect::<Vec<_>>());
+        for x in &s.samples {
+            ts.values().append_value(x.t);
+            vs.values().append_value(x.v);
+        }
         ts.append(true);
-        vs.values()
-            .append_slice(&s.samples.iter().map(|x| x.v).collect::<Vec<_>>());
         vs.append(true);
     }
     RecordBatch::try_new(
@@ -153,24 +160,32 @@ pub fn read_series(batch: &RecordBatch, first: usize) -> Result<Vec<Series>> {
         .column(first + 2)
         .as_list_opt::<i32>()
         .ok_or_else(|| shape("v"))?;
+    // Through the offsets and the flat value arrays: no per-row slices.
+    let t_values = ts
+        .values()
+        .as_primitive_opt::<Int64Type>()
+        .ok_or_else(|| shape("t item"))?
+        .values();
+    let v_values = vs
+        .values()
+        .as_primitive_opt::<Float64Type>()
+        .ok_or_else(|| shape("v item"))?
+        .values();
+    let (t_offsets, v_offsets) = (ts.value_offsets(), vs.value_offsets());
     labels
         .into_iter()
         .enumerate()
         .map(|(i, labels)| {
-            let t = ts.value(i);
-            let v = vs.value(i);
-            let t = t
-                .as_primitive_opt::<Int64Type>()
-                .ok_or_else(|| shape("t item"))?;
-            let v = v
-                .as_primitive_opt::<Float64Type>()
-                .ok_or_else(|| shape("v item"))?;
-            let samples = t
-                .values()
-                .iter()
-                .zip(v.values().iter())
-                .map(|(&t, &v)| Sample { t, v })
-                .collect();
+            let t = t_values
+                .get(t_offsets[i] as usize..t_offsets[i + 1] as usize)
+                .ok_or_else(|| shape("t offsets"))?;
+            let v = v_values
+                .get(v_offsets[i] as usize..v_offsets[i + 1] as usize)
+                .ok_or_else(|| shape("v offsets"))?;
+            if t.len() != v.len() {
+                return Err(shape("t and v of different lengths"));
+            }
+            let samples = t.iter().zip(v).map(|(&t, &v)| Sample { t, v }).collect();
             Ok(Series { labels, samples })
         })
         .collect()
