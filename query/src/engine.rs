@@ -34,6 +34,9 @@ pub struct EngineOptions {
     pub parallelism: usize,
     /// Memory all running queries may hold together, in bytes (`--query.max-memory`).
     pub max_memory: usize,
+    /// Longest a query's evaluation may run: checked between series, so a query spending its time
+    /// computing (not waiting) still ends at it (`None`: no limit; the API adds its own timeout).
+    pub timeout: Option<Duration>,
 }
 
 /// Semantics to follow where Prometheus changed them.
@@ -57,6 +60,7 @@ impl Default for EngineOptions {
             compat: Compat::Current,
             parallelism: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_memory: 4 << 30,
+            timeout: None,
         }
     }
 }
@@ -317,6 +321,7 @@ impl Engine {
             query_end: end,
             query_step: step,
             prometheus2: self.options.compat == Compat::Prometheus2,
+            deadline: self.options.timeout.map(|t| std::time::Instant::now() + t),
         }
     }
 }
@@ -624,6 +629,36 @@ mod tests {
         assert_eq!(v[0].v, 0.75);
         // `used` twice at one range, `used[1m]` twice at another, `free` once.
         assert_eq!(counting.1.load(std::sync::atomic::Ordering::Relaxed), 3);
+    }
+
+    #[tokio::test]
+    async fn a_query_busy_computing_ends_at_its_timeout() {
+        let mut set = MemSeriesSet::new();
+        for i in 0..200 {
+            let l = Labels::from_pairs([("__name__", "x"), ("i", &i.to_string())]);
+            for t in 0..120 {
+                set.append(&l, t * 30_000, t as f64);
+            }
+        }
+        let src: Arc<dyn Source> = Arc::new(MemSource {
+            set,
+            external: Labels::empty(),
+        });
+        // 200 series x 3,600 inner steps x 3,600 outer windows: minutes of work.
+        let q = "count(max_over_time(x[1h:1s]))";
+        let (t, end) = (3_600_000, 7_200_000);
+        let engine = Engine::new(EngineOptions {
+            timeout: Some(std::time::Duration::from_millis(200)),
+            ..EngineOptions::default()
+        });
+        let started = std::time::Instant::now();
+        let err = engine.range(&src, q, t, end, 1000).await.unwrap_err();
+        assert!(matches!(err, crate::Error::Timeout(_)), "{err}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "ended {:?} after a 200 ms timeout",
+            started.elapsed()
+        );
     }
 
     /// The cases where Prometheus 3 and 2 differ, with the values Prometheus 2.42 gives

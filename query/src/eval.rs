@@ -40,6 +40,8 @@ pub(crate) struct Settings {
     pub(crate) query_step: i64,
     /// Follow Prometheus 2 semantics (left-closed windows, old `rate()` extrapolation).
     pub(crate) prometheus2: bool,
+    /// When the query must have ended ([`crate::EngineOptions::timeout`]).
+    pub(crate) deadline: Option<std::time::Instant>,
 }
 
 /// One query's evaluation state.
@@ -92,6 +94,7 @@ impl<'a> Evaluator<'a> {
     /// Evaluates `expr` at every step of `grid`.
     pub(crate) fn eval<'b>(&'b self, expr: &'b Expr, grid: Grid) -> BoxFuture<'b, Result<Value>> {
         Box::pin(async move {
+            self.check_deadline()?;
             if let Some(done) = self.precomputed.get(&node_id(expr)) {
                 return Ok(Value::Vector(done.as_ref().clone()));
             }
@@ -244,9 +247,12 @@ impl<'a> Evaluator<'a> {
         let times = self.effective_times(grid, vs.at.as_ref(), vs.offset.as_ref());
         let (lo, hi) = min_max(&times);
         let series = self.fetch(vs, lo - lookback, hi).await?;
-        Ok(series
+        series
             .into_iter()
             .filter_map(|(labels, samples)| {
+                if let Err(e) = self.check_deadline() {
+                    return Some(Err(e));
+                }
                 let vals: Vec<Option<f64>> = times
                     .iter()
                     .map(|&t| {
@@ -261,9 +267,18 @@ impl<'a> Evaluator<'a> {
                 };
                 vals.iter()
                     .any(Option::is_some)
-                    .then_some(StepSeries { labels, vals })
+                    .then_some(Ok(StepSeries { labels, vals }))
             })
-            .collect())
+            .collect()
+    }
+
+    /// An error once the query is past its deadline: called between series and nodes, so a
+    /// query busy computing ends at its timeout too.
+    pub(crate) fn check_deadline(&self) -> Result<()> {
+        match self.settings.deadline {
+            Some(d) if std::time::Instant::now() > d => Err(Error::Timeout("query evaluation")),
+            _ => Ok(()),
+        }
     }
 
     /// Effective evaluation time per step: the step time (or the `@` time), minus the offset.

@@ -63,7 +63,10 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
     let mut sources: Vec<Arc<dyn Source>> = vec![Arc::clone(&catalog) as _];
     sources.extend(args.remote.sources(args.timeout)?);
     let state = ApiState::with_source(
-        Engine::new(args.query.engine_options()),
+        Engine::new(fleetscope_query::EngineOptions {
+            timeout: Some(args.timeout),
+            ..args.query.engine_options()
+        }),
         catalog,
         Arc::new(Fanout(sources)),
         ApiOptions {

@@ -49,12 +49,14 @@ impl Evaluator<'_> {
             | Func::TsOfFirstOverTime
             | Func::TsOfLastOverTime => {
                 let input = self.eval_range(arg(0)?, grid).await?;
-                range_function(func, &input, grid.len(), |_| 0.0)
+                range_function(func, &input, grid.len(), |_| 0.0, &|| self.check_deadline())
             }
             Func::QuantileOverTime => {
                 let q = self.scalar_arg(arg(0)?, grid, "quantile_over_time").await?;
                 let input = self.eval_range(arg(1)?, grid).await?;
-                range_function(func, &input, grid.len(), |i| q[i])
+                range_function(func, &input, grid.len(), |i| q[i], &|| {
+                    self.check_deadline()
+                })
             }
             Func::PredictLinear => {
                 let input = self.eval_range(arg(0)?, grid).await?;
@@ -390,9 +392,11 @@ fn range_function(
     input: &RangeInput,
     steps: usize,
     param: impl Fn(usize) -> f64,
+    deadline: &dyn Fn() -> Result<()>,
 ) -> Result<Value> {
     let mut out = Vec::with_capacity(input.series.len());
     for (labels, samples) in &input.series {
+        deadline()?;
         let vals = (0..steps)
             .map(|i| {
                 let end = input.times[i];
