@@ -147,8 +147,7 @@ impl<'a> Planner<'a> {
         Ok(())
     }
 
-    /// Scan, repartition by series and per-series evaluation: as many partitions as parallelism
-    /// (one for a single-step query).
+    /// Scan, repartition by series and per-series evaluation: as many partitions as parallelism.
     /// `grouping` is the enclosing aggregation's, for the selection's hints.
     fn per_series_plan(
         &self,
@@ -198,20 +197,13 @@ impl<'a> Planner<'a> {
             self.repeated.contains(&vs.to_string()),
             Arc::clone(self.ctx),
         ));
-        // The scans decode in parallel either way; per-series work is spread too unless the query
-        // has one step, where it is a lookup per series and fanning out costs more than it saves.
-        let series_partitions = if self.grid.len() == 1 {
-            1
-        } else {
-            self.parallelism
-        };
-        let input = if scan.output_partitioning().partition_count() == 1 && series_partitions == 1 {
+        let input = if scan.output_partitioning().partition_count() == 1 && self.parallelism == 1 {
             scan
         } else {
             let key =
                 col(SERIES_KEY, &SERIES_SCHEMA).map_err(|e| Error::Internal(e.to_string()))?;
             Arc::new(
-                RepartitionExec::try_new(scan, Partitioning::Hash(vec![key], series_partitions))
+                RepartitionExec::try_new(scan, Partitioning::Hash(vec![key], self.parallelism))
                     .map_err(|e| Error::Internal(e.to_string()))?,
             )
         };
@@ -406,24 +398,14 @@ mod tests {
             ..EngineOptions::default()
         });
         let plan = |q: &str| engine.plan_instant(&source, q, 60_000).unwrap().display();
-        let range = |q: &str| {
-            engine
-                .plan_range(&source, q, 0, 600_000, 60_000)
-                .unwrap()
-                .display()
-        };
 
-        let q = "sum by (a) (rate(x[5m])) / on() group_left count(x)";
-        let p = range(q);
+        let p = plan("sum by (a) (rate(x[5m])) / on() group_left count(x)");
         assert_eq!(p.matches("PromScanExec").count(), 2, "{p}");
         assert_eq!(p.matches("mode=Partial").count(), 2, "{p}");
         assert!(
             p.contains("func=rate") && p.contains("Hash([series_key@0], 2)"),
             "{p}"
         );
-        // One step: per-series work stays in the scan's partition (one source here).
-        let p = plan(q);
-        assert!(!p.contains("RepartitionExec"), "{p}");
 
         // Whole-set operators run in the root over per-series leaves.
         let p = plan("topk(2, x * 2)");
