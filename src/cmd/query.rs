@@ -78,7 +78,12 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
         println!("{}", planned.display());
         return Ok(());
     }
-    let value = engine.execute(&planned).await?;
+    // Partial answers (a block or an endpoint skipped) say so on stderr, as the API's `warnings`.
+    let (value, warnings) = fleetscope_query::warnings::collect(engine.execute(&planned)).await;
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+    let value = value?;
     if args.explain {
         println!("{}", planned.display_metrics());
         return Ok(());

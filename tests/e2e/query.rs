@@ -251,6 +251,21 @@ fn a_damaged_block_gives_a_warning_not_an_error_and_compact_leaves_it_alone() {
         "the damaged block is named: {body}"
     );
     assert_eq!(querier.terminate(), Some(0));
+    // The CLI answers from the rest too, and says which block it skipped.
+    let out = fleetscope(&[
+        "query",
+        "--objstore",
+        &url,
+        "--time",
+        "1767225660",
+        "sum(m)",
+    ]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("warning: block {damaged}")),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let out = fleetscope(&["compact", "--objstore", &url]);
     let stdout = String::from_utf8_lossy(&out.stdout);
