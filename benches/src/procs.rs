@@ -56,13 +56,7 @@ impl Server {
 
     /// Peak resident memory (VmHWM), in bytes.
     pub(crate) fn peak_rss(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map_or(0, |kb| kb * 1024)
+        status_bytes(self.child.id(), "VmHWM:")
     }
 }
 
@@ -106,13 +100,7 @@ pub(crate) fn run_measured(mut cmd: Command) -> anyhow::Result<Measured> {
         if let Some(status) = child.try_wait()? {
             break status;
         }
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let anon = status
-            .lines()
-            .find_map(|l| l.strip_prefix("RssAnon:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map_or(0, |kb| kb * 1024);
-        peak = peak.max(anon);
+        peak = peak.max(status_bytes(pid, "RssAnon:"));
         cpu = cpu.max(cpu_of(pid));
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -128,6 +116,16 @@ pub(crate) fn run_measured(mut cmd: Command) -> anyhow::Result<Measured> {
         cpu,
         peak_anon: peak,
     })
+}
+
+/// A `kB` field of `/proc/PID/status` (`field` with its colon), in bytes; 0 once it is gone.
+fn status_bytes(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
 }
 
 /// User + system CPU seconds of process `pid` so far (0 once it is gone).

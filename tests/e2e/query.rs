@@ -95,22 +95,10 @@ fn query_prints_tables_json_csv_and_marks_errors() {
 
 #[test]
 fn deep_and_huge_expressions_are_answered_or_refused_and_the_querier_stays_up() {
-    use crate::support::{Proc, enc, free_port, http, wait_ready};
+    use crate::support::{enc, http, start_querier};
     let dir = tempfile::tempdir().unwrap();
     let url = file_url(dir.path());
-    let port = free_port();
-    let querier = Proc::spawn(
-        env!("CARGO_BIN_EXE_fleetscope"),
-        &[
-            "querier",
-            "--objstore",
-            &url,
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ],
-        &dir.path().join("querier.log"),
-    );
-    wait_ready(port, "/-/ready", "querier");
+    let (querier, port) = start_querier(&url, &dir.path().join("querier.log"));
     let nested = |open: &str, inner: &str, close: &str, n: usize| {
         format!("{}{inner}{}", open.repeat(n), close.repeat(n))
     };
@@ -163,7 +151,7 @@ fn deep_and_huge_expressions_are_answered_or_refused_and_the_querier_stays_up() 
 
 #[test]
 fn a_damaged_block_gives_a_warning_not_an_error_and_compact_leaves_it_alone() {
-    use crate::support::{Proc, enc, free_port, http, wait_ready};
+    use crate::support::{enc, http, start_querier};
     let dir = tempfile::tempdir().unwrap();
     let bucket = dir.path().join("bucket");
     let url = file_url(&bucket);
@@ -208,19 +196,7 @@ fn a_damaged_block_gives_a_warning_not_an_error_and_compact_leaves_it_alone() {
     )
     .unwrap();
 
-    let port = free_port();
-    let querier = Proc::spawn(
-        env!("CARGO_BIN_EXE_fleetscope"),
-        &[
-            "querier",
-            "--objstore",
-            &url,
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ],
-        &dir.path().join("querier.log"),
-    );
-    wait_ready(port, "/-/ready", "querier");
+    let (querier, port) = start_querier(&url, &dir.path().join("querier.log"));
     let path = format!(
         "/api/v1/query?query={}&time=1767225660",
         enc("sort(sum by (cluster) (m))")

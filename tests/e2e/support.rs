@@ -120,6 +120,24 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     }
 }
 
+/// Starts `fleetscope querier` over `objstore` on a free port, logging to `log`; waits until ready.
+pub(crate) fn start_querier(objstore: &str, log: &Path) -> (Proc, u16) {
+    let port = free_port();
+    let querier = Proc::spawn(
+        env!("CARGO_BIN_EXE_fleetscope"),
+        &[
+            "querier",
+            "--objstore",
+            objstore,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ],
+        log,
+    );
+    wait_ready(port, "/-/ready", "querier");
+    (querier, port)
+}
+
 /// Waits until `GET path` answers 200.
 pub(crate) fn wait_ready(port: u16, path: &str, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
