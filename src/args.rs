@@ -136,6 +136,23 @@ pub struct RemoteArgs {
         env = "FLEETSCOPE_REMOTE_READ_AUTH_TOKEN_FILE"
     )]
     pub remote_read_token_file: Option<std::path::PathBuf>,
+    /// Prometheus HTTP client configuration file for the `--remote-read` endpoints (`tls_config`
+    /// with CA, client certificate and key for mutual TLS; `basic_auth`; `authorization`), the
+    /// format of `promtool --http.config.file`.
+    #[arg(
+        long = "remote-read.http-config-file",
+        env = "FLEETSCOPE_REMOTE_READ_HTTP_CONFIG_FILE"
+    )]
+    pub http_config_file: Option<std::path::PathBuf>,
+}
+
+/// The web configuration file of a server.
+#[derive(Debug, Clone, Args)]
+pub struct WebArgs {
+    /// Prometheus web configuration file: `tls_server_config` (TLS, mutual TLS) and
+    /// `basic_auth_users` (bcrypt hashes) for every endpoint; reloaded on SIGHUP.
+    #[arg(long = "web.config.file", env = "FLEETSCOPE_WEB_CONFIG_FILE")]
+    pub config_file: Option<std::path::PathBuf>,
 }
 
 impl RemoteArgs {
@@ -149,6 +166,17 @@ impl RemoteArgs {
             .as_deref()
             .map(|path| read_token_file("--remote-read.auth-token-file", path))
             .transpose()?;
+        let http = match &self.http_config_file {
+            Some(path) => crate::web::client::ClientConfig::load(path)?,
+            None => Default::default(),
+        };
+        let credentials = match (token, http.credentials) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "--remote-read.auth-token-file and credentials in --remote-read.http-config-file: use one"
+            ),
+            (Some(token), None) => Some(fleetscope_query::Credentials::Bearer(token)),
+            (None, c) => c,
+        };
         let shippers = self
             .shippers
             .iter()
@@ -156,9 +184,9 @@ impl RemoteArgs {
         let endpoints: Vec<String> = self.remote_read.iter().cloned().chain(shippers).collect();
         let mut out: Vec<Arc<dyn fleetscope_query::Source>> = Vec::new();
         for url in &endpoints {
-            let mut remote = fleetscope_query::RemoteRead::new(url, timeout)?;
-            if let Some(token) = &token {
-                remote = remote.with_bearer_token(token.clone());
+            let mut remote = fleetscope_query::RemoteRead::with_tls(url, timeout, &http.tls)?;
+            if let Some(c) = &credentials {
+                remote = remote.with_credentials(c.clone());
             }
             out.push(Arc::new(remote));
         }

@@ -1,5 +1,7 @@
-//! The `fleetscope` command line: flag groups ([`args`]) and one module per subcommand ([`cmd`]).
+//! The `fleetscope` command line: flag groups ([`args`]), one module per subcommand ([`cmd`]), and the HTTP serving
+//! every server shares ([`web`]: TLS, basic authentication).
 //! Only this package uses `anyhow` and initialises `tracing`; the logic lives in the library crates.
 
 pub mod args;
 pub mod cmd;
+pub mod web;

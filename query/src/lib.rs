@@ -24,6 +24,6 @@ pub use fleetscope_store::warnings;
 pub use engine::{Compat, Engine, EngineOptions, MAX_DEPTH, Planned, STACK_BYTES};
 pub use error::{Error, Result};
 pub use fleetscope_store::{Catalog, Fanout, MemSource, SelectHints, Source};
-pub use remote::RemoteRead;
+pub use remote::{ClientTls, Credentials, RemoteRead};
 pub use sql::{Sql, SqlResult};
 pub use value::{InstantSample, QueryValue, RangeSeries};

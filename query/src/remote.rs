@@ -26,7 +26,52 @@ const MAX_RESPONSE_BYTES: usize = 1 << 30;
 pub struct RemoteRead {
     url: String,
     client: reqwest::Client,
-    token: Option<String>,
+    credentials: Option<Credentials>,
+}
+
+/// What a remote-read client sends in `Authorization`.
+#[derive(Clone)]
+pub enum Credentials {
+    /// `Bearer <token>`.
+    Bearer(String),
+    /// `Basic` user and password.
+    Basic {
+        /// The user.
+        user: String,
+        /// The password.
+        password: String,
+    },
+}
+
+impl std::fmt::Debug for Credentials {
+    /// Never the secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Bearer(_) => f.write_str("Bearer(<secret>)"),
+            Credentials::Basic { user, .. } => write!(f, "Basic({user}:<secret>)"),
+        }
+    }
+}
+
+/// TLS settings of a remote-read client (PEM bytes), as Prometheus's `tls_config`.
+#[derive(Clone, Default)]
+pub struct ClientTls {
+    /// CA certificates that sign the servers' certificates (besides the system's).
+    pub ca_pem: Option<Vec<u8>>,
+    /// The client's certificate chain and private key, for mutual TLS.
+    pub identity_pem: Option<Vec<u8>>,
+    /// Accept any server certificate (testing only).
+    pub insecure_skip_verify: bool,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("ca", &self.ca_pem.is_some())
+            .field("identity", &self.identity_pem.is_some())
+            .field("insecure_skip_verify", &self.insecure_skip_verify)
+            .finish()
+    }
 }
 
 /// A `--remote-read` URL that cannot be used.
@@ -55,6 +100,15 @@ enum ReadError {
 impl RemoteRead {
     /// An endpoint (an `http` or `https` URL); each request may take up to `timeout`.
     pub fn new(url: &str, timeout: Duration) -> Result<Self, InvalidEndpoint> {
+        Self::with_tls(url, timeout, &ClientTls::default())
+    }
+
+    /// An endpoint whose `https` connections follow `tls`.
+    pub fn with_tls(
+        url: &str,
+        timeout: Duration,
+        tls: &ClientTls,
+    ) -> Result<Self, InvalidEndpoint> {
         let invalid = |reason: String| InvalidEndpoint {
             url: url.to_string(),
             reason,
@@ -66,21 +120,39 @@ impl RemoteRead {
                 parsed.scheme()
             )));
         }
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
             .timeout(timeout)
             .user_agent(concat!("fleetscope/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| invalid(e.to_string()))?;
+            .danger_accept_invalid_certs(tls.insecure_skip_verify);
+        if let Some(pem) = &tls.ca_pem {
+            for cert in reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| invalid(format!("CA certificates: {e}")))?
+            {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        if let Some(pem) = &tls.identity_pem {
+            let identity = reqwest::Identity::from_pem(pem)
+                .map_err(|e| invalid(format!("client certificate and key: {e}")))?;
+            builder = builder.identity(identity);
+        }
+        let client = builder.build().map_err(|e| invalid(e.to_string()))?;
         Ok(Self {
             url: url.to_string(),
             client,
-            token: None,
+            credentials: None,
         })
     }
 
     /// Sends `Authorization: Bearer <token>` with every request.
-    pub fn with_bearer_token(mut self, token: String) -> Self {
-        self.token = Some(token);
+    pub fn with_bearer_token(self, token: String) -> Self {
+        self.with_credentials(Credentials::Bearer(token))
+    }
+
+    /// Sends `credentials` with every request.
+    pub fn with_credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Some(credentials);
         self
     }
 
@@ -123,8 +195,12 @@ impl RemoteRead {
             .header("Content-Encoding", "snappy")
             .header("X-Prometheus-Remote-Read-Version", "0.1.0")
             .body(body);
-        if let Some(token) = &self.token {
-            req = req.bearer_auth(token);
+        match &self.credentials {
+            Some(Credentials::Bearer(token)) => req = req.bearer_auth(token),
+            Some(Credentials::Basic { user, password }) => {
+                req = req.basic_auth(user, Some(password))
+            }
+            None => {}
         }
         let resp = req.send().await?;
         let status = resp.status();

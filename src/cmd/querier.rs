@@ -9,13 +9,15 @@ use anyhow::Context;
 use fleetscope_query::api::{ApiOptions, ApiState, router};
 use fleetscope_query::{Catalog, Engine, Fanout, Source};
 
-use crate::args::{ObjstoreArgs, QueryArgs, RemoteArgs, parse_duration};
+use crate::args::{ObjstoreArgs, QueryArgs, RemoteArgs, WebArgs, parse_duration};
 
 /// Flags of `fleetscope querier`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
     objstore: ObjstoreArgs,
+    #[command(flatten)]
+    web: WebArgs,
     #[command(flatten)]
     query: QueryArgs,
     /// Address to serve the HTTP API on.
@@ -78,9 +80,12 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listen on {}", args.listen))?;
     tracing::info!(listen = %listener.local_addr()?, "querier serving the Prometheus HTTP API");
-    axum::serve(listener, router(Arc::new(state)))
-        .with_graceful_shutdown(crate::args::shutdown_signal())
-        .await?;
+    crate::web::serve(
+        listener,
+        router(Arc::new(state)),
+        args.web.config_file.as_deref(),
+    )
+    .await?;
     refresher.abort();
     Ok(())
 }

@@ -12,13 +12,15 @@ use fleetscope_ingest::metrics::Metrics;
 use fleetscope_ingest::receiver::{ReceiverOptions, SHUTDOWN_FLUSH_TIMEOUT, router};
 use fleetscope_ingest::{Shipper, ShipperConfig};
 
-use crate::args::{ExternalLabelArgs, ObjstoreArgs, parse_duration, read_token_file};
+use crate::args::{ExternalLabelArgs, ObjstoreArgs, WebArgs, parse_duration, read_token_file};
 
 /// Flags of `fleetscope shipper`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
     objstore: ObjstoreArgs,
+    #[command(flatten)]
+    web: WebArgs,
     #[command(flatten)]
     labels: ExternalLabelArgs,
     /// Address to receive remote-write on.
@@ -69,6 +71,13 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
         .as_deref()
         .map(|path| read_token_file("--auth-token-file", path))
         .transpose()?;
+    if let (Some(_), Some(path)) = (&auth_token, &args.web.config_file)
+        && !crate::web::config::WebConfig::load(path)?.users.is_empty()
+    {
+        anyhow::bail!(
+            "--auth-token-file and basic_auth_users in --web.config.file both need the Authorization header: use one"
+        );
+    }
     let config = ShipperConfig {
         block_duration: args.block_duration,
         external_labels: args.labels.labels(),
@@ -104,9 +113,12 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listen on {}", args.listen))?;
     tracing::info!(listen = %listener.local_addr()?, external_labels = %args.labels.labels(), "shipper receiving remote-write on /api/v1/write, serving remote-read on /api/v1/read");
-    axum::serve(listener, router(shipper.clone(), options))
-        .with_graceful_shutdown(crate::args::shutdown_signal())
-        .await?;
+    crate::web::serve(
+        listener,
+        router(shipper.clone(), options),
+        args.web.config_file.as_deref(),
+    )
+    .await?;
 
     // No more writes: cut everything and upload it before exiting.
     let _ = stop_tx.send(true);

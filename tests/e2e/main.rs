@@ -13,6 +13,7 @@ mod query;
 mod remote_read;
 mod sql;
 mod support;
+mod tls;
 
 use std::path::Path;
 use std::process::{Command, Output};
