@@ -3,7 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::TaskContext;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::physical_plan::display::DisplayableExecutionPlan;
 use datafusion::physical_plan::{ExecutionPlan, collect, displayable};
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -14,6 +15,7 @@ use crate::error::{Result, bad};
 use crate::eval::{Settings, unparen};
 use crate::exec::batch::to_rows;
 use crate::exec::{QueryCtx, ResultKind, from_df};
+use crate::memory::QueryPool;
 use crate::plan::{AggOp, Func, Planner};
 use crate::value::{Grid, InstantSample, QueryValue, RangeSeries};
 use crate::warnings;
@@ -32,8 +34,10 @@ pub struct EngineOptions {
     pub compat: Compat,
     /// Partitions a query's per-series work is spread over (`--query.parallelism`, the cores).
     pub parallelism: usize,
-    /// Memory all running queries may hold together, in bytes (`--query.max-memory`).
+    /// Memory all running queries may hold together, in bytes (`--query.max-total-memory`).
     pub max_memory: usize,
+    /// Memory one query may hold, in bytes (`--query.max-memory`).
+    pub max_query_memory: usize,
     /// Longest a query's evaluation may run: checked between series, so a query spending its time
     /// computing (not waiting) still ends at it (`None`: no limit; the API adds its own timeout).
     pub timeout: Option<Duration>,
@@ -60,6 +64,7 @@ impl Default for EngineOptions {
             compat: Compat::Current,
             parallelism: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_memory: 4 << 30,
+            max_query_memory: 1 << 30,
             timeout: None,
         }
     }
@@ -131,6 +136,33 @@ impl Engine {
     /// The engine's settings.
     pub fn options(&self) -> &EngineOptions {
         &self.options
+    }
+
+    /// A task context of the session whose memory pool is a budget of its own
+    /// ([`crate::memory::QueryPool`]) inside the session's.
+    fn query_task_ctx(&self) -> Arc<TaskContext> {
+        let session = self.session.task_ctx();
+        let shared = session.runtime_env();
+        let pool = QueryPool::new(
+            Arc::clone(&shared.memory_pool),
+            self.options.max_query_memory.max(1 << 20),
+        );
+        let runtime = RuntimeEnv {
+            memory_pool: Arc::new(pool),
+            disk_manager: Arc::clone(&shared.disk_manager),
+            cache_manager: Arc::clone(&shared.cache_manager),
+            object_store_registry: Arc::clone(&shared.object_store_registry),
+        };
+        Arc::new(TaskContext::new(
+            session.task_id(),
+            session.session_id(),
+            session.session_config().clone(),
+            session.scalar_functions().clone(),
+            session.higher_order_functions().clone(),
+            session.aggregate_functions().clone(),
+            session.window_functions().clone(),
+            Arc::new(runtime),
+        ))
     }
 
     /// The DataFusion session every query runs in.
@@ -247,7 +279,7 @@ impl Engine {
                 s: s.val.clone(),
             });
         }
-        let batches = collect(Arc::clone(&planned.plan), self.session.task_ctx()).await;
+        let batches = collect(Arc::clone(&planned.plan), self.query_task_ctx()).await;
         if let Ok(mut reported) = planned.ctx.warnings.lock() {
             for w in reported.drain(..) {
                 warnings::warn(w);

@@ -15,6 +15,7 @@ pub mod engine;
 pub mod error;
 mod eval;
 mod exec;
+mod memory;
 pub mod plan;
 pub mod remote;
 pub mod sql;
