@@ -10,9 +10,9 @@ seconds="${1:-600}"
 shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(promql remote_write remote_read openmetrics block)
+cargo run --quiet -p fleetscope-fuzz --example seeds -- fuzz/corpus
 # Instrumented builds must not share compiled code with the normal ones.
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$HOME/.cache/fleetscope-fuzz-target}"
-cargo run --quiet -p fleetscope-fuzz --example seeds -- fuzz/corpus
 for t in "${targets[@]}"; do
   echo "=== $t for ${seconds}s"
   # --dev: debug assertions and overflow checks on, and a build of minutes rather than most of an hour.
