@@ -72,10 +72,14 @@ pub struct QueryArgs {
     /// Partitions one query's per-series work is spread over (default: the number of cores).
     #[arg(long = "query.parallelism", env = "FLEETSCOPE_QUERY_PARALLELISM")]
     pub parallelism: Option<usize>,
-    /// Memory all running queries may hold together (`512MiB`, `4GiB`, ...; default: half of
-    /// the machine's memory). A query past it fails with a clear error instead of growing.
+    /// Memory one query may hold (`512MiB`, `4GiB`, ...; default: an eighth of the machine's
+    /// memory). Counted before it is allocated: a query past it fails with a clear error (422).
     #[arg(long = "query.max-memory", env = "FLEETSCOPE_QUERY_MAX_MEMORY", value_parser = parse_size)]
     pub max_memory: Option<u64>,
+    /// Memory all running queries may hold together (default: half of the machine's memory). A
+    /// query that would pass it fails with a clear error (422) instead of growing.
+    #[arg(long = "query.max-total-memory", env = "FLEETSCOPE_QUERY_MAX_TOTAL_MEMORY", value_parser = parse_size)]
+    pub max_total_memory: Option<u64>,
 }
 
 /// A size in bytes: a number with an optional unit (`B`, `KB`, `MB`, `GB`, `KiB`, `MiB`, `GiB`).
@@ -219,9 +223,13 @@ impl QueryArgs {
                 .filter(|&n| n > 0)
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
             max_memory: self
-                .max_memory
+                .max_total_memory
                 .or_else(|| machine_memory().map(|m| m / 2))
                 .unwrap_or(4 << 30) as usize,
+            max_query_memory: self
+                .max_memory
+                .or_else(|| machine_memory().map(|m| m / 8))
+                .unwrap_or(1 << 30) as usize,
             ..Default::default()
         }
     }

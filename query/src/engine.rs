@@ -772,4 +772,64 @@ mod tests {
             "{hint}"
         );
     }
+
+    /// 200 series of 120 samples (an hour at 30 s).
+    fn two_hundred() -> Arc<dyn Source> {
+        let mut set = MemSeriesSet::new();
+        for i in 0..200 {
+            let l = Labels::from_pairs([("__name__", "x"), ("i", &i.to_string())]);
+            for t in 0..120 {
+                set.append(&l, t * 30_000, t as f64);
+            }
+        }
+        Arc::new(MemSource {
+            set,
+            external: Labels::empty(),
+        })
+    }
+
+    #[tokio::test]
+    async fn steps_times_series_are_counted_before_they_are_made() {
+        // 24,000 samples load, but 200 series x 3,601 steps of values would be 720,200 points.
+        let engine = Engine::new(EngineOptions {
+            max_samples: 100_000,
+            ..EngineOptions::default()
+        });
+        let err = engine
+            .range(&two_hundred(), "x", 0, 3_600_000, 1000)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, crate::Error::TooManySamples("query evaluation")),
+            "{err}"
+        );
+        // A grid that fits answers.
+        let ok = engine
+            .range(&two_hundred(), "x", 0, 3_600_000, 60_000)
+            .await;
+        assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    #[tokio::test]
+    async fn a_query_past_its_memory_fails_clearly_and_frees_it() {
+        let engine = Engine::new(EngineOptions {
+            max_query_memory: 4 << 20,
+            max_memory: 64 << 20,
+            ..EngineOptions::default()
+        });
+        // 200 series x 3,601 steps x 16 bytes per value, twice (selector, rate): about 23 MB.
+        let q = "sum(rate(x[5m])) + sum(x)";
+        let err = engine
+            .range(&two_hundred(), q, 0, 3_600_000, 1000)
+            .await
+            .unwrap_err();
+        match &err {
+            crate::Error::ResourcesExhausted(m) => assert!(m.contains("--query.max-memory"), "{m}"),
+            other => panic!("{other}"),
+        }
+        // Nothing stays reserved once the query ended.
+        assert_eq!(engine.session().runtime_env().memory_pool.reserved(), 0);
+        let ok = engine.range(&two_hundred(), q, 0, 3_600_000, 60_000).await;
+        assert!(ok.is_ok(), "{ok:?}");
+    }
 }

@@ -18,6 +18,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use datafusion::common::DataFusionError;
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool, MemoryReservation};
 use fleetscope_store::{Labels, MatchOp, Matcher, SelectHints, Series, is_stale_nan};
 use futures::future::BoxFuture;
 use promql_parser::label::MatchOp as PMatchOp;
@@ -56,7 +58,12 @@ pub(crate) struct Evaluator<'a> {
     repeated: HashSet<String>,
     /// ...and what they fetched, by selector and time range: read once per query.
     fetched: Mutex<HashMap<(String, i64, i64), Arc<Fetched>>>,
+    /// The query's memory budget, charged before values are allocated ([`Self::reserve`]).
+    memory: Option<MemoryReservation>,
 }
+
+/// Bytes a series' labels and bookkeeping take besides its values (an estimate).
+const SERIES_BYTES: usize = 128;
 
 /// Series of a selector: labels and `(t, v)` samples, sorted by labels.
 type Fetched = Vec<(Labels, Vec<(i64, f64)>)>;
@@ -76,7 +83,39 @@ impl<'a> Evaluator<'a> {
                 .map(|(s, _)| s)
                 .collect(),
             fetched: Mutex::new(HashMap::new()),
+            memory: None,
         }
+    }
+
+    /// Charges what the evaluation holds to `pool` (the query's [`crate::memory::QueryPool`]).
+    pub(crate) fn with_memory(mut self, pool: &Arc<dyn MemoryPool>) -> Self {
+        self.memory = Some(MemoryConsumer::new("PromQL evaluation").register(pool));
+        self
+    }
+
+    /// Counts `series` x `steps` values about to be allocated: one value set may hold at most
+    /// `--query.max-samples` of them (Prometheus's limit and error), and their bytes come out of
+    /// the query's memory budget. Charged before allocating, released when the query ends.
+    pub(crate) fn reserve(&self, series: usize, steps: usize) -> Result<()> {
+        let points = series.saturating_mul(steps);
+        if points > self.settings.max_samples {
+            return Err(Error::TooManySamples("query evaluation"));
+        }
+        self.reserve_bytes(
+            points
+                .saturating_mul(std::mem::size_of::<Option<f64>>())
+                .saturating_add(series.saturating_mul(SERIES_BYTES)),
+        )
+    }
+
+    fn reserve_bytes(&self, bytes: usize) -> Result<()> {
+        let Some(memory) = &self.memory else {
+            return Ok(());
+        };
+        memory.try_grow(bytes).map_err(|e| match e {
+            DataFusionError::ResourcesExhausted(m) => Error::ResourcesExhausted(m),
+            other => Error::Internal(other.to_string()),
+        })
     }
 
     /// Counts loaded samples in `loaded` (shared with the other nodes of a query's plan).
@@ -120,9 +159,25 @@ impl<'a> Evaluator<'a> {
                 Expr::MatrixSelector(_) | Expr::Subquery(_) => Err(bad(
                     "range vector is only allowed as an argument of a function taking one",
                 )),
-                Expr::Call(call) => self.call(call, grid).await,
-                Expr::Aggregate(agg) => self.aggregate(agg, grid).await,
-                Expr::Binary(b) => self.binary(b, grid).await,
+                // Values these make from their inputs' are counted once made (the inputs were
+                // counted before; range functions count theirs in `eval_range`).
+                Expr::Call(call) => {
+                    let out = self.call(call, grid).await?;
+                    if !call.args.args.iter().any(|a| is_range(a)) {
+                        self.count_made(&out, grid)?;
+                    }
+                    Ok(out)
+                }
+                Expr::Aggregate(agg) => {
+                    let out = self.aggregate(agg, grid).await?;
+                    self.count_made(&out, grid)?;
+                    Ok(out)
+                }
+                Expr::Binary(b) => {
+                    let out = self.binary(b, grid).await?;
+                    self.count_made(&out, grid)?;
+                    Ok(out)
+                }
                 Expr::Extension(_) => Err(Error::Internal(
                     "extension expressions are not supported".into(),
                 )),
@@ -130,7 +185,15 @@ impl<'a> Evaluator<'a> {
         })
     }
 
-    /// Evaluates a range-vector expression (matrix selector or subquery) for every step of `grid`.
+    fn count_made(&self, value: &Value, grid: Grid) -> Result<()> {
+        match value {
+            Value::Vector(v) => self.reserve(v.len(), grid.len()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Evaluates a range-vector expression (matrix selector or subquery) for every step of `grid`;
+    /// counts the values per step a function will make of it ([`Self::reserve`]).
     pub(crate) fn eval_range<'b>(
         &'b self,
         expr: &'b Expr,
@@ -149,6 +212,7 @@ impl<'a> Evaluator<'a> {
                         samples.retain(|(_, v)| !is_stale_nan(*v));
                     }
                     series.retain(|(_, s)| !s.is_empty());
+                    self.reserve(series.len(), grid.len())?;
                     Ok(RangeInput {
                         series,
                         range,
@@ -156,7 +220,11 @@ impl<'a> Evaluator<'a> {
                         left_closed: self.settings.prometheus2,
                     })
                 }
-                Expr::Subquery(sq) => self.subquery(sq, grid).await,
+                Expr::Subquery(sq) => {
+                    let input = self.subquery(sq, grid).await?;
+                    self.reserve(input.series.len(), grid.len())?;
+                    Ok(input)
+                }
                 _ => Err(bad(
                     "expected a range vector (a matrix selector or a subquery)",
                 )),
@@ -247,6 +315,7 @@ impl<'a> Evaluator<'a> {
         let times = self.effective_times(grid, vs.at.as_ref(), vs.offset.as_ref());
         let (lo, hi) = min_max(&times);
         let series = self.fetch(vs, lo - lookback, hi).await?;
+        self.reserve(series.len(), times.len())?;
         series
             .into_iter()
             .filter_map(|(labels, samples)| {
@@ -343,7 +412,7 @@ impl<'a> Evaluator<'a> {
         if loaded > self.settings.max_samples {
             return Err(Error::TooManySamples("query execution"));
         }
-        Ok(())
+        self.reserve_bytes(n.saturating_mul(std::mem::size_of::<(i64, f64)>()))
     }
 
     /// [`Evaluator::fetch`] from the source.
@@ -516,4 +585,9 @@ pub(crate) fn unparen(mut e: &Expr) -> &Expr {
         e = &p.expr;
     }
     e
+}
+
+/// Whether `e` is a range vector (an argument a range function reads window by window).
+fn is_range(e: &Expr) -> bool {
+    matches!(unparen(e), Expr::MatrixSelector(_) | Expr::Subquery(_))
 }

@@ -130,6 +130,7 @@ impl ExecutionPlan for PromEvalExec {
             .map(|c| c.execute(0, Arc::clone(&context)))
             .collect::<DfResult<Vec<_>>>()?;
         let reservation = MemoryConsumer::new("PromEvalExec").register(context.memory_pool());
+        let pool = Arc::clone(context.memory_pool());
         let rows = MetricBuilder::new(&self.metrics).output_rows(partition);
         let leaves = self.leaves.clone();
         let (expr, grid, kind) = (Arc::clone(&self.expr), self.grid, self.kind);
@@ -150,6 +151,7 @@ impl ExecutionPlan for PromEvalExec {
             }
             let ev = Evaluator::new(source.as_ref(), ctx.settings, &expr)
                 .with_counter(Arc::clone(&ctx.loaded))
+                .with_memory(&pool)
                 .with_precomputed(done);
             let out = evaluate(&ev, &expr, grid, kind).await.map_err(to_df)?;
             rows.add(out.len());

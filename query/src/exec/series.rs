@@ -101,6 +101,7 @@ impl ExecutionPlan for PromSeriesExec {
         let input = self.input.execute(partition, Arc::clone(&context))?;
         let reservation = MemoryConsumer::new(format!("PromSeriesExec[{partition}]"))
             .register(context.memory_pool());
+        let pool = Arc::clone(context.memory_pool());
         let rows = MetricBuilder::new(&self.metrics).output_rows(partition);
         let (expr, grid, ctx) = (Arc::clone(&self.expr), self.grid, Arc::clone(&self.ctx));
         let future = async move {
@@ -112,8 +113,9 @@ impl ExecutionPlan for PromSeriesExec {
             }
             drop(batches);
             let source = PartitionSource(Mutex::new(fleetscope_store::series::merge(parts)));
-            let ev =
-                Evaluator::new(&source, ctx.settings, &expr).with_counter(Arc::clone(&ctx.loaded));
+            let ev = Evaluator::new(&source, ctx.settings, &expr)
+                .with_counter(Arc::clone(&ctx.loaded))
+                .with_memory(&pool);
             let series = match ev.eval(&expr, grid).await.map_err(to_df)? {
                 Value::Vector(v) => v,
                 _ => {
