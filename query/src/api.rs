@@ -319,15 +319,19 @@ fn invalid(name: &str, value: &str, what: &str) -> ApiError {
     ))
 }
 
+/// Largest time the API takes, ms (2^53: exact in a float, and far from `i64` overflow).
+const TIME_LIMIT_MS: f64 = 9_007_199_254_740_992.0;
+
 /// Unix seconds with decimals, or RFC 3339 (Prometheus's `parseTime`).
 fn parse_time(s: &str) -> Option<i64> {
     if let Ok(secs) = s.parse::<f64>() {
         if !secs.is_finite() {
             return None;
         }
-        let whole = secs.trunc();
-        let frac = ((secs - whole) * 1000.0).round();
-        return Some(whole as i64 * 1000 + frac as i64);
+        // Past about 285,000 years either way, the time is clamped: no data is there, and the
+        // engine's arithmetic on it stays far from overflowing.
+        let ms = (secs * 1000.0).round().clamp(-TIME_LIMIT_MS, TIME_LIMIT_MS);
+        return Some(ms as i64);
     }
     chrono::DateTime::parse_from_rfc3339(s)
         .ok()

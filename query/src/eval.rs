@@ -93,12 +93,18 @@ impl<'a> Evaluator<'a> {
         self
     }
 
-    /// Counts `series` x `steps` values about to be allocated: one value set may hold at most
-    /// `--query.max-samples` of them (Prometheus's limit and error), and their bytes come out of
-    /// the query's memory budget. Charged before allocating, released when the query ends.
+    /// Counts `series` x `steps` values about to be allocated: with the samples loaded, the
+    /// values a query makes may not pass `--query.max-samples` (Prometheus's limit and error;
+    /// counted as they are made, never uncounted, so an upper bound of what is held at once),
+    /// and their bytes come out of the query's memory budget. Charged before allocating,
+    /// released when the query ends.
     pub(crate) fn reserve(&self, series: usize, steps: usize) -> Result<()> {
         let points = series.saturating_mul(steps);
-        if points > self.settings.max_samples {
+        let held = self
+            .samples_loaded
+            .fetch_add(points, Ordering::Relaxed)
+            .saturating_add(points);
+        if held > self.settings.max_samples {
             return Err(Error::TooManySamples("query evaluation"));
         }
         self.reserve_bytes(

@@ -7,6 +7,7 @@ mod crash;
 mod demo;
 mod deploy;
 mod fleet;
+mod hostile;
 mod import;
 mod outage;
 mod query;

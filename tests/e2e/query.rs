@@ -98,7 +98,7 @@ fn deep_and_huge_expressions_are_answered_or_refused_and_the_querier_stays_up() 
     use crate::support::{enc, http, start_querier};
     let dir = tempfile::tempdir().unwrap();
     let url = file_url(dir.path());
-    let (querier, port) = start_querier(&url, &dir.path().join("querier.log"));
+    let (querier, port) = start_querier(&url, &[], &dir.path().join("querier.log"));
     let nested = |open: &str, inner: &str, close: &str, n: usize| {
         format!("{}{inner}{}", open.repeat(n), close.repeat(n))
     };
@@ -196,7 +196,7 @@ fn a_damaged_block_gives_a_warning_not_an_error_and_compact_leaves_it_alone() {
     )
     .unwrap();
 
-    let (querier, port) = start_querier(&url, &dir.path().join("querier.log"));
+    let (querier, port) = start_querier(&url, &[], &dir.path().join("querier.log"));
     let path = format!(
         "/api/v1/query?query={}&time=1767225660",
         enc("sort(sum by (cluster) (m))")

@@ -120,22 +120,28 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     }
 }
 
-/// Starts `fleetscope querier` over `objstore` on a free port, logging to `log`; waits until ready.
-pub(crate) fn start_querier(objstore: &str, log: &Path) -> (Proc, u16) {
+/// Starts `fleetscope querier` over `objstore` on a free port with `extra` flags, logging to `log`;
+/// waits until ready.
+pub(crate) fn start_querier(objstore: &str, extra: &[&str], log: &Path) -> (Proc, u16) {
     let port = free_port();
-    let querier = Proc::spawn(
-        env!("CARGO_BIN_EXE_fleetscope"),
-        &[
-            "querier",
-            "--objstore",
-            objstore,
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ],
-        log,
-    );
+    let listen = format!("127.0.0.1:{port}");
+    let mut args = vec!["querier", "--objstore", objstore, "--listen", &listen];
+    args.extend_from_slice(extra);
+    let querier = Proc::spawn(env!("CARGO_BIN_EXE_fleetscope"), &args, log);
     wait_ready(port, "/-/ready", "querier");
     (querier, port)
+}
+
+/// Peak resident memory of process `pid` so far (`VmHWM`), in bytes.
+pub(crate) fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
 }
 
 /// Waits until `GET path` answers 200.
