@@ -4,9 +4,11 @@
 //! cargo run --profile bench-fast -p fleetscope-bench -- gen --preset small --out /tmp/fleet
 //! cargo run --profile bench-fast -p fleetscope-bench -- storage --preset small
 //! cargo run --profile bench-fast -p fleetscope-bench -- compare --preset small
+//! cargo run -p fleetscope-bench -- crash --kills 100 --outage-secs 600
 //! ```
 
 mod compare;
+mod crash;
 mod procs;
 mod storage;
 
@@ -56,6 +58,9 @@ enum Cmd {
     },
     /// Everything side by side with a real Prometheus: ingest, storage, queries, memory; one table.
     Compare(compare::Args),
+    /// The shipper SIGKILLed under load in every phase, and an object-store outage: every
+    /// acknowledged sample must end up in the bucket exactly once.
+    Crash(crash::Args),
 }
 
 /// A fixed, block-aligned start so every run produces the same blocks.
@@ -81,6 +86,7 @@ fn main() -> anyhow::Result<()> {
             fleetscope,
         } => storage::storage(&preset, work, &promtool, fleetscope),
         Cmd::Compare(args) => compare::run(args),
+        Cmd::Crash(args) => crash::run(args),
     }
 }
 

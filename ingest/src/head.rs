@@ -210,6 +210,11 @@ impl Head {
         (self.max_t >= w + self.duration_ms + self.duration_ms / 2).then_some(w)
     }
 
+    /// The length of the head's block windows (ms).
+    pub fn duration_ms(&self) -> i64 {
+        self.duration_ms
+    }
+
     /// The start of the window of the oldest sample held.
     pub fn oldest_window(&self) -> Option<i64> {
         (self.samples > 0).then(|| window_start(self.min_t, self.duration_ms))

@@ -402,6 +402,7 @@ impl Shipper {
             .await
             {
                 Ok(meta) => {
+                    tracing::debug!(block = %meta.ulid, "block staged");
                     self.inner.metrics.blocks_cut.inc();
                     if let Ok(mut p) = self.inner.pending.lock() {
                         p.push((meta.ulid, Instant::now()));
@@ -507,10 +508,14 @@ impl Shipper {
             .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
             .collect();
         ids.sort();
+        // The newest sample time a block already holds: a crash after a cut and before the WAL's
+        // checkpoint replays that block's samples into the head again.
+        let mut held_until: Option<i64> = None;
         for meta in BlockMeta::list(&self.inner.shipped_store)
             .await
             .map_err(ShipperError::Read)?
         {
+            held_until = held_until.max(Some(meta.max_t - 1));
             let reader = BlockReader::new(Arc::clone(&self.inner.shipped_store), meta);
             if let Ok(mut s) = self.inner.shipped.lock() {
                 s.push((Arc::new(reader), Instant::now()));
@@ -518,12 +523,29 @@ impl Shipper {
         }
         for id in ids {
             if dir.join(id.to_string()).join("meta.json").exists() {
+                let meta = BlockMeta::read(self.inner.staging.as_ref(), id)
+                    .await
+                    .map_err(ShipperError::Read)?;
+                held_until = held_until.max(Some(meta.max_t - 1));
                 if let Ok(mut p) = self.inner.pending.lock() {
                     p.push((id, Instant::now()));
                 }
             } else {
                 let _ = std::fs::remove_dir_all(dir.join(id.to_string()));
             }
+        }
+        // Blocks are cut oldest window first: everything up to the end of the newest one's window
+        // is in blocks already. Drop it from the head (and refuse it from now on), as the cut did.
+        if let Some(t) = held_until
+            && let Ok(mut head) = self.inner.head.lock()
+        {
+            let d = head.duration_ms();
+            let before = head.samples();
+            head.cut_window(t.div_euclid(d) * d);
+            tracing::info!(
+                samples = before - head.samples(),
+                "dropped replayed samples that blocks already hold"
+            );
         }
         Ok(())
     }
@@ -543,7 +565,9 @@ impl Shipper {
             .map_err(|_| ShipperError::Stopped)?;
         rx.await
             .map_err(|_| ShipperError::Stopped)?
-            .map_err(ShipperError::Io)
+            .map_err(ShipperError::Io)?;
+        tracing::debug!("wal checkpointed");
+        Ok(())
     }
 
     fn update_gauges(&self) {
