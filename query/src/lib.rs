@@ -11,6 +11,7 @@
 //! remote-read protocol, shippers. It keeps no state a listing cannot rebuild in seconds.
 
 pub mod api;
+pub mod capacity;
 pub mod engine;
 pub mod error;
 mod eval;
