@@ -291,6 +291,26 @@ pub fn read_token_file(flag: &str, path: &std::path::Path) -> anyhow::Result<Str
     Ok(token)
 }
 
+/// RFC 3339, Unix seconds, `now`, or a negative duration relative to now (`-6h`).
+pub fn parse_time(s: &str, now: i64) -> anyhow::Result<i64> {
+    if s == "now" {
+        return Ok(now);
+    }
+    if let Some(rel) = s.strip_prefix('-').filter(|r| {
+        r.starts_with(|c: char| c.is_ascii_digit())
+            && r.ends_with(|c: char| c.is_ascii_alphabetic())
+    }) {
+        let d = parse_duration(rel).map_err(anyhow::Error::msg)?;
+        return Ok(now - d.as_millis() as i64);
+    }
+    if let Ok(secs) = s.parse::<f64>() {
+        return Ok((secs * 1000.0).round() as i64);
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_millis())
+        .with_context(|| format!("{s:?} is not a time (RFC 3339, Unix seconds, now, or -6h)"))
+}
+
 /// Parses `K=V` with a valid Prometheus label name.
 pub fn parse_label(s: &str) -> Result<(String, String), String> {
     let (k, v) = s

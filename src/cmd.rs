@@ -1,6 +1,7 @@
 //! The subcommands: one module each.
 
 mod blocks;
+mod capacity;
 mod compact;
 mod demo;
 mod import;
@@ -12,6 +13,8 @@ mod sql;
 use clap::{Parser, Subcommand};
 
 use crate::args::LogArgs;
+
+pub use capacity::NoneFits;
 
 /// fleetscope: one global view of many Prometheus clusters, on object storage.
 #[derive(Debug, Parser)]
@@ -40,6 +43,8 @@ pub enum Command {
     Query(query::Args),
     /// Run a SQL statement over the fleet's metrics (a table per metric).
     Sql(sql::Args),
+    /// Which clusters can run a gang-scheduled job now (exit 0: some fit, 1: none, 2: error).
+    Capacity(capacity::Args),
     /// List and inspect blocks in the object store.
     #[command(subcommand)]
     Blocks(blocks::Command),
@@ -56,6 +61,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Querier(args) => querier::run(args).await,
         Command::Query(args) => query::run(args).await,
         Command::Sql(args) => sql::run(args).await,
+        Command::Capacity(args) => capacity::run(args).await,
         Command::Blocks(cmd) => blocks::run(cmd).await,
         Command::Compact(args) => compact::run(args).await,
     }

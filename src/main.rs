@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         cli.command,
         fleetscope::cmd::Command::Query(_)
             | fleetscope::cmd::Command::Sql(_)
+            | fleetscope::cmd::Command::Capacity(_)
             | fleetscope::cmd::Command::Blocks(_)
             | fleetscope::cmd::Command::Compact(_)
             | fleetscope::cmd::Command::Import(_)
@@ -30,6 +31,12 @@ fn main() -> ExitCode {
         sigpipe::reset();
     }
     fleetscope::args::init_tracing(&cli.log);
+    // `capacity` answers an admission hook: 0 fits, 1 does not, 2 could not tell.
+    let failure = if matches!(cli.command, fleetscope::cmd::Command::Capacity(_)) {
+        ExitCode::from(2)
+    } else {
+        ExitCode::FAILURE
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_stack_size(fleetscope_query::STACK_BYTES)
@@ -48,9 +55,10 @@ fn main() -> ExitCode {
         .unwrap_or_else(|e| Err(anyhow::anyhow!("{e}")))
     {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<fleetscope::cmd::NoneFits>() => ExitCode::from(1),
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            failure
         }
     }
 }

@@ -161,6 +161,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         )
         .route("/api/v1/status/buildinfo", get(buildinfo))
         .route(
+            "/api/v1/fleet/capacity",
+            get(fleet_capacity).post(fleet_capacity),
+        )
+        .route(
             "/-/healthy",
             get(|| async { "fleetscope querier is healthy.\n" }),
         )
@@ -738,6 +742,45 @@ fn unescape_label_name(name: &str) -> String {
         literal = !literal;
     }
     out
+}
+
+/// `GET /api/v1/fleet/capacity`: which clusters can run a gang-scheduled job now
+/// ([`crate::capacity`]); the same JSON as `fleetscope capacity --output json`.
+async fn fleet_capacity(
+    State(state): State<Arc<ApiState>>,
+    p: Params,
+) -> Result<Response, ApiError> {
+    let quantity = |name: &str, required: bool| -> Result<f64, ApiError> {
+        match p.get(name) {
+            Some(v) => crate::capacity::parse_quantity(v)
+                .map_err(|e| ApiError::bad_data(format!("invalid parameter {name:?}: {e}"))),
+            None if required => Err(ApiError::bad_data(format!("missing parameter {name:?}"))),
+            None => Ok(0.0),
+        }
+    };
+    let pods = quantity("pods", true)?;
+    if pods.fract() != 0.0 || pods < 1.0 {
+        return Err(ApiError::bad_data(
+            "invalid parameter \"pods\": a whole number, at least 1",
+        ));
+    }
+    let job = crate::capacity::Job {
+        pods: pods as u64,
+        gpus_per_pod: quantity("gpus_per_pod", false)?,
+        cpu_per_pod: quantity("cpu_per_pod", false)?,
+        memory_per_pod: quantity("memory_per_pod", false)?,
+    };
+    let clusters: Vec<String> = p.all("cluster").into_iter().map(String::from).collect();
+    let time = p.time("time")?.unwrap_or_else(now_ms);
+    let (answer, warnings) = warnings::collect(tokio::time::timeout(
+        state.options.timeout,
+        crate::capacity::capacity(&state.source, job, &clusters, time),
+    ))
+    .await;
+    let answer = answer.map_err(|_| Error::Timeout("capacity"))??;
+    let data = serde_json::to_string(&answer)
+        .map_err(|e| ApiError::from(Error::Internal(e.to_string())))?;
+    Ok(ok_warn(data, &warnings))
 }
 
 async fn buildinfo() -> Response {

@@ -126,7 +126,7 @@ async fn last_samples(
         .into_iter()
         .filter_map(|s| {
             let last = s.samples.iter().rev().find(|x| x.t <= time)?;
-            (!is_stale_nan(last.v)).then(|| (s.labels, last.t, last.v))
+            (!is_stale_nan(last.v)).then_some((s.labels, last.t, last.v))
         })
         .collect())
 }

@@ -7,7 +7,7 @@ use anyhow::Context;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use fleetscope_query::{Catalog, Engine, QueryValue, Source};
 
-use crate::args::{ObjstoreArgs, QueryArgs, parse_duration};
+use crate::args::{ObjstoreArgs, QueryArgs, parse_duration, parse_time};
 
 /// Flags of `fleetscope query`.
 #[derive(Debug, clap::Args)]
@@ -89,26 +89,6 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     print(&value, args.output)
-}
-
-/// RFC 3339, Unix seconds, `now`, or a negative duration relative to now (`-6h`).
-fn parse_time(s: &str, now: i64) -> anyhow::Result<i64> {
-    if s == "now" {
-        return Ok(now);
-    }
-    if let Some(rel) = s.strip_prefix('-').filter(|r| {
-        r.starts_with(|c: char| c.is_ascii_digit())
-            && r.ends_with(|c: char| c.is_ascii_alphabetic())
-    }) {
-        let d = parse_duration(rel).map_err(anyhow::Error::msg)?;
-        return Ok(now - d.as_millis() as i64);
-    }
-    if let Ok(secs) = s.parse::<f64>() {
-        return Ok((secs * 1000.0).round() as i64);
-    }
-    chrono::DateTime::parse_from_rfc3339(s)
-        .map(|t| t.timestamp_millis())
-        .with_context(|| format!("{s:?} is not a time (RFC 3339, Unix seconds, now, or -6h)"))
 }
 
 /// The parser's message with the query and a caret under the reported position, when there is one.

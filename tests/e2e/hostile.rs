@@ -318,7 +318,7 @@ fn hostile_writes_are_refused_and_change_nothing_else() {
         good.clone(),
     ]);
     assert_eq!(post(&body), 400);
-    assert_eq!(post(&remote_write_body(&[good.clone()])), 204);
+    assert_eq!(post(&remote_write_body(std::slice::from_ref(&good))), 204);
     assert_eq!(
         post(&remote_write_body(&[series(
             &[("__name__", "ok"), ("job", "a")],
