@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use fleetscope_bench::fleet::{FleetSpec, generate_cluster};
 use fleetscope_ingest::convert::{SeriesCache, Version, decode};
 use fleetscope_ingest::head::Head;
 use fleetscope_ingest::wal::Wal;
 use fleetscope_query::{Catalog, Engine, MemSource, Source};
+use fleetscope_sim::fleet::{FleetSpec, generate_cluster};
 use fleetscope_store::{
     BlockMeta, BlockReader, Labels, Matcher, MemSeriesSet, Series, WriteOptions, objstore,
     write_block,
@@ -50,8 +50,8 @@ fn bench(c: &mut Criterion) {
         .enumerate()
         .map(|(i, s)| (s.samples[0].t, i, s.samples[0].v))
         .collect();
-    let body = fleetscope_bench::remote_write::encode(&flat, |i| {
-        fleetscope_bench::remote_write::encode_labels(
+    let body = fleetscope_sim::remote_write::encode(&flat, |i| {
+        fleetscope_sim::remote_write::encode_labels(
             series[i]
                 .labels
                 .iter()

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use fleetscope_bench::fleet::{FleetSpec, generate_cluster};
-use fleetscope_bench::remote_write::{encode, encode_labels};
+use fleetscope_sim::fleet::{FleetSpec, generate_cluster};
+use fleetscope_sim::remote_write::{encode, encode_labels};
 
 use crate::procs::{Server, free_port, http};
 use crate::{START_MS, dir_bytes};

@@ -108,7 +108,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
                         })
                     })
                     .collect();
-                let body = fleetscope_bench::remote_write::encode(&samples, |i| &labels[i]);
+                let body = fleetscope_sim::remote_write::encode(&samples, |i| &labels[i]);
                 let keys = samples.iter().map(|&(t, s, _)| (s, t));
                 loop {
                     let headers = [
@@ -245,7 +245,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn crate_labels(pairs: &[(&str, &str)]) -> Vec<u8> {
-    fleetscope_bench::remote_write::encode_labels(pairs.iter().copied())
+    fleetscope_sim::remote_write::encode_labels(pairs.iter().copied())
 }
 
 /// The shipper binary, restarted on the same port and data folder.

@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use fleetscope_bench::fleet::{FleetSpec, generate_cluster};
-use fleetscope_bench::openmetrics::{write_eof, write_series};
+use fleetscope_sim::fleet::{FleetSpec, generate_cluster};
+use fleetscope_sim::openmetrics::{write_eof, write_series};
 
 #[derive(Debug, Parser)]
 #[command(

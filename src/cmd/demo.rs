@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
-use fleetscope_bench::fleet::{FleetSpec, generate_cluster};
 use fleetscope_ingest::metrics::Metrics;
 use fleetscope_ingest::receiver::{ReceiverOptions, router as receiver_router};
 use fleetscope_ingest::{Shipper, ShipperConfig};
 use fleetscope_query::api::{ApiOptions, ApiState, router as query_router};
 use fleetscope_query::{Catalog, Engine, Fanout, QueryValue, RemoteRead, Source};
+use fleetscope_sim::fleet::{FleetSpec, generate_cluster};
 use fleetscope_store::{BlockMeta, Labels, objstore};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -238,8 +238,8 @@ async fn feed_live(members: Vec<LiveFeed>) -> anyhow::Result<()> {
 
 /// One remote-write 1.0 request over loopback HTTP, as Prometheus sends it.
 async fn send(port: u16, labels: &[Labels], samples: &[Pending]) -> anyhow::Result<()> {
-    let body = fleetscope_bench::remote_write::encode(samples, |i| {
-        fleetscope_bench::remote_write::encode_labels(
+    let body = fleetscope_sim::remote_write::encode(samples, |i| {
+        fleetscope_sim::remote_write::encode_labels(
             labels[i]
                 .iter()
                 .map(|l| (l.name.as_str(), l.value.as_str())),

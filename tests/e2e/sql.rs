@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use fleetscope_bench::fleet::{FleetSpec, generate_cluster};
 use fleetscope_query::{Catalog, Engine, EngineOptions, QueryValue, Source, Sql};
+use fleetscope_sim::fleet::{FleetSpec, generate_cluster};
 use fleetscope_store::{Labels, Series, WriteOptions, objstore, write_block};
 
 const START: i64 = 1_767_225_600_000;
