@@ -9,6 +9,7 @@ mod querier;
 mod query;
 mod shipper;
 mod sql;
+mod top;
 
 use clap::{Parser, Subcommand};
 
@@ -45,6 +46,8 @@ pub enum Command {
     Sql(sql::Args),
     /// Which clusters can run a gang-scheduled job now (exit 0: some fit, 1: none, 2: error).
     Capacity(capacity::Args),
+    /// A live view of the fleet in the terminal (one plain table when not a terminal).
+    Top(top::Args),
     /// List and inspect blocks in the object store.
     #[command(subcommand)]
     Blocks(blocks::Command),
@@ -62,6 +65,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Query(args) => query::run(args).await,
         Command::Sql(args) => sql::run(args).await,
         Command::Capacity(args) => capacity::run(args).await,
+        Command::Top(args) => top::run(args).await,
         Command::Blocks(cmd) => blocks::run(cmd).await,
         Command::Compact(args) => compact::run(args).await,
     }

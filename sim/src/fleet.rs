@@ -456,6 +456,134 @@ pub fn generate_cluster(spec: &FleetSpec, cluster: &ClusterSpec, sink: &mut dyn 
     }
 }
 
+/// Calls `sink` for the kube-state-metrics series a scheduler looks at, consistent with the pods
+/// [`generate_cluster`] runs: nodes' allocatable resources, cordons and readiness; each pod's phase
+/// (Pending for its first minute, then Running) and its container's requests on its node. GPU
+/// requests leave training nodes fragmented: 2, 2 and 3 GPUs free, and every fourth node all 8
+/// free but cordoned from a quarter of the span on, after which no training node has 4 free GPUs;
+/// serving nodes alternate 0 and 1 free. Pods' series end with a stale marker, as Prometheus
+/// writes when kube-state-metrics stops exposing a deleted pod.
+/// Kept apart from [`generate_cluster`] so the benchmark datasets stay as they are.
+pub fn scheduling(spec: &FleetSpec, cluster: &ClusterSpec, sink: &mut dyn FnMut(GenSeries)) {
+    let steps: Vec<i64> = spec.steps().collect();
+    let seed = spec.seed ^ fxhash(cluster.name.as_bytes());
+    let pods = pod_schedule(spec, cluster, seed);
+    let mut rng = StdRng::seed_from_u64(seed ^ fxhash(b"scheduling"));
+    let memory = 68_719_476_736.0;
+    let cordoned = |node: usize| cluster.kind == ClusterKind::Training && node % 4 == 3;
+    let cordon_at = spec.start_ms + spec.duration_ms / 4;
+    for node in 0..cluster.nodes {
+        for (resource, unit, v) in [
+            ("cpu", "core", cluster.cpus_per_node as f64 - 0.5),
+            ("memory", "byte", memory - 2_147_483_648.0),
+            ("nvidia_com_gpu", "integer", cluster.gpus_per_node as f64),
+        ] {
+            let samples = scrape(&steps, &mut rng, node, |_, _| v);
+            let labels = [
+                ("node", instance(node)),
+                ("resource", resource.into()),
+                ("unit", unit.into()),
+            ];
+            sink(series("kube_node_status_allocatable", labels, samples));
+        }
+        let samples = scrape(&steps, &mut rng, node, |i, _| {
+            f64::from(u8::from(cordoned(node) && steps[i] >= cordon_at))
+        });
+        sink(series(
+            "kube_node_spec_unschedulable",
+            [("node", instance(node))],
+            samples,
+        ));
+        let samples = scrape(&steps, &mut rng, node, |_, _| 1.0);
+        let labels = [
+            ("node", instance(node)),
+            ("condition", "Ready".into()),
+            ("status", "true".into()),
+        ];
+        sink(series("kube_node_status_condition", labels, samples));
+    }
+    // GPUs each pod slot of a node asks for, leaving the node's free GPUs as documented above.
+    let gpus_of = |node: usize, slot: usize| -> f64 {
+        let free = match cluster.kind {
+            ClusterKind::Training => [2, 2, 3, 8][node % 4],
+            ClusterKind::Serving => node % 2,
+            ClusterKind::Control => cluster.gpus_per_node,
+        };
+        let used = cluster.gpus_per_node.saturating_sub(free);
+        (used.saturating_sub(slot * 2)).min(2) as f64
+    };
+    for pod in &pods {
+        // Pods are named `<deployment>-<slot>-<hash>` (see `pod_schedule`).
+        let deploy = pod
+            .name
+            .rsplit_once('-')
+            .map_or(pod.name.clone(), |(d, _)| d.to_string());
+        let slot = deploy
+            .rsplit_once('-')
+            .and_then(|(_, n)| n.parse::<usize>().ok())
+            .unwrap_or(0);
+        for phase in ["Pending", "Running", "Succeeded"] {
+            let samples = pod_scrape(&steps, pod, &mut rng, |i, _| {
+                let pending = steps[i] < pod.start + 60_000;
+                let now = if pending { "Pending" } else { "Running" };
+                f64::from(u8::from(phase == now))
+            });
+            let samples = ended(&steps, pod, samples);
+            let labels = [
+                ("namespace", pod.namespace.into()),
+                ("pod", pod.name.clone()),
+                ("phase", phase.into()),
+            ];
+            sink(series("kube_pod_status_phase", labels, samples));
+        }
+        let requests = [
+            ("cpu", "core", (pod.cores * 10.0).ceil() / 10.0),
+            ("memory", "byte", (1 + slot % 8) as f64 * 1_073_741_824.0),
+            ("nvidia_com_gpu", "integer", gpus_of(pod.node, slot)),
+        ];
+        for (resource, unit, v) in requests {
+            if v == 0.0 {
+                continue;
+            }
+            let samples = ended(&steps, pod, pod_scrape(&steps, pod, &mut rng, |_, _| v));
+            let labels = [
+                ("namespace", pod.namespace.into()),
+                ("pod", pod.name.clone()),
+                ("container", deploy.clone()),
+                ("node", instance(pod.node)),
+                ("resource", resource.into()),
+                ("unit", unit.into()),
+            ];
+            sink(series(
+                "kube_pod_container_resource_requests",
+                labels,
+                samples,
+            ));
+        }
+    }
+}
+
+/// `samples` of a pod's series, with a stale marker at the first scrape after the pod ended, as
+/// Prometheus writes when kube-state-metrics stops exposing a deleted pod.
+fn ended(steps: &[i64], pod: &Pod, mut samples: Vec<(i64, f64)>) -> Vec<(i64, f64)> {
+    let last = samples.last().map(|s| s.0);
+    if let (Some(last), Some(&after)) = (last, steps.iter().find(|&&t| t >= pod.end)) {
+        let t = after
+            + (last
+                - steps
+                    .iter()
+                    .rev()
+                    .find(|&&t| t < pod.end)
+                    .copied()
+                    .unwrap_or(last));
+        samples.push((
+            t.max(last + 1),
+            f64::from_bits(fleetscope_store::STALE_NAN_BITS),
+        ));
+    }
+    samples
+}
+
 /// A pod's lifetime and identity.
 #[derive(Debug, Clone)]
 struct Pod {

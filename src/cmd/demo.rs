@@ -13,7 +13,7 @@ use fleetscope_ingest::receiver::{ReceiverOptions, router as receiver_router};
 use fleetscope_ingest::{Shipper, ShipperConfig};
 use fleetscope_query::api::{ApiOptions, ApiState, router as query_router};
 use fleetscope_query::{Catalog, Engine, Fanout, QueryValue, RemoteRead, Source};
-use fleetscope_sim::fleet::{FleetSpec, generate_cluster};
+use fleetscope_sim::fleet::{FleetSpec, generate_cluster, scheduling};
 use fleetscope_store::{BlockMeta, Labels, objstore};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -100,11 +100,13 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
     let mut past: Vec<Vec<(i64, usize, f64)>> = Vec::new();
     for (m, cluster) in members.iter_mut().zip(&spec.clusters) {
         let mut samples = Vec::new();
-        generate_cluster(&spec, cluster, &mut |s| {
+        let mut add = |s: fleetscope_sim::fleet::GenSeries| {
             let idx = m.labels.len();
             m.labels.push(s.to_series().labels);
             samples.extend(s.samples.iter().map(|&(t, v)| (t, idx, v)));
-        });
+        };
+        generate_cluster(&spec, cluster, &mut add);
+        scheduling(&spec, cluster, &mut add);
         samples.sort_by_key(|s| s.0);
         let split = samples.partition_point(|s| s.0 <= now);
         m.future = samples.split_off(split);

@@ -46,6 +46,8 @@ enum Output {
     Table,
     Json,
     Csv,
+    /// A line chart of a range query in the terminal.
+    Chart,
 }
 
 pub(super) async fn run(args: Args) -> anyhow::Result<()> {
@@ -88,7 +90,30 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
         println!("{}", planned.display_metrics());
         return Ok(());
     }
-    print(&value, args.output)
+    print(&value, args.output, &args.expr)
+}
+
+/// The range result as a chart sized to the terminal (100x25 when not one), coloured on a
+/// terminal unless `NO_COLOR` is set.
+fn chart(expr: &str, series: &[fleetscope_query::RangeSeries]) -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    let tty = std::io::stdout().is_terminal();
+    let (width, height) = tty
+        .then(|| ratatui::crossterm::terminal::size().ok())
+        .flatten()
+        .map_or((100, 25), |(w, h)| (w, h.saturating_sub(2).max(10)));
+    let (unit, per_second) = crate::chart::guess_unit(&Engine::parse(expr)?);
+    let opts = crate::chart::ChartOptions {
+        title: expr.to_string(),
+        unit,
+        per_second,
+        tz: *chrono::Local::now().offset(),
+        colour: tty && std::env::var_os("NO_COLOR").is_none(),
+    };
+    let area = ratatui::layout::Rect::new(0, 0, width, height);
+    let mut buf = ratatui::buffer::Buffer::empty(area);
+    crate::chart::render(series, &opts, area, &mut buf);
+    Ok(crate::chart::to_text(&buf, opts.colour))
 }
 
 /// The parser's message with the query and a caret under the reported position, when there is one.
@@ -109,7 +134,7 @@ fn mark_position(expr: &str, message: &str) -> String {
     }
 }
 
-fn print(value: &QueryValue, output: Output) -> anyhow::Result<()> {
+fn print(value: &QueryValue, output: Output, expr: &str) -> anyhow::Result<()> {
     let rows: Vec<(fleetscope_store::Labels, i64, f64)> = match value {
         QueryValue::Scalar { t, v } => vec![(Default::default(), *t, *v)],
         QueryValue::String { t, s } => {
@@ -129,6 +154,15 @@ fn print(value: &QueryValue, output: Output) -> anyhow::Result<()> {
     names.sort();
     names.dedup();
     match output {
+        Output::Chart => {
+            let QueryValue::Matrix(series) = value else {
+                anyhow::bail!(
+                    "--output chart draws a range query (--start and --end); this query answered a {}",
+                    value.type_name()
+                );
+            };
+            print!("{}", chart(expr, series)?);
+        }
         Output::Json => {
             let data = fleetscope_query::api::render_query_data(value);
             println!("{data}");
