@@ -34,7 +34,7 @@ pub struct Args {
     #[arg(long)]
     cluster: Vec<String>,
     /// When: RFC 3339, Unix seconds, `now` or `-1h` (default: now).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     time: Option<String>,
     /// `table` or `json` (the same JSON as `GET /api/v1/fleet/capacity` answers in `data`).
     #[arg(long, value_enum, default_value = "table")]

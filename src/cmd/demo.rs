@@ -12,6 +12,7 @@ use fleetscope_ingest::metrics::Metrics;
 use fleetscope_ingest::receiver::{ReceiverOptions, router as receiver_router};
 use fleetscope_ingest::{Shipper, ShipperConfig};
 use fleetscope_query::api::{ApiOptions, ApiState, router as query_router};
+use fleetscope_query::capacity::{Job, capacity};
 use fleetscope_query::{Catalog, Engine, Fanout, QueryValue, RemoteRead, Source};
 use fleetscope_sim::fleet::{FleetSpec, generate_cluster, scheduling};
 use fleetscope_store::{BlockMeta, Labels, objstore};
@@ -318,5 +319,31 @@ async fn summary(source: &Arc<dyn Source>, now: i64) -> anyhow::Result<()> {
         }
         println!("{title}: {q}\n{table}\n");
     }
+    // The fleet answer: GPUs free for new pods, and whether a gang of 4 pods x 2 GPUs fits.
+    let job = Job {
+        pods: 4,
+        gpus_per_pod: 2.0,
+        cpu_per_pod: 0.0,
+        memory_per_pod: 0.0,
+    };
+    let answer = capacity(source, job, &[], now).await?;
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_header([
+        "cluster",
+        "free GPUs",
+        "most on a node",
+        "4 pods x 2 GPUs fit",
+    ]);
+    for c in &answer.clusters {
+        table.add_row([
+            c.cluster.clone(),
+            c.free_gpus.to_string(),
+            c.largest_free_gpus_on_a_node.to_string(),
+            if c.fits { "yes" } else { "no" }.to_string(),
+        ]);
+    }
+    println!(
+        "Capacity for a gang-scheduled job (fleetscope capacity --pods 4 --gpus-per-pod 2):\n{table}\n"
+    );
     Ok(())
 }

@@ -17,13 +17,13 @@ pub struct Args {
     #[command(flatten)]
     query: QueryArgs,
     /// Evaluation time of an instant query: RFC 3339 or Unix seconds (default: now).
-    #[arg(long, conflicts_with_all = ["start", "end"])]
+    #[arg(long, allow_hyphen_values = true, conflicts_with_all = ["start", "end"])]
     time: Option<String>,
     /// Start of a range query: RFC 3339, Unix seconds, or `-6h` relative to now.
-    #[arg(long, requires = "end")]
+    #[arg(long, allow_hyphen_values = true, requires = "end")]
     start: Option<String>,
     /// End of a range query (same forms; `now` allowed).
-    #[arg(long, requires = "start")]
+    #[arg(long, allow_hyphen_values = true, requires = "start")]
     end: Option<String>,
     /// Step of a range query.
     #[arg(long, default_value = "1m", value_parser = parse_duration)]

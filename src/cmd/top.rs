@@ -61,7 +61,7 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
         (None, None) => anyhow::bail!("give --querier or --objstore"),
     };
     if !std::io::stdout().is_terminal() {
-        print!(
+        println!(
             "{}",
             plain_table(&fetch(&backend, catalog.as_deref()).await?)
         );

@@ -165,6 +165,26 @@ fn capacity_panel_top_and_chart_on_the_demo_fleet() {
     );
     assert!(text.contains("7 (≤3/node)"), "{text}");
     assert!(text.contains("training-jobs"), "{text}");
+    // The same from a querier over HTTP.
+    let (_querier, port) =
+        crate::support::start_querier(&url, &[], &dir.path().join("querier.log"));
+    let remote = ok(&crate::fleetscope(&[
+        "top",
+        "--querier",
+        &format!("http://127.0.0.1:{port}"),
+    ]));
+    let clusters = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter_map(|l| l.split('┆').next())
+            .map(|c| c.trim_matches(['│', ' ']).to_string())
+            .filter(|c| c.contains('-'))
+            .collect()
+    };
+    assert_eq!(clusters(&remote), clusters(&text), "{remote}");
+    assert!(
+        remote.contains("7 (≤3/node)") && remote.contains("training-jobs"),
+        "{remote}"
+    );
 
     // A chart of a range query; an instant query cannot be one.
     let q = "sum by (cluster) (rate(container_cpu_usage_seconds_total[5m]))";
