@@ -348,13 +348,13 @@ impl View {
             Constraint::Length(1),
         ])
         .areas(frame.area());
-        let time = chrono::DateTime::from_timestamp_millis(self.snapshot.time_ms)
-            .map(|t| {
-                t.with_timezone(&chrono::Local)
-                    .format("%H:%M:%S")
-                    .to_string()
-            })
-            .unwrap_or_default();
+        let time = match chrono::DateTime::from_timestamp_millis(self.snapshot.time_ms) {
+            Some(t) if self.snapshot.time_ms > 0 => t
+                .with_timezone(&chrono::Local)
+                .format("%H:%M:%S")
+                .to_string(),
+            _ => "waiting for the first figures".to_string(),
+        };
         let status = match &self.error {
             Some(e) => format!("  ERROR: {e}"),
             None => String::new(),

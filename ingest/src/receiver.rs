@@ -4,15 +4,17 @@
 //! Status codes follow the remote-write specs: 204 success; 400 invalid data (never retried; valid
 //! samples of the request are kept); 401 without the bearer token; 413 too large (checked before
 //! decompressing); 415 unsupported content type or encoding; 503 when the WAL cannot take the write
-//! (retried by the sender).
+//! or more than `max_inflight_writes` writes are in flight (retried by the sender, after
+//! `Retry-After`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use fleetscope_store::{Labels, Series};
@@ -39,7 +41,14 @@ pub struct ReceiverOptions {
     pub max_future: std::time::Duration,
     /// Limits on labels and series per request.
     pub limits: Limits,
+    /// Writes handled at once (body read, decoded, appended); one more waits up to
+    /// [`INFLIGHT_WAIT`], then gets 503 with `Retry-After`. Bounds the memory bodies and their
+    /// decoding take: at most this many times `max_body_bytes + max_decoded_bytes`.
+    pub max_inflight_writes: usize,
 }
+
+/// How long a write waits for one in flight to finish before it is refused with 503.
+pub const INFLIGHT_WAIT: Duration = Duration::from_secs(1);
 
 impl Default for ReceiverOptions {
     fn default() -> Self {
@@ -50,6 +59,8 @@ impl Default for ReceiverOptions {
             max_read_samples: 50_000_000,
             max_future: std::time::Duration::from_secs(600),
             limits: Limits::default(),
+            // Above Prometheus's default `max_shards` (50): one sender at full parallelism fits.
+            max_inflight_writes: 64,
         }
     }
 }
@@ -59,6 +70,7 @@ struct AppState {
     shipper: Shipper,
     options: ReceiverOptions,
     series: SeriesCache,
+    inflight: Arc<tokio::sync::Semaphore>,
 }
 
 /// The receiver's routes.
@@ -66,11 +78,15 @@ pub fn router(shipper: Shipper, options: ReceiverOptions) -> Router {
     let limit = options.max_body_bytes;
     let state = Arc::new(AppState {
         shipper,
+        inflight: Arc::new(tokio::sync::Semaphore::new(
+            options.max_inflight_writes.max(1),
+        )),
         options,
         series: SeriesCache::new(),
     });
+    let limited = middleware::from_fn_with_state(Arc::clone(&state), inflight);
     Router::new()
-        .route("/api/v1/write", post(write))
+        .route("/api/v1/write", post(write).layer(limited))
         .route("/api/v1/read", post(read))
         .route("/api/v1/flush", post(flush))
         .route(
@@ -109,6 +125,31 @@ impl Outcome {
             exemplars: 0,
         }
     }
+}
+
+/// Lets a write in when fewer than `max_inflight_writes` are, before its body is read; refuses it
+/// with 503 and `Retry-After` when none finished within [`INFLIGHT_WAIT`].
+async fn inflight(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let acquire = Arc::clone(&state.inflight).acquire_owned();
+    let Ok(Ok(_permit)) = tokio::time::timeout(INFLIGHT_WAIT, acquire).await else {
+        state
+            .shipper
+            .metrics()
+            .requests
+            .get_or_create(&CodeLabels {
+                code: StatusCode::SERVICE_UNAVAILABLE.as_u16().to_string(),
+            })
+            .inc();
+        let message = format!(
+            "{} writes in flight, the most this shipper takes at once: retry later\n",
+            state.options.max_inflight_writes
+        );
+        let mut resp = (StatusCode::SERVICE_UNAVAILABLE, message).into_response();
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return resp;
+    };
+    next.run(req).await
 }
 
 fn authorized(state: &AppState, headers: &HeaderMap) -> bool {

@@ -624,3 +624,60 @@ async fn a_series_past_a_label_limit_is_refused_and_the_rest_written() {
     );
     assert_eq!(headers["x-prometheus-remote-write-samples-written"], "1");
 }
+
+#[tokio::test]
+async fn a_write_beyond_the_in_flight_limit_gets_503_and_nothing_accepted_is_lost() {
+    let f = fixture(ReceiverOptions {
+        max_inflight_writes: 1,
+        ..Default::default()
+    })
+    .await;
+    let pb = "application/x-protobuf";
+    // A write whose body is still arriving holds the only slot.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
+    let body = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    let mut slow = write(Vec::new(), pb);
+    *slow.body_mut() = Body::from_stream(body);
+    let app = f.app.clone();
+    let held = tokio::spawn(async move { send(&app, slow).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let other = &[("__name__", "up"), ("job", "other")];
+    let (status, message, headers) =
+        send(&f.app, write(v1_body(&[(other, &[(1000, 5.0)])]), pb)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{message}");
+    assert!(message.contains("1 writes in flight"), "{message}");
+    assert_eq!(headers["retry-after"], "1");
+
+    // The held write completes and lands; the slot is free again and the retry is taken.
+    let first = v1_body(&[(UP, &[(1000, 1.0)])]);
+    tx.send(Ok(first.into())).await.unwrap();
+    drop(tx);
+    let (status, message, _) = held.await.unwrap();
+    assert_eq!(status, StatusCode::NO_CONTENT, "{message}");
+    let (status, message, _) = send(&f.app, write(v1_body(&[(other, &[(1000, 5.0)])]), pb)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{message}");
+
+    let (status, _, _) = send(
+        &f.app,
+        Request::post("/api/v1/flush").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let mut series = 0;
+    for m in BlockMeta::list(&f.remote).await.unwrap() {
+        let sel = BlockReader::new(Arc::clone(&f.remote), m)
+            .select(&[], i64::MIN, i64::MAX)
+            .await
+            .unwrap();
+        series += sel.series.len();
+    }
+    assert_eq!(series, 2);
+    let metrics = f.shipper.metrics().encode();
+    assert!(
+        metrics.contains("fleetscope_ingest_remote_write_requests_total{code=\"503\"} 1"),
+        "{metrics}"
+    );
+}

@@ -42,6 +42,10 @@ pub struct Args {
     /// Largest compressed remote-write body accepted, in bytes.
     #[arg(long = "max-body-bytes", env = "FLEETSCOPE_MAX_BODY_BYTES", default_value_t = 32 << 20)]
     max_body_bytes: usize,
+    /// Writes handled at once; one more waits up to a second, then gets 503 with `Retry-After`
+    /// (Prometheus retries it). Bounds the memory of bodies being decoded.
+    #[arg(long = "max-inflight-writes", env = "FLEETSCOPE_MAX_INFLIGHT_WRITES", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    max_inflight_writes: u32,
     /// Samples further ahead of this machine's clock than this are refused (400 naming them; the
     /// rest of the request is written), so a wrong timestamp cannot open windows years ahead.
     #[arg(long = "ingest.max-future", env = "FLEETSCOPE_INGEST_MAX_FUTURE", default_value = "10m", value_parser = parse_duration)]
@@ -99,6 +103,7 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
     };
     let options = ReceiverOptions {
         max_body_bytes: args.max_body_bytes,
+        max_inflight_writes: args.max_inflight_writes as usize,
         auth_token,
         max_future: args.max_future,
         limits: Limits {

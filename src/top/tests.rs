@@ -124,6 +124,18 @@ fn keys_sort_pick_and_quit() {
 }
 
 #[test]
+fn before_the_first_snapshot_it_says_so() {
+    let text = draw(&View::new("http://querier:9090"));
+    assert!(
+        text.lines()
+            .next()
+            .unwrap()
+            .contains("waiting for the first figures"),
+        "{text}"
+    );
+}
+
+#[test]
 fn an_error_is_shown_and_the_last_snapshot_kept() {
     let mut view = view();
     view.error = Some("connection refused".into());
