@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use anyhow::Context;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use fleetscope_query::capacity::{Job, capacity};
 use fleetscope_query::{Engine, QueryValue, Source};
@@ -122,17 +123,8 @@ impl Backend {
                     })
                     .collect())
             }
-            Backend::Querier { url, client } => {
-                let time = format!("{:.3}", time as f64 / 1000.0);
-                let body = client
-                    .get(format!("{}/api/v1/query", url.trim_end_matches('/')))
-                    .query(&[("query", query), ("time", &time)])
-                    .send()
-                    .await?
-                    .error_for_status()?
-                    .bytes()
-                    .await?;
-                let body: serde_json::Value = serde_json::from_slice(&body)?;
+            Backend::Querier { .. } => {
+                let body = self.get("/api/v1/query", &[("query", query)], time).await?;
                 let result = body["data"]["result"]
                     .as_array()
                     .cloned()
@@ -147,6 +139,33 @@ impl Backend {
                     .collect())
             }
         }
+    }
+
+    /// A querier's answer to `GET path?query&time=`, its error message when it refuses.
+    async fn get(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        time: i64,
+    ) -> anyhow::Result<serde_json::Value> {
+        let Backend::Querier { url, client } = self else {
+            anyhow::bail!("not a querier");
+        };
+        let url = format!("{}{path}", url.trim_end_matches('/'));
+        let time = format!("{:.3}", time as f64 / 1000.0);
+        let resp = client
+            .get(&url)
+            .query(query)
+            .query(&[("time", &time)])
+            .send()
+            .await?;
+        let status = resp.status();
+        let body: serde_json::Value = serde_json::from_slice(&resp.bytes().await?)
+            .with_context(|| format!("{url}: {status}, not JSON"))?;
+        if !status.is_success() {
+            anyhow::bail!("{url}: {status}: {}", body["error"].as_str().unwrap_or(""));
+        }
+        Ok(body)
     }
 
     /// Free GPUs per cluster over schedulable nodes, and the most on one node.
@@ -164,20 +183,9 @@ impl Backend {
                 .into_iter()
                 .map(|c| (c.cluster, c.free_gpus, c.largest_free_gpus_on_a_node))
                 .collect()),
-            Backend::Querier { url, client } => {
-                let time = format!("{:.3}", time as f64 / 1000.0);
-                let body = client
-                    .get(format!(
-                        "{}/api/v1/fleet/capacity",
-                        url.trim_end_matches('/')
-                    ))
-                    .query(&[("pods", "1"), ("gpus_per_pod", "1"), ("time", &time)])
-                    .send()
-                    .await?
-                    .error_for_status()?
-                    .bytes()
-                    .await?;
-                let body: serde_json::Value = serde_json::from_slice(&body)?;
+            Backend::Querier { .. } => {
+                let query = [("pods", "1"), ("gpus_per_pod", "1")];
+                let body = self.get("/api/v1/fleet/capacity", &query, time).await?;
                 let clusters = body["data"]["clusters"]
                     .as_array()
                     .cloned()

@@ -56,6 +56,9 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
     if let Err(e) = Engine::parse(&args.expr) {
         anyhow::bail!("{}", mark_position(&args.expr, &e.to_string()));
     }
+    if matches!(args.output, Output::Chart) && args.start.is_none() {
+        anyhow::bail!("--output chart draws a range query: give --start and --end");
+    }
     let catalog = Catalog::new(args.objstore.open()?);
     catalog.refresh().await.context("list blocks")?;
     let source: Arc<dyn Source> = Arc::new(catalog);
