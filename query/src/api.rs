@@ -30,6 +30,7 @@ use crate::error::Error;
 use crate::sql::Sql;
 use crate::warnings;
 use fleetscope_store::Catalog;
+use fleetscope_store::dedup::Dedup;
 use fleetscope_store::source::Source;
 
 /// Limits of the API (the querier's `--query.*` flags).
@@ -61,6 +62,8 @@ pub struct ApiState {
     slots: Semaphore,
     metrics: Metrics,
     sql: Sql,
+    /// Labels telling HA replicas apart (`--query.replica-label`): their series are merged.
+    replica_labels: Vec<String>,
 }
 
 impl ApiState {
@@ -87,7 +90,36 @@ impl ApiState {
             options,
             slots,
             metrics: Metrics::new(),
+            replica_labels: Vec::new(),
         }
+    }
+
+    /// Merges series that differ only in these labels (HA replicas), as Thanos's
+    /// `--query.replica-label`; requests may turn it off (`dedup=false`) or name other labels
+    /// (`replicaLabels[]`).
+    pub fn with_replica_labels(mut self, labels: Vec<String>) -> Self {
+        self.replica_labels = labels;
+        self
+    }
+
+    /// What this request reads: the source, deduplicated over the replica labels unless the
+    /// request says `dedup=false`.
+    fn source(&self, p: &Params) -> Result<Arc<dyn Source>, ApiError> {
+        let dedup = match p.get("dedup") {
+            None | Some("true") | Some("1") => true,
+            Some("false") | Some("0") => false,
+            Some(v) => return Err(invalid("dedup", v, "boolean")),
+        };
+        let asked = p.all("replicaLabels[]");
+        let labels: Vec<String> = if asked.is_empty() {
+            self.replica_labels.clone()
+        } else {
+            asked.iter().map(|l| l.to_string()).collect()
+        };
+        if !dedup || labels.is_empty() {
+            return Ok(Arc::clone(&self.source));
+        }
+        Ok(Arc::new(Dedup::new(Arc::clone(&self.source), labels)))
     }
 }
 
@@ -434,7 +466,7 @@ async fn query(State(state): State<Arc<ApiState>>, p: Params) -> Result<Response
         .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": query is empty"))?;
     let t = p.time("time")?.unwrap_or_else(now_ms);
     tracing::debug!(query, t, "instant query");
-    let planned = state.engine.plan_instant(&state.source, query, t)?;
+    let planned = state.engine.plan_instant(&state.source(&p)?, query, t)?;
     answer(&state, "query", &planned, &p).await
 }
 
@@ -469,7 +501,7 @@ async fn query_range(State(state): State<Arc<ApiState>>, p: Params) -> Result<Re
     }
     let planned = state
         .engine
-        .plan_range(&state.source, query, start, end, step)?;
+        .plan_range(&state.source(&p)?, query, start, end, step)?;
     answer(&state, "query_range", &planned, &p).await
 }
 
@@ -613,12 +645,12 @@ async fn matching_series(
 ) -> Result<Vec<Labels>, ApiError> {
     let start = p.time("start")?.unwrap_or(i64::MIN / 2);
     let end = p.time("end")?.unwrap_or(i64::MAX / 2);
+    let source = state.source(p)?;
     let mut all = Vec::new();
     for set in &sets {
-        let found =
-            tokio::time::timeout(state.options.timeout, state.source.series(set, start, end))
-                .await
-                .map_err(|_| ApiError::from(Error::Timeout("series lookup")))??;
+        let found = tokio::time::timeout(state.options.timeout, source.series(set, start, end))
+            .await
+            .map_err(|_| ApiError::from(Error::Timeout("series lookup")))??;
         all.extend(found);
     }
     all.sort();
@@ -633,7 +665,8 @@ async fn label_index(
 ) -> Result<fleetscope_store::reader::LabelIndex, ApiError> {
     let start = p.time("start")?.unwrap_or(i64::MIN / 2);
     let end = p.time("end")?.unwrap_or(i64::MAX / 2);
-    tokio::time::timeout(state.options.timeout, state.source.label_index(start, end))
+    let source = state.source(p)?;
+    tokio::time::timeout(state.options.timeout, source.label_index(start, end))
         .await
         .map_err(|_| ApiError::from(Error::Timeout("label lookup")))?
         .map_err(ApiError::from)
@@ -774,7 +807,7 @@ async fn fleet_capacity(
     let time = p.time("time")?.unwrap_or_else(now_ms);
     let (answer, warnings) = warnings::collect(tokio::time::timeout(
         state.options.timeout,
-        crate::capacity::capacity(&state.source, job, &clusters, time),
+        crate::capacity::capacity(&state.source(&p)?, job, &clusters, time),
     ))
     .await;
     let answer = answer.map_err(|_| Error::Timeout("capacity"))??;

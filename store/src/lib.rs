@@ -24,6 +24,7 @@ pub mod batch;
 pub mod catalog;
 pub mod chunk;
 pub mod compact;
+pub mod dedup;
 pub mod error;
 pub mod labels;
 pub mod layout;
