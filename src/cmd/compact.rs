@@ -27,6 +27,15 @@ pub struct Args {
     /// published) once its newest file is this old; keep it above the longest import.
     #[arg(long = "partial-delay", env = "FLEETSCOPE_PARTIAL_DELAY", default_value = "48h", value_parser = parse_duration)]
     partial_delay: Duration,
+    /// An external label telling HA replicas apart (`replica`): their blocks of a window merge into
+    /// one without it, series deduplicated as the querier's `--query.replica-label` does
+    /// (repeatable or comma-separated).
+    #[arg(
+        long = "deduplication.replica-label",
+        env = "FLEETSCOPE_DEDUPLICATION_REPLICA_LABEL",
+        value_delimiter = ','
+    )]
+    replica_labels: Vec<String>,
     /// Keep running, one pass every interval (default: one pass, then exit).
     #[arg(long = "wait", env = "FLEETSCOPE_COMPACT_WAIT", value_parser = parse_duration)]
     wait: Option<Duration>,
@@ -44,6 +53,7 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
             partial_delay_ms: ms(args.partial_delay),
             now_ms: chrono::Utc::now().timestamp_millis(),
             producer: format!("fleetscope-compact/{}", env!("CARGO_PKG_VERSION")),
+            replica_labels: args.replica_labels.clone(),
         };
         let report = compact(&store, &opts)
             .await

@@ -4,6 +4,10 @@
 //!   of `range` are merged into one block — series joined, duplicate samples (a shipper re-uploading
 //!   after a crash) dropped, level one above the highest source, sources listed in `meta.json`. A
 //!   window is merged once it is over: the source has a block starting at or after its end.
+//! * **Deduplication** (with `replica_labels`): the blocks of HA replicas (sources equal but for the
+//!   replica labels) are one source; their window merges into one block without the replica
+//!   labels, each series' replicas merged as the querier does ([`crate::dedup::merge`], raw values).
+//!   Running it again changes nothing.
 //! * **Retention**: blocks whose newest sample is older than `retention` are marked for deletion.
 //! * **Leftovers**: files of a block without `meta.json` (an upload or an import that died before
 //!   publishing) are deleted once their newest file is older than `partial_delay`.
@@ -21,12 +25,13 @@ use futures::TryStreamExt;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
+use crate::dedup::dedup_series;
 use crate::error::{Error, Result};
 use crate::labels::{METRIC_NAME, Matcher};
 use crate::layout;
 use crate::meta::{BlockId, BlockMeta, Compaction, get_json, list_paths};
 use crate::reader::BlockReader;
-use crate::series::{merge, window_start};
+use crate::series::{Series, merge, window_start};
 use crate::writer::{CodedSeries, WriteOptions, write_coded_block};
 
 /// What to do.
@@ -46,6 +51,8 @@ pub struct CompactOptions {
     pub now_ms: i64,
     /// Producer written into merged blocks' `meta.json`.
     pub producer: String,
+    /// External labels telling HA replicas apart: their blocks merge into one without them.
+    pub replica_labels: Vec<String>,
 }
 
 /// What one pass did.
@@ -100,7 +107,12 @@ pub async fn compact(store: &Arc<dyn ObjectStore>, opts: &CompactOptions) -> Res
     }
     let mut sources: BTreeMap<Vec<(String, String)>, Vec<BlockMeta>> = BTreeMap::new();
     for m in metas {
-        let key = m.external_labels.clone().into_iter().collect();
+        let key = m
+            .external_labels
+            .iter()
+            .filter(|(name, _)| !opts.replica_labels.contains(name))
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
         sources.entry(key).or_default().push(m);
     }
     for blocks in sources.into_values() {
@@ -114,11 +126,17 @@ pub async fn compact(store: &Arc<dyn ObjectStore>, opts: &CompactOptions) -> Res
             }
         }
         for (w, group) in windows {
-            if group.len() < 2 || newest_start < w + opts.range_ms {
+            let replicas = group.iter().any(|m| {
+                opts.replica_labels
+                    .iter()
+                    .any(|l| m.external_labels.contains_key(l))
+            });
+            if (group.len() < 2 && !replicas) || newest_start < w + opts.range_ms {
                 continue;
             }
             let ids: Vec<BlockId> = group.iter().map(|m| m.ulid).collect();
-            let merged = match merge_blocks(store, &group, opts).await {
+            let end = w + opts.range_ms - 1;
+            let merged = match merge_blocks(store, &group, end, opts).await {
                 Ok(merged) => merged,
                 // A damaged block is left alone with its window (its data may still be read in
                 // part by hand); the other windows go on.
@@ -141,10 +159,12 @@ pub async fn compact(store: &Arc<dyn ObjectStore>, opts: &CompactOptions) -> Res
     Ok(report)
 }
 
-/// Merges `group` (blocks of one source) into one new block, metric by metric.
+/// Merges `group` (blocks of one source, or of its replicas, in a window ending at `end`) into one
+/// new block, metric by metric.
 async fn merge_blocks(
     store: &Arc<dyn ObjectStore>,
     group: &[BlockMeta],
+    end: i64,
     opts: &CompactOptions,
 ) -> Result<BlockMeta> {
     // Read labels as stored: the external labels stay in `meta.json`.
@@ -163,11 +183,19 @@ async fn merge_blocks(
     let mut coded = Vec::new();
     for name in names {
         let matcher = [Matcher::equal(METRIC_NAME, name)];
-        let mut parts = Vec::with_capacity(readers.len());
-        for r in &readers {
-            parts.push(r.select(&matcher, i64::MIN, i64::MAX).await?.series);
+        // Per replica, its blocks joined; then the replicas deduplicated series by series.
+        let mut replicas: BTreeMap<Vec<&str>, Vec<Vec<Series>>> = BTreeMap::new();
+        for (r, m) in readers.iter().zip(group) {
+            let replica = opts
+                .replica_labels
+                .iter()
+                .map(|l| m.external_labels.get(l).map_or("", String::as_str))
+                .collect();
+            let series = r.select(&matcher, i64::MIN, i64::MAX).await?.series;
+            replicas.entry(replica).or_default().push(series);
         }
-        for s in merge(parts) {
+        let joined: Vec<Series> = replicas.into_values().flat_map(merge).collect();
+        for s in dedup_series(joined, &[], false, end) {
             coded.extend(CodedSeries::new(s.labels, &s.samples)?);
         }
     }
@@ -185,7 +213,8 @@ async fn merge_blocks(
         }),
         ..Default::default()
     };
-    write_coded_block(store, coded, &group[0].external_labels(), &options).await
+    let external = group[0].external_labels().remove(&opts.replica_labels);
+    write_coded_block(store, coded, &external, &options).await
 }
 
 async fn mark(store: &Arc<dyn ObjectStore>, id: BlockId, now_ms: i64, reason: &str) -> Result<()> {

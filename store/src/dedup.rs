@@ -1,12 +1,14 @@
 //! Replica deduplication (HA pairs): series that are equal once the replica labels are dropped are
 //! merged into one, as Thanos's querier does with `--query.replica-label`.
 //!
-//! The merge stays on one replica and switches only when that replica has a gap: no sample within
-//! twice its usual scrape interval (the median of its own sample spacing, so scrape jitter and
-//! earlier gaps do not move it, unlike the last-delta penalty of Thanos's `pkg/dedup`, which sticks
-//! to a replica after a gap, thanos#7364). Where the other replica fills a gap, its first sample is
-//! taken at least half an interval after the last one kept, so the merged series is never sampled
-//! faster than its replicas.
+//! The merge reads the first replica (in label order) and switches only where it has a gap: no
+//! sample within twice its usual scrape interval (the median of its own sample spacing, so scrape
+//! jitter and earlier gaps do not move it, unlike the last-delta penalty of Thanos's `pkg/dedup`,
+//! which sticks to a replica after a gap, thanos#7364); it goes back to the first replica when that
+//! has samples again, so where a merge starts does not change its answer (the querier and each
+//! window the compactor merges agree). A replica switched to has its first sample taken at least
+//! half an interval after the last one kept, so the merged series is never sampled faster than its
+//! replicas.
 //!
 //! Counters (when the selection feeds `rate`, `increase`, `irate` or `resets`) are adjusted at a
 //! switch: replicas scrape at different moments and their clocks differ, so the replica switched to
@@ -50,7 +52,12 @@ impl Source for Dedup {
                 .func
                 .as_deref()
                 .is_some_and(|f| COUNTER_FUNCTIONS.contains(&f));
-            Ok(dedup_series(series, &self.replica_labels, counter))
+            Ok(dedup_series(
+                series,
+                &self.replica_labels,
+                counter,
+                hints.end,
+            ))
         })
     }
 
@@ -87,8 +94,14 @@ impl Source for Dedup {
     }
 }
 
-/// Series grouped by their labels without `replica_labels`, each group merged; sorted by labels.
-pub fn dedup_series(series: Vec<Series>, replica_labels: &[String], counter: bool) -> Vec<Series> {
+/// Series grouped by their labels without `replica_labels`, each group merged (see [`merge`]);
+/// sorted by labels.
+pub fn dedup_series(
+    series: Vec<Series>,
+    replica_labels: &[String],
+    counter: bool,
+    end: i64,
+) -> Vec<Series> {
     let mut groups: BTreeMap<Labels, Vec<Vec<Sample>>> = BTreeMap::new();
     for s in series {
         groups
@@ -100,7 +113,7 @@ pub fn dedup_series(series: Vec<Series>, replica_labels: &[String], counter: boo
         .into_iter()
         .map(|(labels, replicas)| Series {
             labels,
-            samples: merge(&replicas, counter),
+            samples: merge(&replicas, counter, end),
         })
         .collect()
 }
@@ -115,10 +128,10 @@ fn interval(samples: &[Sample]) -> Option<i64> {
     Some(*deltas.select_nth_unstable(mid).1)
 }
 
-/// The replicas' samples (each sorted by time) merged into one series: stay on a replica, switch
-/// at its gaps; with `counter`, dips at switches that are not resets are lifted (see the module
-/// documentation).
-pub fn merge(replicas: &[Vec<Sample>], counter: bool) -> Vec<Sample> {
+/// The replicas' samples (each sorted by time, selected up to `end`, ms) merged into one series:
+/// the first replica where it has samples, the others in its gaps; with `counter`, values aligned
+/// at switches (see the module documentation).
+pub fn merge(replicas: &[Vec<Sample>], counter: bool, end: i64) -> Vec<Sample> {
     match replicas {
         [] => return Vec::new(),
         [one] => return one.clone(),
@@ -143,41 +156,63 @@ pub fn merge(replicas: &[Vec<Sample>], counter: bool) -> Vec<Sample> {
         for (r, samples) in replicas.iter().enumerate() {
             next[r] += samples[next[r]..].partition_point(|s| s.t <= last_t);
         }
-        // Stay on the current replica while it has no gap.
-        let stay = current.filter(|&c| {
-            replicas[c]
-                .get(next[c])
-                .is_some_and(|s| s.t.saturating_sub(last_t) <= 2 * intervals[c])
-        });
-        let (r, k) = match stay {
-            Some(c) => (c, next[c]),
-            None => {
-                // The replica with the earliest sample at least half an interval after the last
-                // kept; if none has one, the earliest sample left.
-                let spaced = |r: usize| {
-                    let min_t = last_t.saturating_add(intervals[r] / 2);
-                    let k = next[r] + replicas[r][next[r]..].partition_point(|s| s.t < min_t);
-                    replicas[r].get(k).map(|s| (s.t, r, k))
-                };
-                let earliest = |r: usize| replicas[r].get(next[r]).map(|s| (s.t, r, next[r]));
-                let pick = (0..n)
-                    .filter_map(spaced)
-                    .min()
-                    .or_else(|| (0..n).filter_map(earliest).min());
-                let Some((_, r, k)) = pick else {
-                    break;
-                };
-                offset = switch_offset(counter, out.last(), &replicas[r], k);
-                current = Some(r);
-                (r, k)
+        // The first replica index `k` of `r` whose sample is at least half an interval after
+        // the last kept (no denser than a replica), or its next one if it is the current replica.
+        let spaced = |r: usize| {
+            if Some(r) == current {
+                return next[r];
             }
+            let min_t = last_t.saturating_add(intervals[r] / 2);
+            next[r] + replicas[r][next[r]..].partition_point(|s| s.t < min_t)
         };
+        // The first replica, in the order given, with no gap here: no switch while it has data,
+        // and back to it when it has again (so the answer does not depend on where a merge
+        // starts: query time and each compacted window agree).
+        let no_gap = (0..n).find_map(|r| {
+            if last_t == i64::MIN {
+                return None;
+            }
+            let k = spaced(r);
+            match replicas[r].get(k) {
+                Some(s) => (s.t.saturating_sub(last_t) <= 2 * intervals[r]).then_some(Some((r, k))),
+                // Out of samples right before the end of the range, and not in a gap: it goes on
+                // past the range, where the others' last samples are not needed.
+                None => {
+                    let last_r = replicas[r].last()?.t;
+                    let alive = end.saturating_sub(last_r) <= 2 * intervals[r]
+                        && last_t.saturating_sub(last_r) <= 2 * intervals[r];
+                    alive.then_some(None)
+                }
+            }
+        });
+        let no_gap = match no_gap {
+            Some(None) => break,
+            Some(Some(pick)) => Some(pick),
+            None => None,
+        };
+        // Otherwise (a gap in all, or the start) the earliest sample, spaced if possible.
+        let pick = no_gap.or_else(|| {
+            let at = |r: usize, k: usize| replicas[r].get(k).map(|s| (s.t, r, k));
+            (0..n)
+                .filter_map(|r| at(r, spaced(r)))
+                .min()
+                .or_else(|| (0..n).filter_map(|r| at(r, next[r])).min())
+                .map(|(_, r, k)| (r, k))
+        });
+        let Some((r, k)) = pick else {
+            break;
+        };
+        let stay = current == Some(r);
+        if !stay {
+            offset = switch_offset(counter, out.last(), &replicas[r], k);
+            current = Some(r);
+        }
         let s = replicas[r][k];
         let v = if !counter || s.v.is_nan() {
             // Stale markers keep their bits: no arithmetic on them.
             s.v
         } else {
-            if stay.is_some() && k > 0 && replicas[r][k - 1].v > s.v {
+            if stay && k > 0 && replicas[r][k - 1].v > s.v {
                 // The replica itself reset: the reset shows.
                 offset = 0.0;
             }

@@ -96,6 +96,7 @@ async fn merges_finished_windows_then_deletes_the_sources_after_the_delay() {
         partial_delay_ms: H,
         now_ms,
         producer: "test".into(),
+        replica_labels: vec![],
     };
     let now = 30 * H;
     let report = compact(&store, &opts(now)).await.unwrap();
@@ -184,4 +185,106 @@ async fn merges_finished_windows_then_deletes_the_sources_after_the_delay() {
         .map(|m| m.ulid)
         .collect();
     assert_eq!(left, vec![a_next]);
+}
+
+/// A replica's block: `up`-like counter scraped every 15 s from `phase` over `[from, to)`, none in
+/// `gap`.
+async fn replica_block(
+    store: &Arc<dyn ObjectStore>,
+    replica: &str,
+    (from, to): (i64, i64),
+    phase: i64,
+    gap: (i64, i64),
+) -> BlockId {
+    let samples: Vec<(i64, f64)> = (0..)
+        .map(|i| from + phase + i * 15_000)
+        .take_while(|&t| t < to)
+        .filter(|t| !(gap.0..gap.1).contains(t))
+        .map(|t| (t, t as f64 / 100.0))
+        .collect();
+    write_block(
+        store,
+        vec![series("requests_total", &samples)],
+        &Labels::from_pairs([("cluster", "a"), ("replica", replica)]),
+        &WriteOptions::default(),
+    )
+    .await
+    .unwrap()
+    .ulid
+}
+
+/// Every series the bucket answers through query-time deduplication, as `(labels, samples)`.
+async fn deduplicated(store: &Arc<dyn ObjectStore>, end: i64) -> Vec<(String, Vec<(i64, u64)>)> {
+    use fleetscope_store::Source;
+    use fleetscope_store::dedup::Dedup;
+    let catalog = Arc::new(fleetscope_store::Catalog::new(Arc::clone(store)));
+    catalog.refresh().await.unwrap();
+    let source = Dedup::new(catalog, vec!["replica".into()]);
+    let hints = fleetscope_store::SelectHints::range(0, end);
+    source
+        .select(&[], &hints)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| {
+            let samples = s.samples.iter().map(|x| (x.t, x.v.to_bits())).collect();
+            (s.labels.to_string(), samples)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn replicas_merge_into_one_block_with_the_same_answers() {
+    let store = objstore::open("memory://").unwrap();
+    let m = 60_000;
+    // Two 2h windows of an HA pair; replica 0 is down for 10 minutes in the first.
+    let mut pairs = Vec::new();
+    for w in [0, 2 * H] {
+        pairs.push(replica_block(&store, "0", (w, w + 2 * H), 0, (30 * m, 40 * m)).await);
+        pairs.push(replica_block(&store, "1", (w, w + 2 * H), 7_000, (0, 0)).await);
+    }
+    // The next window has started (for replica 0 only, and is not over).
+    replica_block(&store, "0", (4 * H, 5 * H), 0, (0, 0)).await;
+    let before = deduplicated(&store, 4 * H - 1).await;
+    assert_eq!(before.len(), 1);
+    assert!(!before[0].0.contains("replica"), "{}", before[0].0);
+
+    let opts = CompactOptions {
+        range_ms: 2 * H,
+        retention_ms: None,
+        delete_delay_ms: H,
+        partial_delay_ms: H,
+        now_ms: 6 * H,
+        producer: "test".into(),
+        replica_labels: vec!["replica".into()],
+    };
+    let report = compact(&store, &opts).await.unwrap();
+    assert_eq!(report.merged.len(), 2, "{report:?}");
+    assert!(report.merged.iter().all(|(_, from)| from.len() == 2));
+    let mut marked = report.marked.clone();
+    marked.sort();
+    pairs.sort();
+    assert_eq!(marked, pairs);
+    let metas = BlockMeta::list(&store).await.unwrap();
+    for (merged, _) in &report.merged {
+        let meta = metas.iter().find(|m| m.ulid == *merged).unwrap();
+        assert_eq!(meta.external_labels.len(), 1, "{:?}", meta.external_labels);
+        assert_eq!(meta.external_labels["cluster"], "a");
+        // The replica down for 10 minutes is filled in from the other.
+        let samples = &content(&store, meta.clone()).await[0].1;
+        let spacing = samples.windows(2).map(|w| w[1].0 - w[0].0).max().unwrap();
+        assert!(spacing <= 30_000, "{spacing}");
+    }
+    // The same answers as deduplicating at query time, and a second pass changes nothing.
+    assert_eq!(deduplicated(&store, 4 * H - 1).await, before);
+    let again = compact(
+        &store,
+        &CompactOptions {
+            now_ms: 6 * H + 1,
+            ..opts
+        },
+    )
+    .await
+    .unwrap();
+    assert!(again.merged.is_empty(), "{again:?}");
 }

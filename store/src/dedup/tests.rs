@@ -59,7 +59,7 @@ fn ha_pair() -> (Vec<Sample>, Vec<Sample>, Vec<i64>) {
 #[test]
 fn one_series_with_gaps_filled_never_denser_than_a_replica() {
     let (a, b, resets) = ha_pair();
-    let merged = merge(&[a.clone(), b.clone()], true);
+    let merged = merge(&[a.clone(), b.clone()], true, i64::MAX);
     let spacing: Vec<i64> = merged.windows(2).map(|w| w[1].t - w[0].t).collect();
     // Never closer than half an interval (with jitter), never a hole longer than a replica's own.
     assert!(
@@ -103,13 +103,13 @@ fn a_lagging_replica_does_not_look_like_a_reset() {
             v: 100.0 + i as f64 * 10.0 - 8.0,
         })
         .collect();
-    let merged = merge(&[a.clone(), b.clone()], true);
+    let merged = merge(&[a.clone(), b.clone()], true, i64::MAX);
     let (inc, resets) = increase(&merged);
     assert_eq!(resets, 0, "{merged:?}");
     let (single, _) = increase(&b);
     assert!((inc - single).abs() <= 10.0, "{inc} vs {single}");
     // Read as a gauge, the values are the replicas' own.
-    let raw = merge(&[a, b.clone()], false);
+    let raw = merge(&[a, b.clone()], false, i64::MAX);
     assert!(raw.iter().all(|s| b.contains(s) || s.t % (15 * S) == 0));
 }
 
@@ -130,7 +130,7 @@ fn it_stays_on_one_replica_and_keeps_stale_markers() {
         Sample { t: 32 * S, v: 30.0 },
         Sample { t: 47 * S, v: 40.0 },
     ];
-    let merged = merge(&[a, b], true);
+    let merged = merge(&[a, b], true, i64::MAX);
     let times: Vec<i64> = merged.iter().map(|s| s.t / S).collect();
     assert_eq!(times, [0, 15, 30, 47]);
     assert_eq!(merged[2].v.to_bits(), crate::STALE_NAN_BITS);
@@ -154,6 +154,7 @@ fn replica_labels_disappear_and_groups_stay_apart() {
         ],
         &["replica".to_string()],
         false,
+        i64::MAX,
     );
     let labels: Vec<String> = out.iter().map(|s| format!("{:?}", s.labels)).collect();
     assert_eq!(out.len(), 2, "{labels:?}");
