@@ -16,8 +16,8 @@
 //! This crate knows no HTTP and no protobuf. Its pieces: [`labels`] and [`series`] (the data
 //! model), [`chunk`] (the sample codec), [`schema`] (column names), [`meta`] and [`layout`] (block
 //! files and paths), [`objstore`] (`--objstore` URLs), [`write_block`] and [`BlockReader`],
-//! [`compact`] (merging, retention, deletion), [`MemSeriesSet`] (the in-memory reference), and the
-//! read seam every reader goes through: [`Source`] with [`SelectHints`], the bucket's blocks as a
+//! [`compact`] (merging, retention, deletion), [`dedup`] (HA replicas merged), [`MemSeriesSet`]
+//! (the in-memory reference), and the read seam every reader goes through: [`Source`] with [`SelectHints`], the bucket's blocks as a
 //! [`Catalog`], several sources as one [`Fanout`].
 
 pub mod batch;
