@@ -17,8 +17,8 @@
 //! model), [`chunk`] (the sample codec), [`schema`] (column names), [`meta`] and [`layout`] (block
 //! files and paths), [`objstore`] (`--objstore` URLs), [`write_block`] and [`BlockReader`],
 //! [`compact`] (merging, retention, deletion), [`dedup`] (HA replicas merged), [`MemSeriesSet`]
-//! (the in-memory reference), and the read seam every reader goes through: [`Source`] with [`SelectHints`], the bucket's blocks as a
-//! [`Catalog`], several sources as one [`Fanout`].
+//! (the in-memory reference), and the read seam every reader goes through: [`Source`] with
+//! [`SelectHints`], the bucket's blocks as a [`Catalog`], several sources as one [`Fanout`].
 
 pub mod batch;
 pub mod catalog;
