@@ -161,3 +161,23 @@ fn replica_labels_disappear_and_groups_stay_apart() {
     assert!(out.iter().all(|s| s.labels.get("replica").is_none()));
     assert_eq!(out[1].samples, vec![Sample { t: 0, v: 3.0 }]);
 }
+
+#[test]
+fn replicas_a_fraction_of_a_second_apart_never_interleave() {
+    // Thanos #7623/#2890: samples 200 ms apart, the later replica a little behind in value.
+    let a: Vec<Sample> = (0..100)
+        .map(|i| Sample {
+            t: i * 15 * S,
+            v: i as f64 * 150.0,
+        })
+        .collect();
+    let b: Vec<Sample> = (0..100)
+        .map(|i| Sample {
+            t: i * 15 * S + 200,
+            v: i as f64 * 150.0 - 1.0,
+        })
+        .collect();
+    for counter in [false, true] {
+        assert_eq!(merge(&[a.clone(), b.clone()], counter, i64::MAX), a);
+    }
+}
