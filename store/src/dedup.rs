@@ -190,13 +190,12 @@ pub fn merge(replicas: &[Vec<Sample>], counter: bool, end: i64) -> Vec<Sample> {
             Some(Some(pick)) => Some(pick),
             None => None,
         };
-        // Otherwise (a gap in all, or the start) the earliest sample, spaced if possible.
+        // Otherwise (a gap in all, or the start) the earliest spaced sample; samples closer than
+        // half an interval to the last kept are never taken.
         let pick = no_gap.or_else(|| {
-            let at = |r: usize, k: usize| replicas[r].get(k).map(|s| (s.t, r, k));
             (0..n)
-                .filter_map(|r| at(r, spaced(r)))
+                .filter_map(|r| replicas[r].get(spaced(r)).map(|s| (s.t, r, spaced(r))))
                 .min()
-                .or_else(|| (0..n).filter_map(|r| at(r, next[r])).min())
                 .map(|(_, r, k)| (r, k))
         });
         let Some((r, k)) = pick else {
