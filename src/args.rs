@@ -80,6 +80,14 @@ pub struct QueryArgs {
     /// query that would pass it fails with a clear error (422) instead of growing.
     #[arg(long = "query.max-total-memory", env = "FLEETSCOPE_QUERY_MAX_TOTAL_MEMORY", value_parser = parse_size)]
     pub max_total_memory: Option<u64>,
+    /// A label telling HA replicas apart (Prometheus pairs' `replica` external label): series
+    /// equal but for it are merged into one, without it (repeatable or comma-separated).
+    #[arg(
+        long = "query.replica-label",
+        env = "FLEETSCOPE_QUERY_REPLICA_LABEL",
+        value_delimiter = ','
+    )]
+    pub replica_labels: Vec<String>,
 }
 
 /// A size in bytes: a number with an optional unit (`B`, `KB`, `MB`, `GB`, `KiB`, `MiB`, `GiB`).
@@ -209,6 +217,20 @@ pub enum CompatArg {
 }
 
 impl QueryArgs {
+    /// `source`, its HA replicas merged when `--query.replica-label` is given.
+    pub fn deduplicated(
+        &self,
+        source: Arc<dyn fleetscope_query::Source>,
+    ) -> Arc<dyn fleetscope_query::Source> {
+        if self.replica_labels.is_empty() {
+            return source;
+        }
+        Arc::new(fleetscope_store::dedup::Dedup::new(
+            source,
+            self.replica_labels.clone(),
+        ))
+    }
+
     /// The engine options these flags give.
     pub fn engine_options(&self) -> fleetscope_query::EngineOptions {
         fleetscope_query::EngineOptions {

@@ -36,15 +36,6 @@ pub struct Args {
         default_value_t = 20
     )]
     max_concurrency: usize,
-    /// A label telling HA replicas apart (Prometheus pairs' `replica` external label): series
-    /// equal but for it are merged into one, without it (repeatable or comma-separated; a request
-    /// may say `dedup=false` or name others with `replicaLabels[]`).
-    #[arg(
-        long = "query.replica-label",
-        env = "FLEETSCOPE_QUERY_REPLICA_LABEL",
-        value_delimiter = ','
-    )]
-    replica_labels: Vec<String>,
     #[command(flatten)]
     remote: RemoteArgs,
 }
@@ -85,7 +76,8 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
             max_concurrency: args.max_concurrency,
         },
     )
-    .with_replica_labels(args.replica_labels);
+    // A request may turn the merge off (`dedup=false`) or name other labels (`replicaLabels[]`).
+    .with_replica_labels(args.query.replica_labels.clone());
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listen on {}", args.listen))?;

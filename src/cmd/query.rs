@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
-use fleetscope_query::{Catalog, Engine, QueryValue, Source};
+use fleetscope_query::{Catalog, Engine, QueryValue};
 
 use crate::args::{ObjstoreArgs, QueryArgs, parse_duration, parse_time};
 
@@ -61,7 +61,7 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
     }
     let catalog = Catalog::new(args.objstore.open()?);
     catalog.refresh().await.context("list blocks")?;
-    let source: Arc<dyn Source> = Arc::new(catalog);
+    let source = args.query.deduplicated(Arc::new(catalog));
     let engine = Engine::new(args.query.engine_options());
     let planned = match (&args.start, &args.end) {
         (Some(start), Some(end)) => {

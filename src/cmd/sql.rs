@@ -44,7 +44,7 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
     let mut sources: Vec<Arc<dyn Source>> = vec![Arc::new(catalog)];
     sources.extend(args.remote.sources(args.timeout)?);
     let engine = Engine::new(args.query.engine_options());
-    let sql = Sql::new(&engine, Arc::new(Fanout(sources)));
+    let sql = Sql::new(&engine, args.query.deduplicated(Arc::new(Fanout(sources))));
     if args.explain {
         println!("{}", sql.explain(&args.statement).await?);
         return Ok(());

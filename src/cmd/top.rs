@@ -53,7 +53,7 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
             let mut sources: Vec<Arc<dyn Source>> = vec![Arc::<Catalog>::clone(&catalog)];
             sources.extend(args.remote.sources(Duration::from_secs(30))?);
             let backend = Backend::Local {
-                source: Arc::new(Fanout(sources)),
+                source: args.query.deduplicated(Arc::new(Fanout(sources))),
                 engine: Engine::new(args.query.engine_options()),
             };
             (backend, Some(catalog), url.clone())

@@ -256,3 +256,76 @@ fn a_damaged_block_gives_a_warning_not_an_error_and_compact_leaves_it_alone() {
     );
     assert!(bucket.join(&damaged).join("meta.json").exists());
 }
+
+#[test]
+fn ha_replicas_are_one_series_with_the_replica_label_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = crate::file_url(dir.path());
+    // Two replicas scraped the same target 7 s apart; replica 0 missed two scrapes.
+    for (replica, phase, skip) in [("0", 0, 4..6), ("1", 7, 0..0)] {
+        let text: String = (0..10)
+            .filter(|i| !skip.contains(i))
+            .map(|i| {
+                let t: i64 = 1_700_000_000 + i * 15 + phase;
+                format!("requests_total{{job=\"api\"}} {} {t}\n", t * 10)
+            })
+            .collect::<String>()
+            + "# EOF\n";
+        let input = dir.path().join(format!("r{replica}.om"));
+        std::fs::write(&input, text).unwrap();
+        let replica_label = format!("replica={replica}");
+        let out = fleetscope(&[
+            "import",
+            "--objstore",
+            &url,
+            "--cluster",
+            "bj",
+            "--external-label",
+            &replica_label,
+            input.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let query = |extra: &[&str]| {
+        let mut args = vec![
+            "query",
+            "--objstore",
+            &url,
+            "--start",
+            "1700000000",
+            "--end",
+            "1700000150",
+            "--step",
+            "15s",
+            "--output",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        args.push("requests_total");
+        let out = fleetscope(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        json["result"].as_array().unwrap().clone()
+    };
+    assert_eq!(query(&[]).len(), 2);
+    let merged = query(&["--query.replica-label", "replica"]);
+    assert_eq!(merged.len(), 1, "{merged:?}");
+    assert_eq!(
+        merged[0]["metric"],
+        serde_json::json!({"__name__": "requests_total", "cluster": "bj", "job": "api"})
+    );
+    // Every step answered: replica 0's missed scrapes come from replica 1.
+    assert_eq!(
+        merged[0]["values"].as_array().unwrap().len(),
+        11,
+        "{merged:?}"
+    );
+}
