@@ -566,21 +566,19 @@ pub fn scheduling(spec: &FleetSpec, cluster: &ClusterSpec, sink: &mut dyn FnMut(
 /// `samples` of a pod's series, with a stale marker at the first scrape after the pod ended, as
 /// Prometheus writes when kube-state-metrics stops exposing a deleted pod.
 fn ended(steps: &[i64], pod: &Pod, mut samples: Vec<(i64, f64)>) -> Vec<(i64, f64)> {
-    let last = samples.last().map(|s| s.0);
-    if let (Some(last), Some(&after)) = (last, steps.iter().find(|&&t| t >= pod.end)) {
-        let t = after
-            + (last
-                - steps
-                    .iter()
-                    .rev()
-                    .find(|&&t| t < pod.end)
-                    .copied()
-                    .unwrap_or(last));
-        samples.push((
-            t.max(last + 1),
-            f64::from_bits(fleetscope_store::STALE_NAN_BITS),
-        ));
-    }
+    let (Some(&(last, _)), Some(&after)) = (samples.last(), steps.iter().find(|&&t| t >= pod.end))
+    else {
+        return samples;
+    };
+    // At the next scrape, with the offset within the interval the pod's samples had.
+    let before = steps
+        .iter()
+        .rev()
+        .find(|&&t| t < pod.end)
+        .copied()
+        .unwrap_or(last);
+    let stale = f64::from_bits(fleetscope_store::STALE_NAN_BITS);
+    samples.push(((after + last - before).max(last + 1), stale));
     samples
 }
 
