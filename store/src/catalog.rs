@@ -113,6 +113,10 @@ fn partial<T: Default>(reader: &BlockReader, result: Result<T>) -> T {
 struct BlockSource(Arc<BlockReader>);
 
 impl Source for BlockSource {
+    fn external_labels(&self) -> Option<Labels> {
+        Some(self.0.meta().external_labels())
+    }
+
     fn select<'a>(&'a self, matchers: &'a [Matcher], hints: &'a SelectHints) -> SelectFuture<'a> {
         Box::pin(async move {
             if !Catalog::may_match(self.0.meta(), matchers) {

@@ -21,7 +21,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::source::{IndexFuture, LabelsFuture, SelectFuture, SelectHints, Source};
+use crate::source::{Fanout, IndexFuture, LabelsFuture, SelectFuture, SelectHints, Source};
 use crate::{Labels, Matcher, Sample, Series};
 
 /// Functions whose input is a counter: their input is adjusted at replica switches.
@@ -76,8 +76,21 @@ impl Source for Dedup {
         })
     }
 
-    // One part: the replicas of a series may sit in different parts (blocks, shippers), and only
-    // a merge that sees them all can choose between them.
+    /// One part per source once the replica labels are dropped (a cluster: its replicas' blocks
+    /// together, so the merge sees all of them); one part for everything when a part's external
+    /// labels are unknown (a shipper's remote-read endpoint).
+    fn parts(&self, min_t: i64, max_t: i64) -> Option<Vec<Arc<dyn Source>>> {
+        let mut groups: BTreeMap<Labels, Vec<Arc<dyn Source>>> = BTreeMap::new();
+        for part in self.inner.parts(min_t, max_t)? {
+            let source = part.external_labels()?.remove(&self.replica_labels);
+            groups.entry(source).or_default().push(part);
+        }
+        let parts = groups.into_values().map(|group| {
+            let merged = Dedup::new(Arc::new(Fanout(group)), self.replica_labels.clone());
+            Arc::new(merged) as Arc<dyn Source>
+        });
+        Some(parts.collect())
+    }
 
     fn size_hint(&self) -> u64 {
         self.inner.size_hint()

@@ -84,6 +84,11 @@ pub trait Source: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// The external labels every series of this source carries (a block's), when known.
+    fn external_labels(&self) -> Option<Labels> {
+        None
+    }
+
     /// Roughly how much reading this source costs (samples), to balance partitions.
     fn size_hint(&self) -> u64 {
         1

@@ -181,3 +181,39 @@ fn replicas_a_fraction_of_a_second_apart_never_interleave() {
         assert_eq!(merge(&[a.clone(), b.clone()], counter, i64::MAX), a);
     }
 }
+
+#[tokio::test]
+async fn parts_are_one_per_source_with_its_replicas_together() {
+    use crate::{Catalog, MemSource, WriteOptions, objstore, write_block};
+    let store = objstore::open("memory://").unwrap();
+    for cluster in ["a", "b"] {
+        for replica in ["0", "1"] {
+            let series = vec![Series {
+                labels: Labels::from_pairs([("__name__", "up")]),
+                samples: vec![Sample { t: 0, v: 1.0 }, Sample { t: 15 * S, v: 1.0 }],
+            }];
+            let external = Labels::from_pairs([("cluster", cluster), ("replica", replica)]);
+            write_block(&store, series, &external, &WriteOptions::default())
+                .await
+                .unwrap();
+        }
+    }
+    let catalog = Arc::new(Catalog::new(store));
+    catalog.refresh().await.unwrap();
+    let dedup = Dedup::new(catalog.clone(), vec!["replica".into()]);
+    let parts = dedup.parts(0, 15 * S).unwrap();
+    assert_eq!(parts.len(), 2);
+    let hints = SelectHints::range(0, 15 * S);
+    for part in &parts {
+        let series = part.select(&[], &hints).await.unwrap();
+        assert_eq!(series.len(), 1, "{series:?}");
+        assert!(series[0].labels.get("replica").is_none());
+    }
+    // A part whose labels are unknown (a shipper) could hold any replica: one part for all.
+    let mixed = Fanout(vec![catalog, Arc::new(MemSource::default())]);
+    assert!(
+        Dedup::new(Arc::new(mixed), vec!["replica".into()])
+            .parts(0, 15 * S)
+            .is_none()
+    );
+}
