@@ -200,7 +200,7 @@ async fn parts_are_one_per_source_with_its_replicas_together() {
     }
     let catalog = Arc::new(Catalog::new(store));
     catalog.refresh().await.unwrap();
-    let dedup = Dedup::new(catalog.clone(), vec!["replica".into()]);
+    let dedup = Dedup::new(Arc::<Catalog>::clone(&catalog), vec!["replica".into()]);
     let parts = dedup.parts(0, 15 * S).unwrap();
     assert_eq!(parts.len(), 2);
     let hints = SelectHints::range(0, 15 * S);
