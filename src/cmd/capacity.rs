@@ -91,7 +91,8 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
     }
 }
 
-fn print_table(answer: &Capacity, now: i64) {
+/// The answer as a table for people: the job, then a row per cluster.
+pub(super) fn print_table(answer: &Capacity, now: i64) {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED).set_header([
         "cluster",

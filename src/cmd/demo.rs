@@ -327,23 +327,7 @@ async fn summary(source: &Arc<dyn Source>, now: i64) -> anyhow::Result<()> {
         memory_per_pod: 0.0,
     };
     let answer = capacity(source, job, &[], now).await?;
-    let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED).set_header([
-        "cluster",
-        "free GPUs",
-        "most on a node",
-        "4 pods x 2 GPUs fit",
-    ]);
-    for c in &answer.clusters {
-        table.add_row([
-            c.cluster.clone(),
-            c.free_gpus.to_string(),
-            c.largest_free_gpus_on_a_node.to_string(),
-            if c.fits { "yes" } else { "no" }.to_string(),
-        ]);
-    }
-    println!(
-        "Capacity for a gang-scheduled job (fleetscope capacity --pods 4 --gpus-per-pod 2):\n{table}\n"
-    );
+    println!("Capacity for a gang-scheduled job (fleetscope capacity --pods 4 --gpus-per-pod 2):");
+    super::capacity::print_table(&answer, now);
     Ok(())
 }
