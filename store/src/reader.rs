@@ -299,8 +299,12 @@ impl BlockReader {
             .parquet_meta
             .get_or_try_init(|| async {
                 let mut file = self.file().await?;
-                let options =
-                    ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+                // The Arrow schema is ours (`schema.rs`) and the Parquet types give it exactly:
+                // the copy embedded in the file is not decoded, so a damaged one cannot reach
+                // arrow-ipc, which panics on some (found by fuzzing: fuzz/regressions/block).
+                let options = ArrowReaderOptions::new()
+                    .with_skip_arrow_metadata(true)
+                    .with_page_index_policy(PageIndexPolicy::Optional);
                 ArrowReaderMetadata::load_async(&mut file, options)
                     .await
                     .map_err(|source| Error::Parquet { block, source })
@@ -313,9 +317,10 @@ impl BlockReader {
     pub async fn metric_counts(&self) -> Result<Vec<MetricCount>> {
         let block = self.meta.ulid;
         let pq = |source| Error::Parquet { block, source };
-        let builder = ParquetRecordBatchStreamBuilder::new(self.file().await?)
-            .await
-            .map_err(pq)?;
+        let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
+            self.file().await?,
+            self.reader_metadata().await?,
+        );
         let names = builder.schema().index_of(schema::METRIC_NAME)?;
         let counts = builder.schema().index_of(schema::SAMPLES)?;
         let mask = ProjectionMask::roots(builder.parquet_schema(), [names, counts]);
