@@ -469,13 +469,30 @@ fn store_err(e: object_store::Error) -> parquet::errors::ParquetError {
     parquet::errors::ParquetError::External(Box::new(e))
 }
 
+/// `bytes` if they are all of `range`; a range past the end of the file (a damaged footer pointing
+/// outside it) is an error here, where Parquet's decoder would panic (found by fuzzing).
+fn whole(range: &Range<u64>, bytes: Bytes) -> parquet::errors::Result<Bytes> {
+    if bytes.len() as u64 == range.end.saturating_sub(range.start) {
+        Ok(bytes)
+    } else {
+        Err(parquet::errors::ParquetError::EOF(format!(
+            "bytes {}..{} asked, {} there: the file is shorter than its footer says",
+            range.start,
+            range.end,
+            bytes.len()
+        )))
+    }
+}
+
 impl AsyncFileReader for ObjectFile {
     fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
         async move {
-            self.store
-                .get_range(&self.path, range)
+            let bytes = self
+                .store
+                .get_range(&self.path, range.clone())
                 .await
-                .map_err(store_err)
+                .map_err(store_err)?;
+            whole(&range, bytes)
         }
         .boxed()
     }
@@ -485,10 +502,12 @@ impl AsyncFileReader for ObjectFile {
         ranges: Vec<Range<u64>>,
     ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
         async move {
-            self.store
+            let parts = self
+                .store
                 .get_ranges(&self.path, &ranges)
                 .await
-                .map_err(store_err)
+                .map_err(store_err)?;
+            ranges.iter().zip(parts).map(|(r, b)| whole(r, b)).collect()
         }
         .boxed()
     }
