@@ -29,7 +29,7 @@ use crate::chunk;
 use crate::error::{Error, Result};
 use crate::labels::{Labels, MatchOp, Matcher, matches_all};
 use crate::layout;
-use crate::meta::BlockMeta;
+use crate::meta::{BlockId, BlockMeta};
 use crate::schema::{self, DATA_FILE};
 use crate::series::{Sample, Series};
 
@@ -120,6 +120,20 @@ impl BlockReader {
     }
 
     async fn scan(
+        &self,
+        matchers: &[Matcher],
+        min_t: i64,
+        max_t: i64,
+        with_samples: bool,
+    ) -> Result<Selection> {
+        guard(
+            self.meta.ulid,
+            self.scan_unguarded(matchers, min_t, max_t, with_samples),
+        )
+        .await
+    }
+
+    async fn scan_unguarded(
         &self,
         matchers: &[Matcher],
         min_t: i64,
@@ -467,6 +481,26 @@ struct ObjectFile {
 
 fn store_err(e: object_store::Error) -> parquet::errors::ParquetError {
     parquet::errors::ParquetError::External(Box::new(e))
+}
+
+/// `read`, with a panic while it runs made this block's error. Parquet's decoder panics on some
+/// damaged pages (a dictionary-coded page without its dictionary, found by fuzzing) instead of
+/// returning an error: a damaged block must cost a warning, never the process.
+async fn guard<T>(block: BlockId, read: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(read).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(Error::Corrupt(format!(
+                "block {block}: the Parquet decoder failed: {what}"
+            )))
+        }
+    }
 }
 
 /// `bytes` if they are all of `range`; a range past the end of the file (a damaged footer pointing
