@@ -288,6 +288,10 @@ pub struct MetricCount {
 impl BlockReader {
     /// Every label name of the block with its values (read once, then cached).
     pub async fn label_index(&self) -> Result<Arc<LabelIndex>> {
+        guard(self.meta.ulid, self.label_index_unguarded()).await
+    }
+
+    async fn label_index_unguarded(&self) -> Result<Arc<LabelIndex>> {
         let index = self
             .label_index
             .get_or_try_init(|| async {
@@ -329,6 +333,10 @@ impl BlockReader {
 
     /// Per-metric series and sample counts, reading only the name and count columns.
     pub async fn metric_counts(&self) -> Result<Vec<MetricCount>> {
+        guard(self.meta.ulid, self.metric_counts_unguarded()).await
+    }
+
+    async fn metric_counts_unguarded(&self) -> Result<Vec<MetricCount>> {
         let block = self.meta.ulid;
         let pq = |source| Error::Parquet { block, source };
         let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
