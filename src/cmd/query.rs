@@ -138,6 +138,16 @@ fn mark_position(expr: &str, message: &str) -> String {
 }
 
 fn print(value: &QueryValue, output: Output, expr: &str) -> anyhow::Result<()> {
+    if let Output::Chart = output {
+        let QueryValue::Matrix(series) = value else {
+            anyhow::bail!(
+                "--output chart draws a range query (--start and --end); this query answered a {}",
+                value.type_name()
+            );
+        };
+        print!("{}", chart(expr, series)?);
+        return Ok(());
+    }
     let rows: Vec<(fleetscope_store::Labels, i64, f64)> = match value {
         QueryValue::Scalar { t, v } => vec![(Default::default(), *t, *v)],
         QueryValue::String { t, s } => {
@@ -157,15 +167,8 @@ fn print(value: &QueryValue, output: Output, expr: &str) -> anyhow::Result<()> {
     names.sort();
     names.dedup();
     match output {
-        Output::Chart => {
-            let QueryValue::Matrix(series) = value else {
-                anyhow::bail!(
-                    "--output chart draws a range query (--start and --end); this query answered a {}",
-                    value.type_name()
-                );
-            };
-            print!("{}", chart(expr, series)?);
-        }
+        // Drawn above, before the rows are made.
+        Output::Chart => {}
         Output::Json => {
             let data = fleetscope_query::api::render_query_data(value);
             println!("{data}");
