@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 
 /// The shipper's hot path allocates per series and sample; mimalloc measurably beats glibc's
-/// allocator there (see the README's Performance section).
+/// allocator there (see the README's Performance section). The `system-allocator` feature keeps
+/// the system's, for heap profilers that hook `malloc` (docs/shipper-memory.md).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

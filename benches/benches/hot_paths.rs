@@ -82,7 +82,7 @@ fn bench(c: &mut Criterion) {
     .series;
     g.bench_function("wal_append_fsync_2000_series", |b| {
         let dir = tempfile::tempdir().unwrap();
-        let (mut wal, _) = Wal::open(dir.path()).unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), |_| Ok(())).unwrap();
         let mut head = Head::new(7_200_000);
         b.iter(|| {
             // As the WAL thread does: entries by reference (label sets logged once), one fsync.

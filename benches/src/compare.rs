@@ -45,7 +45,12 @@ const PER_REQUEST: usize = 2000;
 struct Ingest {
     seconds: f64,
     cpu: f64,
+    /// Resident memory sampled every [`RSS_EVERY`] during the ingest: (seconds in, bytes).
+    rss: Vec<(f64, u64)>,
 }
+
+/// How often resident memory is sampled during an ingest.
+const RSS_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let tmp;
@@ -98,7 +103,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     // Both receivers.
     let fs_port = free_port()?;
     let bucket = work.join("fleetscope-bucket");
-    let shipper = Server::start(
+    let mut shipper = Server::start(
         "fleetscope shipper",
         &fleetscope,
         &[
@@ -119,7 +124,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let prom_port = free_port()?;
     let prom_config = work.join("prometheus.yml");
     std::fs::write(&prom_config, "global:\n  scrape_interval: 15s\n")?;
-    let prometheus = Server::start(
+    let mut prometheus = Server::start(
         "prometheus",
         &args.prometheus,
         &[
@@ -146,13 +151,24 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         .find_map(|l| l.strip_prefix("fleetscope_ingest_wal_bytes_total "))
         .and_then(|v| v.trim().parse().ok())
         .context("no fleetscope_ingest_wal_bytes_total in the shipper's /metrics")?;
+    // Restart after a crash with the head full (the last window not cut yet).
+    let shipper_ingest_rss = shipper.peak_rss();
+    let fs_restart = shipper.kill_and_restart()?;
+    let fs_replay_rss = shipper.peak_rss();
     let t = Instant::now();
     let (status, body) = http("POST", fs_port, "/api/v1/flush", &[], b"")?;
     anyhow::ensure!(status == 200, "flush: {}", String::from_utf8_lossy(&body));
     let flush_s = t.elapsed().as_secs_f64();
+    let shipper_rss = shipper_ingest_rss.max(shipper.peak_rss());
+    let stored = bucket_samples(&bucket)?;
+    anyhow::ensure!(
+        stored == samples as u64,
+        "the shipper acknowledged {samples} samples but its blocks hold {stored} after a SIGKILL and restart"
+    );
     let prom_ingest = ingest(&prometheus, &requests)?;
-    let shipper_rss = shipper.peak_rss();
     let prom_ingest_rss = prometheus.peak_rss();
+    let prom_restart = prometheus.kill_and_restart()?;
+    let prom_replay_rss = prometheus.peak_rss();
     drop(shipper);
     let fs_bytes = dir_bytes(&bucket)?;
 
@@ -313,6 +329,18 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         shipper_rss as f64 / prom_ingest_rss as f64
     );
     println!(
+        "| restart after SIGKILL with a full head: ready in (s) | {:.2} | {:.2} | {:.2} |",
+        fs_restart.as_secs_f64(),
+        prom_restart.as_secs_f64(),
+        fs_restart.as_secs_f64() / prom_restart.as_secs_f64()
+    );
+    println!(
+        "| restart: peak RSS replaying the WAL (MiB) | {:.0} | {:.0} | {:.2} |",
+        mib(fs_replay_rss),
+        mib(prom_replay_rss),
+        fs_replay_rss as f64 / prom_replay_rss as f64
+    );
+    println!(
         "| storage, bytes per sample (fleetscope: uploaded objects; Prometheus: blocks of a TSDB snapshot) | {:.3} | {:.3} | {:.2} |",
         fs_bytes as f64 / samples as f64,
         prom_bytes as f64 / samples as f64,
@@ -343,6 +371,25 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             "| SQL `{q}`: first run / warm median (ms) | {:.1} / {:.1} | n/a | n/a |",
             t.first * 1e3,
             t.median * 1e3
+        );
+    }
+    println!(
+        "\nResident memory during ingest (MiB, VmRSS sampled every {} ms; at each tenth of each system's own ingest time):\n",
+        RSS_EVERY.as_millis()
+    );
+    println!("| ingest done | fleetscope | Prometheus | fleetscope / Prometheus |");
+    println!("|---|---|---|---|");
+    for tenth in 1..=10 {
+        let (a, b) = (
+            rss_at(&fs_ingest, tenth),
+            rss_at(&prom_ingest, tenth),
+        );
+        println!(
+            "| {}% | {:.0} | {:.0} | {:.2} |",
+            tenth * 10,
+            mib(a),
+            mib(b),
+            a as f64 / b as f64
         );
     }
     let same_parallel = same_result(&r1, &rn);
@@ -398,11 +445,64 @@ fn build_requests(series: &[LoadSeries], clients: usize) -> Vec<Vec<Request>> {
     })
 }
 
-/// Sends every client's requests concurrently; returns wall time and the server's CPU seconds.
+/// The highest resident memory sampled in the `tenth` tenth of an ingest.
+fn rss_at(ingest: &Ingest, tenth: usize) -> u64 {
+    let (lo, hi) = (
+        ingest.seconds * (tenth - 1) as f64 / 10.0,
+        ingest.seconds * tenth as f64 / 10.0,
+    );
+    ingest
+        .rss
+        .iter()
+        .filter(|(t, _)| *t >= lo && *t <= hi)
+        .map(|&(_, b)| b)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Samples in the blocks of a bucket folder (the `stats.samples` of every `meta.json`).
+fn bucket_samples(bucket: &std::path::Path) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(bucket).with_context(|| format!("list {}", bucket.display()))? {
+        let meta = entry?.path().join("meta.json");
+        if meta.exists() {
+            let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta)?)?;
+            total += v["stats"]["samples"]
+                .as_u64()
+                .with_context(|| format!("no stats.samples in {}", meta.display()))?;
+        }
+    }
+    Ok(total)
+}
+
+/// Sends every client's requests concurrently; returns wall time, the server's CPU seconds, and
+/// its resident memory over time.
 fn ingest(server: &Server, clients: &[Vec<Request>]) -> anyhow::Result<Ingest> {
     let cpu0 = server.cpu_seconds();
     let t = Instant::now();
     let port = server.port;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let mut rss = Vec::new();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                rss.push((t.elapsed().as_secs_f64(), server.rss()));
+                std::thread::sleep(RSS_EVERY);
+            }
+        });
+        let sent = send_all(port, clients);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        sent
+    })?;
+    Ok(Ingest {
+        seconds: t.elapsed().as_secs_f64(),
+        cpu: server.cpu_seconds() - cpu0,
+        rss,
+    })
+}
+
+/// Sends every client's requests to `port`, one thread per client.
+fn send_all(port: u16, clients: &[Vec<Request>]) -> anyhow::Result<()> {
     std::thread::scope(|s| {
         let handles: Vec<_> = clients
             .iter()
@@ -430,10 +530,6 @@ fn ingest(server: &Server, clients: &[Vec<Request>]) -> anyhow::Result<Ingest> {
         handles
             .into_iter()
             .try_for_each(|h| h.join().map_err(|_| anyhow::anyhow!("client panicked"))?)
-    })?;
-    Ok(Ingest {
-        seconds: t.elapsed().as_secs_f64(),
-        cpu: server.cpu_seconds() - cpu0,
     })
 }
 

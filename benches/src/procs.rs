@@ -14,6 +14,10 @@ pub(crate) struct Server {
     pub(crate) child: Child,
     pub(crate) port: u16,
     name: String,
+    program: String,
+    args: Vec<String>,
+    ready_path: String,
+    log: std::path::PathBuf,
 }
 
 impl Server {
@@ -26,27 +30,49 @@ impl Server {
         ready_path: &str,
         log: &Path,
     ) -> anyhow::Result<Self> {
-        let out =
-            std::fs::File::create(log).with_context(|| format!("create {}", log.display()))?;
-        let child = Command::new(program)
-            .args(args)
-            .stdout(Stdio::from(out.try_clone()?))
-            .stderr(Stdio::from(out))
-            .spawn()
-            .with_context(|| format!("start {program}"))?;
+        let child = spawn(program, args, log)?;
         let server = Self {
             child,
             port,
             name: name.into(),
+            program: program.into(),
+            args: args.to_vec(),
+            ready_path: ready_path.into(),
+            log: log.into(),
         };
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while http("GET", port, ready_path, &[], b"").map(|r| r.0).ok() != Some(200) {
-            if Instant::now() > deadline {
-                bail!("{name} did not become ready (see {})", log.display());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        server.wait_ready()?;
         Ok(server)
+    }
+
+    fn wait_ready(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while http("GET", self.port, &self.ready_path, &[], b"")
+            .map(|r| r.0)
+            .ok()
+            != Some(200)
+        {
+            if Instant::now() > deadline {
+                bail!("{} did not become ready (see {})", self.name, self.log.display());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
+    /// SIGKILLs the server, starts it again with the same arguments (its log appended to), and
+    /// returns the time from the restart until it answers ready.
+    pub(crate) fn kill_and_restart(&mut self) -> anyhow::Result<Duration> {
+        self.child.kill()?;
+        self.child.wait()?;
+        let started = Instant::now();
+        self.child = spawn(&self.program, &self.args, &self.log)?;
+        self.wait_ready()?;
+        Ok(started.elapsed())
+    }
+
+    /// Resident memory now (VmRSS), in bytes.
+    pub(crate) fn rss(&self) -> u64 {
+        status_bytes(self.child.id(), "VmRSS:")
     }
 
     /// User + system CPU seconds used so far.
@@ -66,6 +92,21 @@ impl Drop for Server {
         let _ = self.child.wait();
         let _ = &self.name;
     }
+}
+
+/// Starts `program args`, its output appended to `log`.
+fn spawn(program: &str, args: &[String], log: &Path) -> anyhow::Result<Child> {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("open {}", log.display()))?;
+    Command::new(program)
+        .args(args)
+        .stdout(Stdio::from(out.try_clone()?))
+        .stderr(Stdio::from(out))
+        .spawn()
+        .with_context(|| format!("start {program}"))
 }
 
 /// Wall time, CPU seconds and peak anonymous resident memory of commands run to completion.

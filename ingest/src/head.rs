@@ -2,7 +2,8 @@
 //!
 //! Each series keeps its samples in arrival order as sealed chunks of [`CHUNK_SAMPLES`] samples,
 //! coded with the block codec (`store::chunk`, a few bytes per sample instead of 16), followed by an
-//! open tail of raw samples. Reads decode only the chunks overlapping the asked range.
+//! open tail coded as samples arrive ([`Tail`]: a byte or two of timestamp and the value's changed
+//! bytes). Reads decode only the chunks overlapping the asked range.
 //!
 //! Every series has a reference number, given when the head first sees it and logged with it in the
 //! WAL ([`Head::log`]); samples are logged and applied by reference ([`Head::append`]).
@@ -150,13 +151,21 @@ impl Head {
             }
             Entry::Samples { id, samples } => {
                 let id = self.aliases.get(&id).copied().unwrap_or(id);
-                if !self.series.contains_key(&id) {
+                let Some((_, m)) = self.series.get_mut(&id) else {
                     return Err(format!("samples of series {id}, which was never logged"));
-                }
+                };
+                m.push(&samples);
                 self.track(&samples);
-                if let Some((_, m)) = self.series.get_mut(&id) {
-                    m.push(&samples);
-                }
+            }
+            Entry::Chunk { id, chunk } => {
+                let id = self.aliases.get(&id).copied().unwrap_or(id);
+                let Some((_, m)) = self.series.get_mut(&id) else {
+                    return Err(format!("a chunk of series {id}, which was never logged"));
+                };
+                self.samples += chunk.n as usize;
+                self.min_t = self.min_t.min(chunk.min_t);
+                self.max_t = self.max_t.max(chunk.max_t);
+                m.add_chunk(chunk);
             }
         }
         Ok(())
@@ -187,20 +196,28 @@ impl Head {
         )
     }
 
-    /// The head as WAL records, for a checkpoint: every series with its reference and samples, a
-    /// thousand series a record.
-    pub fn checkpoint_records(&self) -> Vec<Vec<u8>> {
-        let all: Vec<(&u64, &(Labels, MemSeries))> = self.series.iter().collect();
-        all.chunks(1000)
-            .map(|chunk| {
-                let mut out = Vec::new();
-                for &(&id, (labels, m)) in chunk {
-                    wal::put_series(&mut out, id, labels);
-                    wal::put_samples(&mut out, id, &m.samples(i64::MIN, i64::MAX));
-                }
-                out
-            })
-            .collect()
+    /// The references of every series, for a checkpoint ([`Head::checkpoint_record`]).
+    pub fn series_ids(&self) -> Vec<u64> {
+        self.series.keys().copied().collect()
+    }
+
+    /// A checkpoint's WAL record for the series of `ids` still held: each label set with its
+    /// reference, its sealed chunks as they are, then its tail's samples.
+    pub fn checkpoint_record(&self, ids: &[u64]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut tail = Vec::new();
+        for (id, (labels, m)) in ids.iter().filter_map(|id| Some((id, self.series.get(id)?))) {
+            wal::put_series(&mut out, *id, labels);
+            for c in &m.sealed {
+                wal::put_chunk(&mut out, *id, c);
+            }
+            tail.clear();
+            m.open.decode_into(&mut tail);
+            if !tail.is_empty() {
+                wal::put_samples(&mut out, *id, &tail);
+            }
+        }
+        out
     }
 
     /// The start of the oldest window that is complete: the head holds samples half a window past
@@ -222,7 +239,7 @@ impl Head {
 
     /// Removes the samples of window `w` (and any before it) and returns them for coding into a
     /// block ([`Taken::code`], best done after releasing the head); later samples before its end
-    /// are refused. Sealed chunks wholly inside the window move out as they are; only a chunk
+    /// are refused. Chunk chunks wholly inside the window move out as they are; only a chunk
     /// straddling its end is decoded here.
     pub fn cut_window(&mut self, w: i64) -> Taken {
         let end = w + self.duration_ms;
@@ -243,14 +260,15 @@ impl Head {
                     c.decode_into(&mut samples);
                     let (inside, rest): (Vec<Sample>, Vec<Sample>) =
                         samples.into_iter().partition(|s| s.t < end);
-                    pieces.push(Piece::Raw(inside));
-                    kept.keep(Sealed::new(&rest));
+                    pieces.push(Piece::Tail(Tail::from_samples(&inside)));
+                    kept.keep(Chunk::new(&rest));
                 }
             }
-            let (inside, rest): (Vec<Sample>, Vec<Sample>) = std::mem::take(&mut m.open)
-                .into_iter()
-                .partition(|s| s.t < end);
-            pieces.push(Piece::Raw(inside));
+            let mut tail = Vec::new();
+            std::mem::take(&mut m.open).decode_into(&mut tail);
+            let (inside, rest): (Vec<Sample>, Vec<Sample>) =
+                tail.into_iter().partition(|s| s.t < end);
+            pieces.push(Piece::Tail(Tail::from_samples(&inside)));
             kept.push(&rest);
             taken.push((labels.clone(), pieces));
             *m = kept;
@@ -272,7 +290,7 @@ impl Head {
             .into_values()
             .map(|(labels, m)| {
                 let mut pieces: Vec<Piece> = m.sealed.into_iter().map(Piece::Coded).collect();
-                pieces.push(Piece::Raw(m.open));
+                pieces.push(Piece::Tail(m.open));
                 (labels, pieces)
             })
             .collect();
@@ -283,13 +301,13 @@ impl Head {
         }
     }
 
-    /// Bytes held by samples (sealed chunks coded, the open tails raw), for the metrics.
+    /// Bytes held by samples (sealed chunks and open tails, both coded), for the metrics.
     pub fn sample_bytes(&self) -> usize {
         self.series
             .values()
             .map(|(_, m)| {
                 m.sealed.iter().map(|c| c.bytes.len()).sum::<usize>()
-                    + m.open.len() * std::mem::size_of::<Sample>()
+                    + m.open.buf.len()
             })
             .sum()
     }
@@ -318,11 +336,11 @@ pub struct Taken {
     series: Vec<(Labels, Vec<Piece>)>,
 }
 
-/// Part of a taken series: a sealed chunk as it was, or loose samples.
+/// Part of a taken series: a sealed chunk as it was, or a tail.
 #[derive(Debug)]
 enum Piece {
-    Coded(Sealed),
-    Raw(Vec<Sample>),
+    Coded(Chunk),
+    Tail(Tail),
 }
 
 impl Taken {
@@ -345,7 +363,7 @@ impl Taken {
             for p in pieces {
                 match p {
                     Piece::Coded(c) => c.decode_into(&mut samples),
-                    Piece::Raw(raw) => samples.extend(raw),
+                    Piece::Tail(tail) => tail.decode_into(&mut samples),
                 }
             }
             sort_dedup(&mut samples);
@@ -366,8 +384,8 @@ impl Taken {
 /// One series' samples in arrival order: sealed chunks, then the open tail.
 #[derive(Debug)]
 struct MemSeries {
-    sealed: Vec<Sealed>,
-    open: Vec<Sample>,
+    sealed: Vec<Chunk>,
+    open: Tail,
     len: usize,
     min_t: i64,
     max_t: i64,
@@ -377,7 +395,7 @@ impl Default for MemSeries {
     fn default() -> Self {
         Self {
             sealed: Vec::new(),
-            open: Vec::new(),
+            open: Tail::default(),
             len: 0,
             min_t: i64::MAX,
             max_t: i64::MIN,
@@ -385,20 +403,26 @@ impl Default for MemSeries {
     }
 }
 
-/// [`CHUNK_SAMPLES`] samples coded: timestamps then values, split at `split`.
-#[derive(Debug)]
-struct Sealed {
-    min_t: i64,
-    max_t: i64,
-    n: u32,
-    split: u32,
-    bytes: Box<[u8]>,
+/// A sealed chunk: up to [`CHUNK_SAMPLES`] samples in arrival order, coded with the block codec
+/// (timestamps, then values from byte `split` on).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chunk {
+    /// The earliest timestamp.
+    pub min_t: i64,
+    /// The latest timestamp.
+    pub max_t: i64,
+    /// Number of samples.
+    pub n: u32,
+    /// Where the values' bytes start.
+    pub split: u32,
+    /// Timestamps then values, as `store::chunk` codes them.
+    pub bytes: Box<[u8]>,
 }
 
 impl MemSeries {
     /// Appends a sealed chunk (only while the open tail is empty, to keep arrival order).
-    fn keep(&mut self, c: Sealed) {
-        debug_assert!(self.open.is_empty());
+    fn keep(&mut self, c: Chunk) {
+        debug_assert!(self.open.n == 0);
         if c.n == 0 {
             return;
         }
@@ -408,19 +432,30 @@ impl MemSeries {
         self.sealed.push(c);
     }
 
+    /// Appends a sealed chunk as it is if the tail is empty, else its samples.
+    fn add_chunk(&mut self, c: Chunk) {
+        if self.open.n == 0 {
+            self.keep(c);
+        } else {
+            let mut samples = Vec::new();
+            c.decode_into(&mut samples);
+            self.push(&samples);
+        }
+    }
+
     fn push(&mut self, samples: &[Sample]) {
         for s in samples {
             self.min_t = self.min_t.min(s.t);
             self.max_t = self.max_t.max(s.t);
         }
         self.len += samples.len();
-        self.open.extend_from_slice(samples);
-        while self.open.len() >= CHUNK_SAMPLES {
-            let chunk: Vec<Sample> = self.open.drain(..CHUNK_SAMPLES).collect();
-            self.sealed.push(Sealed::new(&chunk));
-        }
-        if self.open.capacity() > 2 * CHUNK_SAMPLES {
-            self.open.shrink_to(CHUNK_SAMPLES);
+        for &s in samples {
+            self.open.push(s);
+            if self.open.n as usize == CHUNK_SAMPLES {
+                let mut chunk = Vec::with_capacity(CHUNK_SAMPLES);
+                std::mem::take(&mut self.open).decode_into(&mut chunk);
+                self.sealed.push(Chunk::new(&chunk));
+            }
         }
     }
 
@@ -435,15 +470,16 @@ impl MemSeries {
                 c.decode_into(&mut out);
             }
         }
-        out.extend_from_slice(&self.open);
+        self.open.decode_into(&mut out);
         out.retain(|s| (min_t..=max_t).contains(&s.t));
         sort_dedup(&mut out);
         out
     }
 }
 
-impl Sealed {
-    fn new(samples: &[Sample]) -> Self {
+impl Chunk {
+    /// `samples` coded, in the order given.
+    pub fn new(samples: &[Sample]) -> Self {
         let ts: Vec<i64> = samples.iter().map(|s| s.t).collect();
         let vs: Vec<f64> = samples.iter().map(|s| s.v).collect();
         let mut bytes = encode_timestamps(&ts);
@@ -475,6 +511,101 @@ impl Sealed {
     }
 }
 
+/// The open tail of a series, coded as samples arrive: per sample, the timestamp's
+/// delta-of-delta as a zigzag varint (one byte at a steady scrape interval), then the value XOR the
+/// previous value's bits as a header byte (leading and trailing zero bytes, `0xff` for "same
+/// value") and the bytes between. A few bytes a sample instead of 16, in a buffer grown
+/// [`TAIL_GROWTH`] bytes at a time, so a tail never holds more than that unused.
+#[derive(Debug, Default)]
+struct Tail {
+    buf: Vec<u8>,
+    n: u32,
+    t: i64,
+    d: i64,
+    v: u64,
+}
+
+/// Bytes a tail's buffer grows by.
+const TAIL_GROWTH: usize = 64;
+/// The most bytes one sample takes in a tail: a 10-byte varint, a header, 8 value bytes.
+const TAIL_MAX_SAMPLE: usize = 19;
+
+impl Tail {
+    fn from_samples(samples: &[Sample]) -> Self {
+        let mut tail = Self::default();
+        for &s in samples {
+            tail.push(s);
+        }
+        tail
+    }
+
+    fn push(&mut self, s: Sample) {
+        if self.buf.capacity() - self.buf.len() < TAIL_MAX_SAMPLE {
+            self.buf.reserve_exact(TAIL_GROWTH);
+        }
+        let d = s.t.wrapping_sub(self.t);
+        let dod = d.wrapping_sub(self.d);
+        let mut z = ((dod << 1) ^ (dod >> 63)) as u64;
+        while z >= 0x80 {
+            self.buf.push((z as u8) | 0x80);
+            z >>= 7;
+        }
+        self.buf.push(z as u8);
+        let bits = s.v.to_bits();
+        let x = bits ^ self.v;
+        if x == 0 {
+            self.buf.push(0xff);
+        } else {
+            let lead = x.leading_zeros() as usize / 8;
+            let trail = x.trailing_zeros() as usize / 8;
+            self.buf.push(((lead << 4) | trail) as u8);
+            self.buf.extend_from_slice(&x.to_be_bytes()[lead..8 - trail]);
+        }
+        self.t = s.t;
+        self.d = d;
+        self.v = bits;
+        self.n += 1;
+    }
+
+    /// Appends the tail's samples, in arrival order, to `out`.
+    fn decode_into(&self, out: &mut Vec<Sample>) {
+        out.reserve(self.n as usize);
+        let mut buf = &self.buf[..];
+        let (mut t, mut d, mut v) = (0i64, 0i64, 0u64);
+        for _ in 0..self.n {
+            // The tail coded these bytes itself: they always decode.
+            let mut z = 0u64;
+            let mut shift = 0;
+            while let Some((&b, rest)) = buf.split_first() {
+                buf = rest;
+                z |= u64::from(b & 0x7f) << shift;
+                shift += 7;
+                if b < 0x80 {
+                    break;
+                }
+            }
+            d = d.wrapping_add(((z >> 1) as i64) ^ -((z & 1) as i64));
+            t = t.wrapping_add(d);
+            let Some((&h, rest)) = buf.split_first() else {
+                break;
+            };
+            buf = rest;
+            if h != 0xff {
+                let (lead, trail) = ((h >> 4) as usize, (h & 15) as usize);
+                let k = (8 - lead - trail).min(buf.len());
+                let mut be = [0u8; 8];
+                be[lead..lead + k].copy_from_slice(&buf[..k]);
+                buf = &buf[k..];
+                v ^= u64::from_be_bytes(be);
+            }
+            out.push(Sample {
+                t,
+                v: f64::from_bits(v),
+            });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -491,6 +622,33 @@ mod tests {
         Series {
             labels: Labels::from_pairs([("__name__", "up")]),
             samples: vec![Sample { t, v: 1.0 }],
+        }
+    }
+
+    proptest::proptest! {
+        /// A tail gives back exactly the samples pushed, bit for bit and in order, whatever the
+        /// timestamps (out of order, extreme) and values (NaN payloads, -0.0, repeats).
+        #[test]
+        fn tails_round_trip(raw in proptest::collection::vec((proptest::prelude::any::<i64>(), proptest::prelude::any::<u64>(), 0u8..4), 0..300)) {
+            let samples: Vec<Sample> = raw
+                .iter()
+                .scan(0i64, |t, &(r, bits, kind)| {
+                    // Mostly a steady scrape with repeated or close values, sometimes anything.
+                    *t = if kind == 0 { r } else { t.wrapping_add(15_000) };
+                    let v = match kind {
+                        1 => 1.0,
+                        2 => (r % 1000) as f64 * 0.5,
+                        _ => f64::from_bits(bits),
+                    };
+                    Some(Sample { t: *t, v })
+                })
+                .collect();
+            let tail = Tail::from_samples(&samples);
+            proptest::prop_assert!(tail.buf.capacity() - tail.buf.len() <= TAIL_GROWTH + TAIL_MAX_SAMPLE);
+            let mut back = Vec::new();
+            tail.decode_into(&mut back);
+            let bits = |s: &[Sample]| s.iter().map(|x| (x.t, x.v.to_bits())).collect::<Vec<_>>();
+            proptest::prop_assert_eq!(bits(&back), bits(&samples));
         }
     }
 
@@ -602,10 +760,16 @@ mod tests {
             r
         };
         assert_eq!(everything(&replayed(&logs)), everything(&h));
-        assert_eq!(
-            everything(&replayed(&h.checkpoint_records())),
-            everything(&h)
+        let checkpoint: Vec<Vec<u8>> = h
+            .series_ids()
+            .iter()
+            .map(|id| h.checkpoint_record(&[*id]))
+            .collect();
+        assert!(
+            checkpoint.concat().len() < all.len() * 4,
+            "sealed chunks are written coded"
         );
+        assert_eq!(everything(&replayed(&checkpoint)), everything(&h));
         // Cutting keeps every sample exactly once: the window's block holds what the head held
         // (the late rewrite of t = 600 s included), the rest stays.
         let before = everything_in(&h, 0, 999_999);

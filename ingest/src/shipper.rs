@@ -155,15 +155,13 @@ impl Shipper {
         metrics: Arc<Metrics>,
     ) -> Result<Self, ShipperError> {
         let duration_ms = config.block_duration.as_millis() as i64;
-        let (wal, replay) = Wal::open(&config.data_dir.join("wal"))?;
+        let started = Instant::now();
         let mut head = Head::new(duration_ms);
-        let entries = replay.entries.len();
-        for entry in replay.entries {
-            head.replay(entry)
-                .map_err(|e| ShipperError::Io(format!("wal replay: {e}")))?;
-        }
+        let (wal, replay) = Wal::open(&config.data_dir.join("wal"), |e| head.replay(e))?;
         tracing::info!(
-            entries,
+            records = replay.records,
+            entries = replay.entries,
+            seconds = started.elapsed().as_secs_f64(),
             series = head.series_count(),
             samples = head.samples(),
             torn_bytes = replay.torn_bytes,
@@ -671,12 +669,8 @@ fn spawn_wal_thread(
                         WalCmd::Append { series, n, done } => appends.push((series, n, done)),
                         WalCmd::Checkpoint { done } => {
                             commit(&mut wal, std::mem::take(&mut appends), &head, &metrics);
-                            let records = head
-                                .lock()
-                                .map(|h| h.checkpoint_records())
-                                .unwrap_or_default();
                             let _ = done.send(
-                                wal.checkpoint(&records)
+                                checkpoint(&mut wal, &head)
                                     .map_err(|e| fleetscope_store::error::display_chain(&e)),
                             );
                         }
@@ -688,6 +682,22 @@ fn spawn_wal_thread(
         .expect("spawning a thread only fails when the OS is out of resources at start-up");
 }
 
+/// Writes the head to a fresh WAL segment a thousand series a record, locking the head for one
+/// record at a time (only this thread appends, and cuts wait for the checkpoint, so the head holds
+/// the same series throughout).
+fn checkpoint(wal: &mut Wal, head: &Mutex<Head>) -> Result<(), crate::wal::WalError> {
+    let ids = lock(head).series_ids();
+    wal.checkpoint(ids.chunks(1000).map(|ids| lock(head).checkpoint_record(ids)))
+}
+
+/// The head, locked (a panic while it was locked left it usable: every change is one step).
+fn lock(head: &Mutex<Head>) -> std::sync::MutexGuard<'_, Head> {
+    match head.lock() {
+        Ok(h) => h,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
 type Append = (Vec<Series>, u64, oneshot::Sender<Result<(), String>>);
 
 /// Logs a batch of appends as one record (new label sets, then samples by reference), fsyncs once,
@@ -696,13 +706,9 @@ fn commit(wal: &mut Wal, appends: Vec<Append>, head: &Mutex<Head>, metrics: &Met
     if appends.is_empty() {
         return;
     }
-    let lock = || match head.lock() {
-        Ok(h) => h,
-        Err(poisoned) => poisoned.into_inner(),
-    };
     let mut payload = Vec::new();
     let ids: Vec<Vec<u64>> = {
-        let mut h = lock();
+        let mut h = lock(head);
         appends
             .iter()
             .map(|(series, ..)| h.log(series, &mut payload))
@@ -712,7 +718,7 @@ fn commit(wal: &mut Wal, appends: Vec<Append>, head: &Mutex<Head>, metrics: &Met
         Ok(bytes) => {
             metrics.wal_bytes.inc_by(bytes);
             metrics.wal_fsyncs.inc();
-            let mut h = lock();
+            let mut h = lock(head);
             for ((series, n, done), ids) in appends.into_iter().zip(ids) {
                 h.append(&ids, series);
                 metrics.samples_appended.inc_by(n);
@@ -724,7 +730,7 @@ fn commit(wal: &mut Wal, appends: Vec<Append>, head: &Mutex<Head>, metrics: &Met
         Err(e) => {
             let msg = fleetscope_store::error::display_chain(&e);
             tracing::error!(error = %msg, "wal write failed");
-            let mut h = lock();
+            let mut h = lock(head);
             for ids in &ids {
                 h.forget(ids);
             }

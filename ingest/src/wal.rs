@@ -4,7 +4,11 @@
 //! `u32 LE length | u32 LE CRC-32 of the payload | payload`. A torn tail (a crash mid-write) fails its
 //! length or checksum; replay keeps everything before it and cuts the file there. After the blocks
 //! holding its samples are uploaded, the log is *checkpointed*: the head's remaining series are
-//! written to a fresh segment and the older segments deleted.
+//! written to a fresh segment (their sealed chunks as the head holds them, coded) and the older
+//! segments deleted.
+//!
+//! Replay streams: one thread reads, checks and decodes records while the caller applies the
+//! previous ones, so nothing but a few records is ever held in memory.
 //!
 //! A payload is a sequence of [`Entry`]s: a label set is logged once with the reference the head
 //! gave it, and samples refer to it by that number (as Prometheus's WAL does).
@@ -14,6 +18,8 @@ use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use fleetscope_store::{Label, Labels, Sample};
+
+use crate::head::Chunk;
 
 /// WAL errors.
 #[derive(Debug, thiserror::Error)]
@@ -75,69 +81,82 @@ pub enum Entry {
         /// The samples.
         samples: Vec<Sample>,
     },
+    /// A sealed chunk of the series with reference `id`, as a checkpoint writes the head.
+    Chunk {
+        /// The reference.
+        id: u64,
+        /// The chunk.
+        chunk: Chunk,
+    },
 }
 
 const ENTRY_SERIES: u8 = 1;
 const ENTRY_SAMPLES: u8 = 2;
+const ENTRY_CHUNK: u8 = 3;
 
-/// What [`Wal::open`] found: the decoded entries of every segment, oldest first.
-#[derive(Debug, Default)]
+/// What [`Wal::open`] replayed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Replay {
-    /// Every entry, in log order.
-    pub entries: Vec<Entry>,
+    /// Records read.
+    pub records: u64,
+    /// Entries applied.
+    pub entries: u64,
     /// Bytes cut off a torn tail, if any.
     pub torn_bytes: u64,
 }
 
+/// Records decoded ahead of the one being applied during replay.
+const REPLAY_AHEAD: usize = 32;
+
 impl Wal {
-    /// Opens the log in `dir` (creating it), reading back every record; a torn tail is cut off.
-    pub fn open(dir: &Path) -> Result<(Self, Replay)> {
+    /// Opens the log in `dir` (creating it), handing every entry to `apply` in log order; a torn
+    /// tail is cut off. Records are read and decoded on a second thread while `apply` runs; an
+    /// error from `apply` stops the replay and is returned with the record's place.
+    pub fn open(
+        dir: &Path,
+        mut apply: impl FnMut(Entry) -> std::result::Result<(), String>,
+    ) -> Result<(Self, Replay)> {
         std::fs::create_dir_all(dir).map_err(|source| WalError::Io {
             op: "create",
             path: dir.into(),
             source,
         })?;
-        let mut segments = list_segments(dir)?;
-        let mut replay = Replay::default();
-        for (i, &seg) in segments.iter().enumerate() {
-            let path = segment_path(dir, seg);
-            let (records, valid_len, file_len) = read_segment(&path)?;
-            replay.entries.extend(records.into_iter().flatten());
-            if valid_len < file_len {
-                replay.torn_bytes += file_len - valid_len;
-                tracing::warn!(segment = seg, path = %path.display(), valid_len, file_len, "torn wal tail cut off");
-                let f = OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(|source| WalError::Io {
-                        op: "open",
-                        path: path.clone(),
-                        source,
-                    })?;
-                f.set_len(valid_len).map_err(|source| WalError::Io {
-                    op: "truncate",
-                    path: path.clone(),
-                    source,
-                })?;
-                f.sync_all().map_err(|source| WalError::Io {
-                    op: "fsync",
-                    path: path.clone(),
-                    source,
-                })?;
-                // Later segments cannot follow a torn one; drop them.
-                for &later in &segments[i + 1..] {
-                    let p = segment_path(dir, later);
-                    std::fs::remove_file(&p).map_err(|source| WalError::Io {
-                        op: "remove",
-                        path: p,
-                        source,
-                    })?;
+        let segments = list_segments(dir)?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(PathBuf, u64, Vec<Entry>)>(REPLAY_AHEAD);
+        let (read, applied) = std::thread::scope(|scope| {
+            let reader = scope.spawn(|| read_all(dir, &segments, tx));
+            let mut replay = Replay::default();
+            let mut failed = None;
+            for (path, offset, entries) in rx.iter() {
+                replay.records += 1;
+                for entry in entries {
+                    replay.entries += 1;
+                    if let Err(what) = apply(entry) {
+                        failed = Some(WalError::Corrupt { path, offset, what });
+                        break;
+                    }
                 }
-                segments.truncate(i + 1);
-                break;
+                if failed.is_some() {
+                    break;
+                }
             }
-        }
-        let segment = segments.last().copied().unwrap_or(0) + 1;
+            // Dropping the receiver stops the reader at its next record.
+            drop(rx);
+            let read = reader.join().unwrap_or_else(|_| {
+                Err(WalError::Corrupt {
+                    path: dir.into(),
+                    offset: 0,
+                    what: "the replay thread panicked".into(),
+                })
+            });
+            (read, failed.map_or(Ok(replay), Err))
+        });
+        let (last_segment, torn_bytes) = read?;
+        let replay = Replay {
+            torn_bytes,
+            ..applied?
+        };
+        let segment = last_segment + 1;
         let (file, size) = create_segment(dir, segment)?;
         Ok((
             Self {
@@ -152,38 +171,33 @@ impl Wal {
 
     /// Appends records and fsyncs once for all of them (group commit).
     pub fn append<P: AsRef<[u8]>>(&mut self, payloads: &[P]) -> Result<u64> {
-        let path = segment_path(&self.dir, self.segment);
         let mut buf = Vec::with_capacity(payloads.iter().map(|p| p.as_ref().len() + HEADER).sum());
-        for p in payloads.iter().map(AsRef::as_ref) {
-            buf.extend_from_slice(&(p.len() as u32).to_le_bytes());
-            buf.extend_from_slice(&crc32fast::hash(p).to_le_bytes());
-            buf.extend_from_slice(p);
+        for p in payloads {
+            frame(&mut buf, p.as_ref());
         }
-        self.file.write_all(&buf).map_err(|source| WalError::Io {
-            op: "write",
-            path: path.clone(),
-            source,
-        })?;
-        self.file.sync_data().map_err(|source| WalError::Io {
-            op: "fsync",
-            path: path.clone(),
-            source,
-        })?;
-        self.size += buf.len() as u64;
+        self.write(&buf)?;
+        self.sync()?;
         if self.size >= SEGMENT_BYTES {
             self.rotate()?;
         }
         Ok(buf.len() as u64)
     }
 
-    /// Starts a new segment holding `records` (the head's series, see `Head::checkpoint_records`),
-    /// then deletes older segments.
-    pub fn checkpoint(&mut self, records: &[Vec<u8>]) -> Result<()> {
+    /// Starts a new segment holding `records` (the head's series, see `Head::checkpoint_record`),
+    /// written one at a time and fsynced once, then deletes older segments.
+    pub fn checkpoint(&mut self, records: impl IntoIterator<Item = Vec<u8>>) -> Result<()> {
         let old = self.segment;
         self.rotate()?;
-        if !records.is_empty() {
-            self.append(records)?;
+        for record in records {
+            let mut buf = Vec::with_capacity(record.len() + HEADER);
+            frame(&mut buf, &record);
+            self.write(&buf)?;
+            if self.size >= SEGMENT_BYTES {
+                self.sync()?;
+                self.rotate()?;
+            }
         }
+        self.sync()?;
         for seg in list_segments(&self.dir)? {
             if seg <= old {
                 let p = segment_path(&self.dir, seg);
@@ -195,6 +209,24 @@ impl Wal {
             }
         }
         sync_dir(&self.dir)
+    }
+
+    fn write(&mut self, buf: &[u8]) -> Result<()> {
+        self.file.write_all(buf).map_err(|source| WalError::Io {
+            op: "write",
+            path: segment_path(&self.dir, self.segment),
+            source,
+        })?;
+        self.size += buf.len() as u64;
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        self.file.sync_data().map_err(|source| WalError::Io {
+            op: "fsync",
+            path: segment_path(&self.dir, self.segment),
+            source,
+        })
     }
 
     fn rotate(&mut self) -> Result<()> {
@@ -250,17 +282,77 @@ fn sync_dir(dir: &Path) -> Result<()> {
         })
 }
 
-/// Records of a segment, the length of its valid prefix, and the file length.
-fn read_segment(path: &Path) -> Result<(Vec<Vec<Entry>>, u64, u64)> {
+/// `u32 LE length | u32 LE CRC-32 | payload`, appended to `buf`.
+fn frame(buf: &mut Vec<u8>, payload: &[u8]) {
+    buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    buf.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    buf.extend_from_slice(payload);
+}
+
+/// Reads `segments` in order, sending each record's entries (with its segment and offset) to
+/// `tx`; cuts a torn tail off (and drops the segments after it). Returns the number of the last
+/// segment kept (0 if none) and the bytes cut off. Stops early, without error, once `tx`'s
+/// receiver is gone.
+fn read_all(
+    dir: &Path,
+    segments: &[u64],
+    tx: std::sync::mpsc::SyncSender<(PathBuf, u64, Vec<Entry>)>,
+) -> Result<(u64, u64)> {
+    for (i, &seg) in segments.iter().enumerate() {
+        let path = segment_path(dir, seg);
+        let Some((valid_len, file_len)) = read_segment(&path, &tx)? else {
+            return Ok((segments.last().copied().unwrap_or(0), 0));
+        };
+        if valid_len < file_len {
+            tracing::warn!(segment = seg, path = %path.display(), valid_len, file_len, "torn wal tail cut off");
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|source| WalError::Io {
+                    op: "open",
+                    path: path.clone(),
+                    source,
+                })?;
+            f.set_len(valid_len).map_err(|source| WalError::Io {
+                op: "truncate",
+                path: path.clone(),
+                source,
+            })?;
+            f.sync_all().map_err(|source| WalError::Io {
+                op: "fsync",
+                path: path.clone(),
+                source,
+            })?;
+            // Later segments cannot follow a torn one; drop them.
+            for &later in &segments[i + 1..] {
+                let p = segment_path(dir, later);
+                std::fs::remove_file(&p).map_err(|source| WalError::Io {
+                    op: "remove",
+                    path: p,
+                    source,
+                })?;
+            }
+            return Ok((seg, file_len - valid_len));
+        }
+    }
+    Ok((segments.last().copied().unwrap_or(0), 0))
+}
+
+/// Sends the records of a segment to `tx`; returns the length of its valid prefix and the file
+/// length, or `None` if the receiver went away.
+fn read_segment(
+    path: &Path,
+    tx: &std::sync::mpsc::SyncSender<(PathBuf, u64, Vec<Entry>)>,
+) -> Result<Option<(u64, u64)>> {
     let file = File::open(path).map_err(|source| WalError::Io {
         op: "open",
         path: path.into(),
         source,
     })?;
     let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut r = BufReader::new(file);
-    let mut records = Vec::new();
+    let mut r = BufReader::with_capacity(1 << 20, file);
     let mut offset = 0u64;
+    let mut payload = Vec::new();
     loop {
         let mut header = [0u8; HEADER];
         if read_full(&mut r, &mut header).map_err(|source| WalError::Io {
@@ -276,7 +368,7 @@ fn read_segment(path: &Path) -> Result<(Vec<Vec<Entry>>, u64, u64)> {
         if len > MAX_RECORD {
             break;
         }
-        let mut payload = vec![0u8; len];
+        payload.resize(len, 0);
         let got = read_full(&mut r, &mut payload).map_err(|source| WalError::Io {
             op: "read",
             path: path.into(),
@@ -290,10 +382,12 @@ fn read_segment(path: &Path) -> Result<(Vec<Vec<Entry>>, u64, u64)> {
             offset,
             what,
         })?;
-        records.push(entries);
+        if tx.send((path.into(), offset, entries)).is_err() {
+            return Ok(None);
+        }
         offset += (HEADER + len) as u64;
     }
-    Ok((records, offset, file_len))
+    Ok(Some((offset, file_len)))
 }
 
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -326,10 +420,29 @@ pub fn put_samples(out: &mut Vec<u8>, id: u64, samples: &[Sample]) {
     let mut prev = 0i64;
     for x in samples {
         let d = x.t.wrapping_sub(prev);
-        put_uvarint(out, ((d << 1) ^ (d >> 63)) as u64);
+        put_uvarint(out, zigzag(d));
         out.extend_from_slice(&x.v.to_bits().to_le_bytes());
         prev = x.t;
     }
+}
+
+/// Appends a [`Entry::Chunk`] to a payload.
+pub fn put_chunk(out: &mut Vec<u8>, id: u64, chunk: &Chunk) {
+    out.push(ENTRY_CHUNK);
+    put_uvarint(out, id);
+    put_uvarint(out, zigzag(chunk.min_t));
+    put_uvarint(out, chunk.max_t.wrapping_sub(chunk.min_t) as u64);
+    put_uvarint(out, u64::from(chunk.n));
+    put_uvarint(out, u64::from(chunk.split));
+    put_bytes(out, &chunk.bytes);
+}
+
+fn zigzag(x: i64) -> u64 {
+    ((x << 1) ^ (x >> 63)) as u64
+}
+
+fn unzigzag(z: u64) -> i64 {
+    ((z >> 1) as i64) ^ -((z & 1) as i64)
 }
 
 /// The entries of a payload.
@@ -356,7 +469,7 @@ pub fn decode_record(mut buf: &[u8]) -> std::result::Result<Vec<Entry>, String> 
                 let mut t = 0i64;
                 for _ in 0..ns {
                     let z = get_uvarint(&mut buf)?;
-                    t = t.wrapping_add(((z >> 1) as i64) ^ -((z & 1) as i64));
+                    t = t.wrapping_add(unzigzag(z));
                     let (bits, rest) = buf.split_first_chunk::<8>().ok_or("truncated value")?;
                     buf = rest;
                     samples.push(Sample {
@@ -365,6 +478,26 @@ pub fn decode_record(mut buf: &[u8]) -> std::result::Result<Vec<Entry>, String> 
                     });
                 }
                 out.push(Entry::Samples { id, samples });
+            }
+            ENTRY_CHUNK => {
+                let min_t = unzigzag(get_uvarint(&mut buf)?);
+                let max_t = min_t.wrapping_add(get_uvarint(&mut buf)? as i64);
+                let n = u32::try_from(get_uvarint(&mut buf)?).map_err(|_| "chunk too long")?;
+                let split = u32::try_from(get_uvarint(&mut buf)?).map_err(|_| "bad split")?;
+                let len = get_uvarint(&mut buf)? as usize;
+                let bytes = buf.get(..len).ok_or("truncated chunk")?;
+                buf = &buf[len..];
+                if split as usize > len {
+                    return Err(format!("chunk split {split} past its {len} bytes"));
+                }
+                let chunk = Chunk {
+                    min_t,
+                    max_t,
+                    n,
+                    split,
+                    bytes: bytes.into(),
+                };
+                out.push(Entry::Chunk { id, chunk });
             }
             other => return Err(format!("unknown entry kind {other}")),
         }
@@ -410,6 +543,18 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Opens the log, collecting what it replays.
+    fn open(dir: &Path) -> (Wal, Vec<Entry>) {
+        let mut entries = Vec::new();
+        let (wal, replay) = Wal::open(dir, |e| {
+            entries.push(e);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(replay.entries, entries.len() as u64);
+        (wal, entries)
+    }
+
     /// A record holding one series (reference `id`) and its samples.
     fn record(id: u64, name: &str, samples: &[(i64, f64)]) -> (Vec<u8>, Vec<Entry>) {
         let labels = Labels::from_pairs([("__name__", name), ("job", "x")]);
@@ -435,6 +580,7 @@ mod tests {
                         .map(|s| (s.t, s.v.to_bits()))
                         .collect::<Vec<_>>()
                 ),
+                Entry::Chunk { id, chunk } => format!("{id} {chunk:?}"),
             })
             .collect()
     }
@@ -442,8 +588,8 @@ mod tests {
     #[test]
     fn replays_what_was_appended_and_checkpoints() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut wal, replay) = Wal::open(dir.path()).unwrap();
-        assert!(replay.entries.is_empty());
+        let (mut wal, replayed) = open(dir.path());
+        assert!(replayed.is_empty());
         let (a, a_entries) = record(
             1,
             "a",
@@ -456,13 +602,18 @@ mod tests {
         let (b, b_entries) = record(2, "b", &[(3, -0.0)]);
         wal.append(&[a, b.clone()]).unwrap();
         drop(wal);
-        let (mut wal, replay) = Wal::open(dir.path()).unwrap();
+        let (mut wal, replayed) = open(dir.path());
         let both: Vec<Entry> = a_entries.into_iter().chain(b_entries.clone()).collect();
-        assert_eq!(bits(&replay.entries), bits(&both));
-        wal.checkpoint(&[b]).unwrap();
+        assert_eq!(bits(&replayed), bits(&both));
+        let chunk = Chunk::new(&[Sample { t: -3, v: 0.5 }, Sample { t: 9, v: f64::NAN }]);
+        let mut c = Vec::new();
+        put_chunk(&mut c, 2, &chunk);
+        wal.checkpoint([b, c]).unwrap();
         drop(wal);
-        let (_, replay) = Wal::open(dir.path()).unwrap();
-        assert_eq!(bits(&replay.entries), bits(&b_entries));
+        let (_, replayed) = open(dir.path());
+        let mut want = b_entries;
+        want.push(Entry::Chunk { id: 2, chunk });
+        assert_eq!(bits(&replayed), bits(&want));
         assert_eq!(
             list_segments(dir.path()).unwrap().len(),
             2,
@@ -478,6 +629,38 @@ mod tests {
                 .unwrap_err()
                 .contains("truncated")
         );
+        assert!(
+            decode_record(&[ENTRY_CHUNK, 1, 0, 0, 1, 3, 2, 0, 0])
+                .unwrap_err()
+                .contains("split 3 past its 2 bytes")
+        );
+    }
+
+    #[test]
+    fn a_failing_apply_stops_replay_and_names_the_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = open(dir.path());
+        let (a, _) = record(1, "a", &[(1, 1.0)]);
+        let (b, _) = record(2, "b", &[(2, 2.0)]);
+        wal.append(&[a.clone()]).unwrap();
+        wal.append(&[b]).unwrap();
+        drop(wal);
+        let mut seen = 0;
+        let err = Wal::open(dir.path(), |e| {
+            seen += 1;
+            match e {
+                Entry::Series { id: 2, .. } => Err("no room".into()),
+                _ => Ok(()),
+            }
+        })
+        .unwrap_err()
+        .to_string();
+        assert_eq!(seen, 3, "two entries of the first record, then the failing one");
+        let offset = a.len() + HEADER;
+        assert!(
+            err.ends_with(&format!("00000001 at offset {offset}: no room")),
+            "{err}"
+        );
     }
 
     proptest! {
@@ -487,7 +670,7 @@ mod tests {
         #[test]
         fn torn_tail_replays_a_clean_prefix(sizes in proptest::collection::vec(1usize..20, 1..6), cut in any::<prop::sample::Index>()) {
             let dir = tempfile::tempdir().unwrap();
-            let (mut wal, _) = Wal::open(dir.path()).unwrap();
+            let (mut wal, _) = open(dir.path());
             let records: Vec<(Vec<u8>, Vec<Entry>)> = sizes
                 .iter()
                 .enumerate()
@@ -504,10 +687,10 @@ mod tests {
             let len = std::fs::metadata(&seg).unwrap().len();
             let cut_at = cut.index(len as usize + 1) as u64;
             OpenOptions::new().write(true).open(&seg).unwrap().set_len(cut_at).unwrap();
-            let (_, replay) = Wal::open(dir.path()).unwrap();
+            let (_, replayed) = open(dir.path());
             let complete = ends.iter().filter(|&&e| e <= cut_at).count();
             let want: Vec<Entry> = records[..complete].iter().flat_map(|r| r.1.clone()).collect();
-            prop_assert_eq!(replay.entries, want);
+            prop_assert_eq!(replayed, want);
             // The file was cut back to the last complete record.
             let valid = if complete == 0 { 0 } else { ends[complete - 1] };
             prop_assert_eq!(std::fs::metadata(&seg).unwrap().len(), valid);
