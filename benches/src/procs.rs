@@ -52,7 +52,11 @@ impl Server {
             != Some(200)
         {
             if Instant::now() > deadline {
-                bail!("{} did not become ready (see {})", self.name, self.log.display());
+                bail!(
+                    "{} did not become ready (see {})",
+                    self.name,
+                    self.log.display()
+                );
             }
             std::thread::sleep(Duration::from_millis(10));
         }

@@ -305,10 +305,7 @@ impl Head {
     pub fn sample_bytes(&self) -> usize {
         self.series
             .values()
-            .map(|(_, m)| {
-                m.sealed.iter().map(|c| c.bytes.len()).sum::<usize>()
-                    + m.open.buf.len()
-            })
+            .map(|(_, m)| m.sealed.iter().map(|c| c.bytes.len()).sum::<usize>() + m.open.buf.len())
             .sum()
     }
 
@@ -559,7 +556,8 @@ impl Tail {
             let lead = x.leading_zeros() as usize / 8;
             let trail = x.trailing_zeros() as usize / 8;
             self.buf.push(((lead << 4) | trail) as u8);
-            self.buf.extend_from_slice(&x.to_be_bytes()[lead..8 - trail]);
+            self.buf
+                .extend_from_slice(&x.to_be_bytes()[lead..8 - trail]);
         }
         self.t = s.t;
         self.d = d;

@@ -28,11 +28,13 @@ pub struct Metrics {
     pub wal_bytes: Counter,
     /// WAL fsyncs (one per group commit).
     pub wal_fsyncs: Counter,
+    /// WAL checkpoints written (after a cut, or when the log grew past twice the last one).
+    pub wal_checkpoints: Counter,
     /// Series in the head.
     pub head_series: Gauge,
     /// Samples in the head.
     pub head_samples: Gauge,
-    /// Bytes of the head's samples (coded chunks and raw open tails).
+    /// Bytes of the head's samples (coded chunks and coded open tails).
     pub head_sample_bytes: Gauge,
     /// Blocks cut from the head.
     pub blocks_cut: Counter,
@@ -62,6 +64,7 @@ impl Metrics {
             samples_rejected: Counter::default(),
             wal_bytes: Counter::default(),
             wal_fsyncs: Counter::default(),
+            wal_checkpoints: Counter::default(),
             head_series: Gauge::default(),
             head_samples: Gauge::default(),
             head_sample_bytes: Gauge::default(),
@@ -88,6 +91,11 @@ impl Metrics {
             "WAL fsyncs (group commits)",
             m.wal_fsyncs.clone(),
         );
+        registry.register(
+            "wal_checkpoints",
+            "WAL checkpoints written",
+            m.wal_checkpoints.clone(),
+        );
         registry.register("head_series", "Series in the head", m.head_series.clone());
         registry.register(
             "head_samples",
@@ -96,7 +104,7 @@ impl Metrics {
         );
         registry.register(
             "head_sample_bytes",
-            "Bytes of the head's samples (coded chunks and raw open tails)",
+            "Bytes of the head's samples (coded chunks and coded open tails)",
             m.head_sample_bytes.clone(),
         );
         registry.register(

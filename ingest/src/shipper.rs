@@ -19,8 +19,8 @@ use fleetscope_store::{
     BlockId, BlockMeta, BlockReader, CodedSeries, Labels, Matcher, Series, WriteOptions, layout,
     write_coded_block,
 };
+use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::head::{Head, Taken};
@@ -104,7 +104,9 @@ struct Inner {
     remote: Arc<dyn ObjectStore>,
     metrics: Arc<Metrics>,
     /// Serialises cuts, uploads and checkpoints.
-    cut_lock: tokio::sync::Mutex<()>,
+    /// Held while a window is cut, staged and uploaded: the WAL thread checkpoints on its own only
+    /// when it can take this (a checkpoint must not drop the samples of a window being cut).
+    cut_lock: Arc<tokio::sync::Mutex<()>>,
     /// Blocks staged and waiting, with the time they were staged.
     pending: Mutex<Vec<(BlockId, Instant)>>,
     /// Uploaded blocks kept in `shipped/` for reads, with the time they were uploaded.
@@ -171,7 +173,14 @@ impl Shipper {
         let staging = local_store(&config.data_dir.join("blocks"))?;
         let shipped_store = local_store(&config.data_dir.join("shipped"))?;
         let (tx, rx) = mpsc::channel(4096);
-        spawn_wal_thread(wal, rx, Arc::clone(&head), Arc::clone(&metrics));
+        let cut_lock = Arc::new(tokio::sync::Mutex::new(()));
+        spawn_wal_thread(
+            wal,
+            rx,
+            Arc::clone(&head),
+            Arc::clone(&metrics),
+            Arc::clone(&cut_lock),
+        );
         let shipper = Self {
             inner: Arc::new(Inner {
                 config,
@@ -180,7 +189,7 @@ impl Shipper {
                 staging,
                 remote,
                 metrics,
-                cut_lock: tokio::sync::Mutex::new(()),
+                cut_lock,
                 pending: Mutex::new(Vec::new()),
                 shipped_store,
                 shipped: Mutex::new(Vec::new()),
@@ -464,20 +473,9 @@ impl Shipper {
             .chain(["meta.json"])
         {
             let path = layout::file_path(id, file);
-            let bytes = self
-                .inner
-                .staging
-                .get(&path)
+            fleetscope_store::upload::copy(self.inner.staging.as_ref(), &self.inner.remote, &path)
                 .await
-                .map_err(|e| e.to_string())?
-                .bytes()
-                .await
-                .map_err(|e| e.to_string())?;
-            self.inner
-                .remote
-                .put(&path, PutPayload::from(bytes))
-                .await
-                .map_err(|e| format!("put {path}: {e}"))?;
+                .map_err(|e| fleetscope_store::error::display_chain(&e))?;
         }
         // Keep the block readable from `shipped/` until queriers have listed it.
         let dir = &self.inner.config.data_dir;
@@ -645,16 +643,33 @@ fn local_store(dir: &std::path::Path) -> Result<Arc<dyn ObjectStore>, ShipperErr
     Ok(Arc::new(store))
 }
 
+/// The WAL grows at least this much between checkpoints of its own.
+const CHECKPOINT_MIN_BYTES: u64 = 64 << 20;
+
 /// The WAL thread: batches appends, one fsync per batch, applies to the head, acknowledges.
+/// Besides the checkpoints after each upload, it checkpoints whenever the log has grown past twice
+/// the last checkpoint (and [`CHECKPOINT_MIN_BYTES`]): replay after a crash then reads the head's
+/// coded chunks and at most about twice as many bytes of raw samples, and the log's disk use stays
+/// bounded, for at most half again the WAL's writes.
 fn spawn_wal_thread(
     mut wal: Wal,
     mut rx: mpsc::Receiver<WalCmd>,
     head: Arc<Mutex<Head>>,
     metrics: Arc<Metrics>,
+    cut_lock: Arc<tokio::sync::Mutex<()>>,
 ) {
     std::thread::Builder::new()
         .name("fleetscope-wal".into())
         .spawn(move || {
+            let (mut grown, mut last) = (0u64, 0u64);
+            let checkpointed = |wal: &mut Wal, grown: &mut u64, last: &mut u64| {
+                let result = checkpoint(wal, &head);
+                if let Ok(bytes) = result {
+                    (*grown, *last) = (0, bytes);
+                    metrics.wal_checkpoints.inc();
+                }
+                result.map_err(|e| fleetscope_store::error::display_chain(&e))
+            };
             while let Some(first) = rx.blocking_recv() {
                 let mut batch = vec![first];
                 while batch.len() < 1024 {
@@ -668,15 +683,20 @@ fn spawn_wal_thread(
                     match cmd {
                         WalCmd::Append { series, n, done } => appends.push((series, n, done)),
                         WalCmd::Checkpoint { done } => {
-                            commit(&mut wal, std::mem::take(&mut appends), &head, &metrics);
-                            let _ = done.send(
-                                checkpoint(&mut wal, &head)
-                                    .map_err(|e| fleetscope_store::error::display_chain(&e)),
-                            );
+                            grown +=
+                                commit(&mut wal, std::mem::take(&mut appends), &head, &metrics);
+                            let _ =
+                                done.send(checkpointed(&mut wal, &mut grown, &mut last).map(drop));
                         }
                     }
                 }
-                commit(&mut wal, appends, &head, &metrics);
+                grown += commit(&mut wal, appends, &head, &metrics);
+                if grown >= CHECKPOINT_MIN_BYTES.max(2 * last)
+                    && let Ok(_cutting) = cut_lock.try_lock()
+                    && let Err(e) = checkpointed(&mut wal, &mut grown, &mut last)
+                {
+                    tracing::error!(error = %e, "wal checkpoint failed; the log keeps growing");
+                }
             }
         })
         .expect("spawning a thread only fails when the OS is out of resources at start-up");
@@ -685,9 +705,12 @@ fn spawn_wal_thread(
 /// Writes the head to a fresh WAL segment a thousand series a record, locking the head for one
 /// record at a time (only this thread appends, and cuts wait for the checkpoint, so the head holds
 /// the same series throughout).
-fn checkpoint(wal: &mut Wal, head: &Mutex<Head>) -> Result<(), crate::wal::WalError> {
+fn checkpoint(wal: &mut Wal, head: &Mutex<Head>) -> Result<u64, crate::wal::WalError> {
     let ids = lock(head).series_ids();
-    wal.checkpoint(ids.chunks(1000).map(|ids| lock(head).checkpoint_record(ids)))
+    wal.checkpoint(
+        ids.chunks(1000)
+            .map(|ids| lock(head).checkpoint_record(ids)),
+    )
 }
 
 /// The head, locked (a panic while it was locked left it usable: every change is one step).
@@ -701,10 +724,10 @@ fn lock(head: &Mutex<Head>) -> std::sync::MutexGuard<'_, Head> {
 type Append = (Vec<Series>, u64, oneshot::Sender<Result<(), String>>);
 
 /// Logs a batch of appends as one record (new label sets, then samples by reference), fsyncs once,
-/// then applies them to the head and acknowledges each.
-fn commit(wal: &mut Wal, appends: Vec<Append>, head: &Mutex<Head>, metrics: &Metrics) {
+/// then applies them to the head and acknowledges each. Returns the bytes logged.
+fn commit(wal: &mut Wal, appends: Vec<Append>, head: &Mutex<Head>, metrics: &Metrics) -> u64 {
     if appends.is_empty() {
-        return;
+        return 0;
     }
     let mut payload = Vec::new();
     let ids: Vec<Vec<u64>> = {
@@ -726,6 +749,7 @@ fn commit(wal: &mut Wal, appends: Vec<Append>, head: &Mutex<Head>, metrics: &Met
             }
             metrics.head_series.set(h.series_count() as i64);
             metrics.head_samples.set(h.samples() as i64);
+            bytes
         }
         Err(e) => {
             let msg = fleetscope_store::error::display_chain(&e);
@@ -737,6 +761,7 @@ fn commit(wal: &mut Wal, appends: Vec<Append>, head: &Mutex<Head>, metrics: &Met
             for (.., done) in appends {
                 let _ = done.send(Err(msg.clone()));
             }
+            0
         }
     }
 }

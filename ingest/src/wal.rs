@@ -184,11 +184,14 @@ impl Wal {
     }
 
     /// Starts a new segment holding `records` (the head's series, see `Head::checkpoint_record`),
-    /// written one at a time and fsynced once, then deletes older segments.
-    pub fn checkpoint(&mut self, records: impl IntoIterator<Item = Vec<u8>>) -> Result<()> {
+    /// written one at a time and fsynced once, then deletes older segments. Returns the bytes
+    /// written.
+    pub fn checkpoint(&mut self, records: impl IntoIterator<Item = Vec<u8>>) -> Result<u64> {
         let old = self.segment;
         self.rotate()?;
+        let mut written = 0;
         for record in records {
+            written += (record.len() + HEADER) as u64;
             let mut buf = Vec::with_capacity(record.len() + HEADER);
             frame(&mut buf, &record);
             self.write(&buf)?;
@@ -208,7 +211,8 @@ impl Wal {
                 })?;
             }
         }
-        sync_dir(&self.dir)
+        sync_dir(&self.dir)?;
+        Ok(written)
     }
 
     fn write(&mut self, buf: &[u8]) -> Result<()> {
@@ -642,7 +646,7 @@ mod tests {
         let (mut wal, _) = open(dir.path());
         let (a, _) = record(1, "a", &[(1, 1.0)]);
         let (b, _) = record(2, "b", &[(2, 2.0)]);
-        wal.append(&[a.clone()]).unwrap();
+        wal.append(std::slice::from_ref(&a)).unwrap();
         wal.append(&[b]).unwrap();
         drop(wal);
         let mut seen = 0;
@@ -655,7 +659,10 @@ mod tests {
         })
         .unwrap_err()
         .to_string();
-        assert_eq!(seen, 3, "two entries of the first record, then the failing one");
+        assert_eq!(
+            seen, 3,
+            "two entries of the first record, then the failing one"
+        );
         let offset = a.len() + HEADER;
         assert!(
             err.ends_with(&format!("00000001 at offset {offset}: no room")),

@@ -35,6 +35,7 @@ pub mod reader;
 pub mod schema;
 pub mod series;
 pub mod source;
+pub mod upload;
 pub mod warnings;
 pub mod writer;
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use arrow::array::{
     ArrayRef, BinaryBuilder, Int64Builder, RecordBatch, StringBuilder, UInt32Builder,
 };
+use bytes::Bytes;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -20,6 +21,7 @@ use crate::layout;
 use crate::meta::{BlockFile, BlockId, BlockMeta, BlockStats, Compaction};
 use crate::schema::{self, DATA_FILE, FORMAT_VERSION};
 use crate::series::{Sample, Series, sort_dedup};
+use crate::upload::{PART_BYTES, Upload};
 
 /// How blocks are written.
 #[derive(Debug, Clone)]
@@ -135,21 +137,36 @@ pub async fn write_block_data(
 ) -> Result<BlockMeta> {
     let id = BlockId::new();
     let opts = options.clone();
-    let encoded = tokio::task::spawn_blocking(move || encode(id, series, &opts))
-        .await
-        .map_err(|e| Error::Corrupt(format!("encoding task of block {id}: {e}")))??;
-
-    // One PUT: a block's data file stays far below S3's 5 GiB single-upload limit.
-    let bytes = encoded.parquet.len() as u64;
     let data_path = layout::data_path(id);
-    store
-        .put(&data_path, PutPayload::from(encoded.parquet))
-        .await
-        .map_err(|source| Error::ObjectStore {
-            op: "put",
-            path: data_path.to_string(),
-            source,
-        })?;
+    // Parquet's writer is synchronous and CPU-bound: it runs on a blocking thread and hands its
+    // bytes to the upload a part at a time, so the file is never whole in memory.
+    let mut sink = PartSink {
+        upload: Some(Upload::new(Arc::clone(store), data_path)),
+        handle: tokio::runtime::Handle::current(),
+        buf: Vec::new(),
+        bytes: 0,
+    };
+    let (encoded, mut sink) = tokio::task::spawn_blocking(move || {
+        let encoded = encode(id, series, &opts, &mut sink);
+        (encoded, sink)
+    })
+    .await
+    .map_err(|e| Error::Corrupt(format!("encoding task of block {id}: {e}")))?;
+    let upload = sink.upload.take();
+    let encoded = match (encoded, upload) {
+        (Ok(encoded), Some(upload)) => {
+            upload.finish().await?;
+            encoded
+        }
+        (Err(e), upload) => {
+            if let Some(upload) = upload {
+                upload.abort().await;
+            }
+            return Err(e);
+        }
+        (Ok(_), None) => return Err(Error::Corrupt(format!("block {id}: upload lost"))),
+    };
+    let bytes = sink.bytes;
     let meta = BlockMeta {
         version: FORMAT_VERSION,
         ulid: id,
@@ -197,16 +214,64 @@ pub async fn publish_block(store: &Arc<dyn ObjectStore>, meta: &BlockMeta) -> Re
 }
 
 struct Encoded {
-    parquet: Vec<u8>,
     min_t: i64,
     max_t: i64,
     series: u64,
     samples: u64,
 }
 
-/// Sorts the series in file order and writes them as Parquet bytes (CPU work, run off the async
-/// runtime).
-fn encode(id: BlockId, series: Vec<CodedSeries>, options: &WriteOptions) -> Result<Encoded> {
+/// Where [`encode`] writes the file: parts of [`PART_BYTES`] handed to an [`Upload`] from the
+/// blocking thread (an upload whose part fails is aborted and dropped here).
+struct PartSink {
+    upload: Option<Upload>,
+    handle: tokio::runtime::Handle,
+    buf: Vec<u8>,
+    bytes: u64,
+}
+
+impl PartSink {
+    fn send(&mut self) -> std::io::Result<()> {
+        let part = Bytes::from(std::mem::take(&mut self.buf));
+        let upload = self
+            .upload
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("upload already failed"))?;
+        if let Err(e) = self.handle.block_on(upload.write(part)) {
+            if let Some(upload) = self.upload.take() {
+                self.handle.block_on(upload.abort());
+            }
+            return Err(std::io::Error::other(e));
+        }
+        Ok(())
+    }
+}
+
+impl std::io::Write for PartSink {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        self.bytes += data.len() as u64;
+        if self.buf.len() >= PART_BYTES {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            self.send()?;
+        }
+        Ok(())
+    }
+}
+
+/// Sorts the series in file order and writes them as Parquet into `sink` (CPU work, run off the
+/// async runtime); returns the block's figures and the sink, flushed.
+fn encode(
+    id: BlockId,
+    series: Vec<CodedSeries>,
+    options: &WriteOptions,
+    sink: &mut PartSink,
+) -> Result<Encoded> {
     // Sort key: metric name, then the encoded other labels (the column order of the file).
     let mut keyed: Vec<((String, Vec<u8>), CodedSeries)> = series
         .into_iter()
@@ -241,7 +306,7 @@ fn encode(id: BlockId, series: Vec<CodedSeries>, options: &WriteOptions) -> Resu
         .set_column_dictionary_enabled(ColumnPath::from(schema::VALUES), false)
         .set_column_dictionary_enabled(ColumnPath::from(schema::LABELS), false)
         .build();
-    let mut writer = ArrowWriter::try_new(Vec::new(), schema::schema(), Some(props))
+    let mut writer = ArrowWriter::try_new(sink, schema::schema(), Some(props))
         .map_err(|source| Error::Parquet { block: id, source })?;
 
     let (mut min_t, mut max_t, mut n_series, mut n_samples) = (i64::MAX, i64::MIN, 0u64, 0u64);
@@ -269,11 +334,14 @@ fn encode(id: BlockId, series: Vec<CodedSeries>, options: &WriteOptions) -> Resu
             .write(&batch.finish()?)
             .map_err(|source| Error::Parquet { block: id, source })?;
     }
-    let parquet = writer
+    let sink = writer
         .into_inner()
         .map_err(|source| Error::Parquet { block: id, source })?;
+    std::io::Write::flush(sink).map_err(|e| Error::Parquet {
+        block: id,
+        source: parquet::errors::ParquetError::External(Box::new(e)),
+    })?;
     Ok(Encoded {
-        parquet,
         min_t,
         max_t,
         series: n_series,
