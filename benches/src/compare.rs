@@ -146,11 +146,20 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
 
     let fs_ingest = ingest(&shipper, &requests)?;
     let (_, metrics) = http("GET", fs_port, "/metrics", &[], b"")?;
-    let wal_bytes: f64 = String::from_utf8_lossy(&metrics)
-        .lines()
-        .find_map(|l| l.strip_prefix("fleetscope_ingest_wal_bytes_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .context("no fleetscope_ingest_wal_bytes_total in the shipper's /metrics")?;
+    let metrics = String::from_utf8_lossy(&metrics).into_owned();
+    let metric = |name: &str| -> anyhow::Result<f64> {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .with_context(|| format!("no {name} in the shipper's /metrics"))
+    };
+    let wal_bytes = metric("fleetscope_ingest_wal_bytes_total")?;
+    let head = (
+        metric("fleetscope_ingest_head_series")?,
+        metric("fleetscope_ingest_head_samples")?,
+        metric("fleetscope_ingest_head_sample_bytes")?,
+    );
     // Restart after a crash with the head full (the last window not cut yet).
     let shipper_ingest_rss = shipper.peak_rss();
     let fs_restart = shipper.kill_and_restart()?;
@@ -402,6 +411,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         many.median * 1e3,
         one.median / many.median,
         if same_parallel { "yes" } else { "NO" }
+    );
+    println!(
+        "\nShipper head at the end of the ingest: {:.0} series, {:.0} samples in {:.1} MiB ({:.2} bytes per sample, sealed chunks and open tails).",
+        head.0,
+        head.1,
+        head.2 / (1 << 20) as f64,
+        head.2 / head.1.max(1.0)
     );
     println!(
         "\nShipper WAL: {:.1} bytes per sample. Flush (cut + upload of the head) after ingest: {flush_s:.2}s. Same results for every query: {}.",

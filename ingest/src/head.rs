@@ -351,30 +351,86 @@ impl Taken {
         self.series.is_empty()
     }
 
-    /// The samples coded for blocks, one series per label set and aligned window (samples sorted,
-    /// the last written kept for a repeated timestamp), by window start.
-    pub fn code(self) -> Result<BTreeMap<i64, Vec<CodedSeries>>, StoreError> {
-        let mut windows: BTreeMap<i64, Vec<CodedSeries>> = BTreeMap::new();
+    /// The taken samples as blocks: per aligned window, oldest first, its series in block order
+    /// ([`Labels::cmp_block_order`]), each coded only when the block writer comes to it. Pieces
+    /// that span windows are split here, keeping arrival order (the last write of a timestamp wins).
+    pub fn into_blocks(self) -> Vec<(i64, BlockSeries)> {
+        let d = self.duration_ms;
+        let mut windows: BTreeMap<i64, Vec<(Labels, Vec<Piece>)>> = BTreeMap::new();
+        let mut samples = Vec::new();
         for (labels, pieces) in self.series {
-            let mut samples = Vec::new();
+            let mut by_window: BTreeMap<i64, Vec<Piece>> = BTreeMap::new();
             for p in pieces {
                 match p {
-                    Piece::Coded(c) => c.decode_into(&mut samples),
-                    Piece::Tail(tail) => tail.decode_into(&mut samples),
+                    Piece::Coded(c) if window_start(c.min_t, d) == window_start(c.max_t, d) => {
+                        let w = window_start(c.min_t, d);
+                        by_window.entry(w).or_default().push(Piece::Coded(c));
+                    }
+                    p => {
+                        samples.clear();
+                        p.decode_into(&mut samples);
+                        for run in
+                            samples.chunk_by(|a, b| window_start(a.t, d) == window_start(b.t, d))
+                        {
+                            let w = window_start(run[0].t, d);
+                            let tail = Tail::from_samples(run);
+                            by_window.entry(w).or_default().push(Piece::Tail(tail));
+                        }
+                    }
                 }
             }
-            sort_dedup(&mut samples);
-            for part in samples.chunk_by(|a, b| {
-                window_start(a.t, self.duration_ms) == window_start(b.t, self.duration_ms)
-            }) {
-                let w = window_start(part[0].t, self.duration_ms);
-                windows
-                    .entry(w)
-                    .or_default()
-                    .extend(CodedSeries::new(labels.clone(), part)?);
+            for (w, pieces) in by_window {
+                windows.entry(w).or_default().push((labels.clone(), pieces));
             }
         }
-        Ok(windows)
+        windows
+            .into_iter()
+            .map(|(w, mut series)| {
+                series.sort_unstable_by(|a, b| a.0.cmp_block_order(&b.0));
+                (
+                    w,
+                    BlockSeries {
+                        series: series.into_iter(),
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
+/// One window's series taken from a head, in block order, coded one at a time (samples sorted,
+/// the last written kept for a repeated timestamp) as a block writer iterates them.
+#[derive(Debug)]
+pub struct BlockSeries {
+    series: std::vec::IntoIter<(Labels, Vec<Piece>)>,
+}
+
+impl Iterator for BlockSeries {
+    type Item = Result<CodedSeries, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        for (labels, pieces) in self.series.by_ref() {
+            let mut samples = Vec::new();
+            for p in pieces {
+                p.decode_into(&mut samples);
+            }
+            sort_dedup(&mut samples);
+            match CodedSeries::new(labels, &samples) {
+                Ok(Some(coded)) => return Some(Ok(coded)),
+                Ok(None) => {}
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        None
+    }
+}
+
+impl Piece {
+    fn decode_into(&self, out: &mut Vec<Sample>) {
+        match self {
+            Piece::Coded(c) => c.decode_into(out),
+            Piece::Tail(t) => t.decode_into(out),
+        }
     }
 }
 
@@ -616,6 +672,15 @@ mod tests {
         log
     }
 
+    /// The blocks of `taken`, coded.
+    fn coded(taken: Taken) -> BTreeMap<i64, Vec<CodedSeries>> {
+        taken
+            .into_blocks()
+            .into_iter()
+            .map(|(w, series)| (w, series.collect::<Result<Vec<_>, _>>().unwrap()))
+            .collect()
+    }
+
     fn s(t: i64) -> Series {
         Series {
             labels: Labels::from_pairs([("__name__", "up")]),
@@ -657,11 +722,11 @@ mod tests {
         assert_eq!(h.due_window(), None, "120 < 100 + 50");
         add(&mut h, vec![s(150)]);
         assert_eq!(h.due_window(), Some(0));
-        let cut = h.cut_window(0).code().unwrap();
+        let cut = coded(h.cut_window(0));
         assert_eq!(cut.keys().copied().collect::<Vec<_>>(), [0]);
         assert_eq!(h.min_valid_t(), 100);
         assert_eq!(h.samples(), 2);
-        let all = h.cut_all().code().unwrap();
+        let all = coded(h.cut_all());
         assert_eq!(all.keys().copied().collect::<Vec<_>>(), [100]);
         assert_eq!(
             h.min_valid_t(),
@@ -771,7 +836,7 @@ mod tests {
         // Cutting keeps every sample exactly once: the window's block holds what the head held
         // (the late rewrite of t = 600 s included), the rest stays.
         let before = everything_in(&h, 0, 999_999);
-        let mut cut = h.cut_window(0).code().unwrap();
+        let mut cut = coded(h.cut_window(0));
         assert_eq!(cut.len(), 1);
         let store = fleetscope_store::objstore::open("memory://").unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()

@@ -15,7 +15,7 @@
 //! Memory is the heads, one block being coded and written, and one cut waiting for it.
 //!
 //! **Nothing is visible until the whole run succeeded**: blocks are written without `meta.json`
-//! ([`write_block_data`]) as they fill, and published all at the end ([`publish`]); a failed run
+//! ([`write_sorted_block_data`]) as they fill, and published all at the end ([`publish`]); a failed run
 //! deletes what it wrote ([`discard`]), and `fleetscope compact` deletes the leftovers of a killed
 //! one (files without `meta.json`) once they are older than its `--partial-delay`.
 
@@ -25,7 +25,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use fleetscope_store::compact::delete_block;
-use fleetscope_store::{BlockMeta, Labels, Sample, WriteOptions, publish_block, write_block_data};
+use fleetscope_store::{
+    BlockMeta, Labels, Sample, WriteOptions, publish_block, write_sorted_block_data,
+};
 use object_store::ObjectStore;
 use tokio::sync::mpsc;
 
@@ -135,7 +137,8 @@ pub async fn discard(store: &Arc<dyn ObjectStore>, metas: &[BlockMeta]) -> Resul
     Ok(())
 }
 
-/// Codes a cut (off the async threads) and writes one block per window in it.
+/// Sorts a cut (off the async threads) and writes one block per window in it, each series coded
+/// as the block writer reaches it.
 async fn write_taken(
     store: &Arc<dyn ObjectStore>,
     taken: Taken,
@@ -143,18 +146,14 @@ async fn write_taken(
     progress: &Progress,
     written: &std::sync::Mutex<Vec<BlockMeta>>,
 ) -> Result<()> {
-    let windows = tokio::task::spawn_blocking(move || taken.code())
+    let windows = tokio::task::spawn_blocking(move || taken.into_blocks())
         .await
         .map_err(|e| Error::WriteBlock {
             window_start: 0,
-            source: fleetscope_store::Error::Corrupt(format!("coding task: {e}")),
-        })?
-        .map_err(|source| Error::WriteBlock {
-            window_start: 0,
-            source,
+            source: fleetscope_store::Error::Corrupt(format!("sorting task: {e}")),
         })?;
     for (window_start, series) in windows {
-        let meta = write_block_data(store, series, &options.external_labels, &options.write)
+        let meta = write_sorted_block_data(store, series, &options.external_labels, &options.write)
             .await
             .map_err(|source| Error::WriteBlock {
                 window_start,

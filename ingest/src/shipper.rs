@@ -16,14 +16,14 @@ use std::time::{Duration, Instant};
 
 use fleetscope_store::source::{LabelsFuture, SelectFuture, SelectHints, Source};
 use fleetscope_store::{
-    BlockId, BlockMeta, BlockReader, CodedSeries, Labels, Matcher, Series, WriteOptions, layout,
-    write_coded_block,
+    BlockId, BlockMeta, BlockReader, Labels, Matcher, Series, WriteOptions, layout,
+    write_sorted_block,
 };
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::head::{Head, Taken};
+use crate::head::{BlockSeries, Head, Taken};
 use crate::metrics::Metrics;
 use crate::wal::{Wal, WalError};
 
@@ -40,11 +40,13 @@ pub struct ShipperConfig {
     pub max_backoff: Duration,
     /// How long uploaded blocks stay readable from the shipper (longer than queriers' refresh).
     pub local_retention: Duration,
+    /// The WAL checkpoints itself once it has grown this much and twice its last checkpoint.
+    pub checkpoint_min_bytes: u64,
 }
 
 impl ShipperConfig {
     /// Defaults for everything but the data folder: 2h blocks, no external labels, 30 s longest
-    /// backoff, 10 min local retention.
+    /// backoff, 10 min local retention, checkpoints after at least 64 MiB of log.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
@@ -52,6 +54,7 @@ impl ShipperConfig {
             external_labels: Labels::empty(),
             max_backoff: Duration::from_secs(30),
             local_retention: Duration::from_secs(600),
+            checkpoint_min_bytes: 64 << 20,
         }
     }
 }
@@ -180,6 +183,7 @@ impl Shipper {
             Arc::clone(&head),
             Arc::clone(&metrics),
             Arc::clone(&cut_lock),
+            config.checkpoint_min_bytes,
         );
         let shipper = Self {
             inner: Arc::new(Inner {
@@ -355,7 +359,7 @@ impl Shipper {
             };
             let Some((w, taken)) = window else { break };
             tracing::info!(window_start = w, series = taken.len(), "cutting block");
-            let windows = code(taken).await?;
+            let windows = into_blocks(taken).await?;
             shipped += self.stage_and_upload(windows, None).await?;
         }
         if shipped > 0 {
@@ -374,7 +378,7 @@ impl Shipper {
             .lock()
             .map_err(|_| ShipperError::Io("head lock poisoned".into()))?
             .cut_all();
-        let windows = code(taken).await?;
+        let windows = into_blocks(taken).await?;
         let shipped = self.stage_and_upload(windows, timeout).await?;
         if self
             .inner
@@ -392,15 +396,15 @@ impl Shipper {
     /// Writes each window as a staged block, then uploads every pending block.
     async fn stage_and_upload(
         &self,
-        windows: Vec<Vec<CodedSeries>>,
+        windows: Vec<(i64, BlockSeries)>,
         timeout: Option<Duration>,
     ) -> Result<usize, ShipperError> {
         let options = WriteOptions {
             producer: format!("fleetscope-shipper/{}", env!("CARGO_PKG_VERSION")),
             ..Default::default()
         };
-        for series in windows {
-            match write_coded_block(
+        for (_, series) in windows {
+            match write_sorted_block(
                 &self.inner.staging,
                 series,
                 &self.inner.config.external_labels,
@@ -624,14 +628,12 @@ impl Shipper {
     }
 }
 
-/// Codes what was taken from the head into block series by window, off the async runtime (the head
-/// is not locked meanwhile).
-async fn code(taken: Taken) -> Result<Vec<Vec<CodedSeries>>, ShipperError> {
-    tokio::task::spawn_blocking(move || taken.code())
+/// Splits what was taken from the head into blocks by window, sorted, off the async runtime (the
+/// head is not locked meanwhile); the series are coded as the blocks are written.
+async fn into_blocks(taken: Taken) -> Result<Vec<(i64, BlockSeries)>, ShipperError> {
+    tokio::task::spawn_blocking(move || taken.into_blocks())
         .await
-        .map_err(|e| ShipperError::Io(format!("coding task: {e}")))?
-        .map(|windows| windows.into_values().collect())
-        .map_err(ShipperError::Stage)
+        .map_err(|e| ShipperError::Io(format!("sorting task: {e}")))
 }
 
 /// An object store over a local folder, created if missing.
@@ -643,12 +645,9 @@ fn local_store(dir: &std::path::Path) -> Result<Arc<dyn ObjectStore>, ShipperErr
     Ok(Arc::new(store))
 }
 
-/// The WAL grows at least this much between checkpoints of its own.
-const CHECKPOINT_MIN_BYTES: u64 = 64 << 20;
-
 /// The WAL thread: batches appends, one fsync per batch, applies to the head, acknowledges.
 /// Besides the checkpoints after each upload, it checkpoints whenever the log has grown past twice
-/// the last checkpoint (and [`CHECKPOINT_MIN_BYTES`]): replay after a crash then reads the head's
+/// the last checkpoint (and `min_bytes`, [`ShipperConfig::checkpoint_min_bytes`]): replay after a crash then reads the head's
 /// coded chunks and at most about twice as many bytes of raw samples, and the log's disk use stays
 /// bounded, for at most half again the WAL's writes.
 fn spawn_wal_thread(
@@ -657,6 +656,7 @@ fn spawn_wal_thread(
     head: Arc<Mutex<Head>>,
     metrics: Arc<Metrics>,
     cut_lock: Arc<tokio::sync::Mutex<()>>,
+    min_bytes: u64,
 ) {
     std::thread::Builder::new()
         .name("fleetscope-wal".into())
@@ -691,7 +691,7 @@ fn spawn_wal_thread(
                     }
                 }
                 grown += commit(&mut wal, appends, &head, &metrics);
-                if grown >= CHECKPOINT_MIN_BYTES.max(2 * last)
+                if grown >= min_bytes.max(2 * last)
                     && let Ok(_cutting) = cut_lock.try_lock()
                     && let Err(e) = checkpointed(&mut wal, &mut grown, &mut last)
                 {

@@ -266,6 +266,27 @@ impl Labels {
         out
     }
 
+    /// The order of series in a block file: metric name, then the other labels as the bytes of
+    /// [`Labels::encode_without_name`] (compared without building them).
+    pub fn cmp_block_order(&self, other: &Labels) -> std::cmp::Ordering {
+        fn bytes(labels: &Labels) -> impl Iterator<Item = u8> + '_ {
+            labels
+                .labels
+                .iter()
+                .filter(|l| l.name != METRIC_NAME)
+                .flat_map(|l| {
+                    l.name
+                        .bytes()
+                        .chain([SEP])
+                        .chain(l.value.bytes())
+                        .chain([SEP])
+                })
+        }
+        self.metric_name()
+            .cmp(other.metric_name())
+            .then_with(|| bytes(self).cmp(bytes(other)))
+    }
+
     /// Inverse of [`Labels::encode_without_name`], with the metric name added back.
     pub fn decode_with_name(metric_name: &str, encoded: &[u8]) -> Result<Labels> {
         let mut v = Vec::new();

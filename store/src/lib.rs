@@ -49,4 +49,5 @@ pub use series::{STALE_NAN_BITS, Sample, Series, is_stale_nan};
 pub use source::{Fanout, MemSource, SelectHints, Source};
 pub use writer::{
     CodedSeries, WriteOptions, publish_block, write_block, write_block_data, write_coded_block,
+    write_sorted_block, write_sorted_block_data,
 };

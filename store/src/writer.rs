@@ -131,10 +131,43 @@ pub async fn write_coded_block(
 /// import publishes all its blocks at the end; `fleetscope compact` removes unpublished leftovers).
 pub async fn write_block_data(
     store: &Arc<dyn ObjectStore>,
-    series: Vec<CodedSeries>,
+    mut series: Vec<CodedSeries>,
     external_labels: &Labels,
     options: &WriteOptions,
 ) -> Result<BlockMeta> {
+    series.sort_unstable_by(|a, b| a.labels.cmp_block_order(&b.labels));
+    write_sorted_block_data(store, series.into_iter().map(Ok), external_labels, options).await
+}
+
+/// Writes one block from series given in block order ([`Labels::cmp_block_order`], label sets
+/// unique) and coded as the writer asks for them: the file is written and uploaded a part at a
+/// time, so neither the block's series nor its file are ever all in memory. Data first,
+/// `meta.json` last.
+pub async fn write_sorted_block<I>(
+    store: &Arc<dyn ObjectStore>,
+    series: I,
+    external_labels: &Labels,
+    options: &WriteOptions,
+) -> Result<BlockMeta>
+where
+    I: Iterator<Item = Result<CodedSeries>> + Send + 'static,
+{
+    let meta = write_sorted_block_data(store, series, external_labels, options).await?;
+    publish_block(store, &meta).await?;
+    Ok(meta)
+}
+
+/// The first half of [`write_sorted_block`]: the data file without `meta.json` (see
+/// [`write_block_data`]).
+pub async fn write_sorted_block_data<I>(
+    store: &Arc<dyn ObjectStore>,
+    series: I,
+    external_labels: &Labels,
+    options: &WriteOptions,
+) -> Result<BlockMeta>
+where
+    I: Iterator<Item = Result<CodedSeries>> + Send + 'static,
+{
     let id = BlockId::new();
     let opts = options.clone();
     let data_path = layout::data_path(id);
@@ -264,29 +297,14 @@ impl std::io::Write for PartSink {
     }
 }
 
-/// Sorts the series in file order and writes them as Parquet into `sink` (CPU work, run off the
-/// async runtime); returns the block's figures and the sink, flushed.
+/// Writes series given in block order as Parquet into `sink` (CPU work, run off the async
+/// runtime); returns the block's figures with the sink flushed.
 fn encode(
     id: BlockId,
-    series: Vec<CodedSeries>,
+    series: impl Iterator<Item = Result<CodedSeries>>,
     options: &WriteOptions,
     sink: &mut PartSink,
 ) -> Result<Encoded> {
-    // Sort key: metric name, then the encoded other labels (the column order of the file).
-    let mut keyed: Vec<((String, Vec<u8>), CodedSeries)> = series
-        .into_iter()
-        .map(|s| {
-            let key = (
-                s.labels.metric_name().to_string(),
-                s.labels.encode_without_name(),
-            );
-            (key, s)
-        })
-        .collect();
-    if keyed.is_empty() {
-        return Err(Error::EmptyBlock);
-    }
-    keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(options.zstd_level)
@@ -311,12 +329,23 @@ fn encode(
 
     let (mut min_t, mut max_t, mut n_series, mut n_samples) = (i64::MAX, i64::MIN, 0u64, 0u64);
     let mut batch = BatchBuilder::default();
-    for ((name, labels), s) in keyed {
+    let mut previous: Option<Labels> = None;
+    for s in series {
+        let s = s?;
+        if let Some(p) = &previous
+            && p.cmp_block_order(&s.labels) != std::cmp::Ordering::Less
+        {
+            return Err(Error::Corrupt(format!(
+                "block {id}: series {} after {p}, out of block order",
+                s.labels
+            )));
+        }
+        let (name, labels) = (s.labels.metric_name(), s.labels.encode_without_name());
         min_t = min_t.min(s.min_t);
         max_t = max_t.max(s.max_t);
         n_series += 1;
         n_samples += u64::from(s.samples);
-        batch.name.append_value(&name);
+        batch.name.append_value(name);
         batch.labels.append_value(&labels);
         batch.min_t.append_value(s.min_t);
         batch.max_t.append_value(s.max_t);
@@ -328,6 +357,10 @@ fn encode(
                 .write(&batch.finish()?)
                 .map_err(|source| Error::Parquet { block: id, source })?;
         }
+        previous = Some(s.labels);
+    }
+    if n_series == 0 {
+        return Err(Error::EmptyBlock);
     }
     if batch.len() > 0 {
         writer
