@@ -535,7 +535,7 @@ impl Chunk {
     pub fn new(samples: &[Sample]) -> Self {
         let ts: Vec<i64> = samples.iter().map(|s| s.t).collect();
         let vs: Vec<f64> = samples.iter().map(|s| s.v).collect();
-        let mut bytes = encode_timestamps(&ts);
+        let mut bytes = zero_runs(&encode_timestamps(&ts));
         let split = bytes.len() as u32;
         bytes.extend_from_slice(&encode_values(&vs));
         Self {
@@ -550,7 +550,8 @@ impl Chunk {
     fn decode_into(&self, out: &mut Vec<Sample>) {
         let (ts_bytes, vs_bytes) = self.bytes.split_at(self.split as usize);
         let (mut ts, mut vs) = (Vec::new(), Vec::new());
-        let decoded = decode_timestamps(ts_bytes, &mut ts).and(decode_values(vs_bytes, &mut vs));
+        let decoded =
+            decode_timestamps(&zeros(ts_bytes), &mut ts).and(decode_values(vs_bytes, &mut vs));
         // The head coded these bytes itself; failing to decode them is a bug, not bad input.
         debug_assert!(
             decoded.is_ok() && ts.len() == vs.len(),
@@ -562,6 +563,54 @@ impl Chunk {
         }
         out.extend(ts.into_iter().zip(vs).map(|(t, v)| Sample { t, v }));
     }
+}
+
+/// `bytes` with each run of zero bytes as one zero and the run's length (a varint). The block
+/// codec writes a steady scrape's timestamps as one zero byte a sample, which Parquet's zstd
+/// squeezes in a block; in the head, sealed chunks squeeze them this way (a byte a sample less).
+fn zero_runs(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len().min(32));
+    let mut rest = bytes;
+    while let Some((&b, tail)) = rest.split_first() {
+        if b != 0 {
+            out.push(b);
+            rest = tail;
+            continue;
+        }
+        let run = rest.iter().take_while(|&&x| x == 0).count();
+        out.push(0);
+        let mut n = run as u64;
+        while n >= 0x80 {
+            out.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+        rest = &rest[run..];
+    }
+    out
+}
+
+/// The inverse of [`zero_runs`].
+fn zeros(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() * 4);
+    let mut rest = bytes;
+    while let Some((&b, tail)) = rest.split_first() {
+        rest = tail;
+        out.push(b);
+        if b == 0 {
+            let (mut n, mut shift) = (0usize, 0);
+            while let Some((&x, tail)) = rest.split_first() {
+                rest = tail;
+                n |= usize::from(x & 0x7f) << shift;
+                shift += 7;
+                if x < 0x80 || shift > 63 {
+                    break;
+                }
+            }
+            out.resize(out.len() + n.saturating_sub(1), 0);
+        }
+    }
+    out
 }
 
 /// The open tail of a series, coded as samples arrive: per sample, the timestamp's
@@ -713,6 +762,26 @@ mod tests {
             let bits = |s: &[Sample]| s.iter().map(|x| (x.t, x.v.to_bits())).collect::<Vec<_>>();
             proptest::prop_assert_eq!(bits(&back), bits(&samples));
         }
+    }
+
+    #[test]
+    fn zero_runs_round_trip_and_shrink_a_steady_scrape() {
+        for bytes in [
+            vec![],
+            vec![0],
+            vec![5, 0, 0, 0, 7, 0],
+            vec![0; 300],
+            (0..1000).map(|i| (i % 3) as u8).collect(),
+        ] {
+            assert_eq!(zeros(&zero_runs(&bytes)), bytes);
+        }
+        let steady: Vec<i64> = (0..CHUNK_SAMPLES as i64).map(|i| i * 15_000).collect();
+        let coded = encode_timestamps(&steady);
+        assert!(
+            zero_runs(&coded).len() < 16,
+            "{} bytes",
+            zero_runs(&coded).len()
+        );
     }
 
     #[test]
