@@ -5,13 +5,9 @@ use std::process::ExitCode;
 /// The shipper's hot path allocates per series and sample; mimalloc measurably beats glibc's
 /// allocator there (see the README's Performance section). The `system-allocator` feature keeps
 /// the system's, for heap profilers that hook `malloc` (docs/shipper-memory.md).
-#[cfg(not(any(feature = "system-allocator", feature = "jemalloc")))]
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-#[cfg(feature = "jemalloc")]
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use clap::Parser;
 

@@ -105,8 +105,9 @@ pub struct Replay {
     pub torn_bytes: u64,
 }
 
-/// Records decoded ahead of the one being applied during replay.
-const REPLAY_AHEAD: usize = 32;
+/// Records decoded ahead of the one being applied during replay (a checkpoint's record holds
+/// about a megabyte of chunks; an append's, a group commit of requests).
+const REPLAY_AHEAD: usize = 4;
 
 impl Wal {
     /// Opens the log in `dir` (creating it), handing every entry to `apply` in log order; a torn

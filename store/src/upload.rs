@@ -14,8 +14,8 @@ use tokio::io::AsyncWriteExt;
 
 use crate::error::{Error, Result};
 
-/// Bytes buffered before a part is sent (S3 wants parts of at least 5 MiB).
-pub const PART_BYTES: usize = 8 << 20;
+/// Bytes buffered before a part is sent (S3's smallest part but the last).
+pub const PART_BYTES: usize = 5 << 20;
 /// Parts of one upload in flight at once.
 const PARTS_IN_FLIGHT: usize = 2;
 

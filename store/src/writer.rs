@@ -21,7 +21,10 @@ use crate::layout;
 use crate::meta::{BlockFile, BlockId, BlockMeta, BlockStats, Compaction};
 use crate::schema::{self, DATA_FILE, FORMAT_VERSION};
 use crate::series::{Sample, Series, sort_dedup};
-use crate::upload::{PART_BYTES, Upload};
+use crate::upload::Upload;
+
+/// Bytes the block writer gathers before handing them to the upload.
+const SINK_BYTES: usize = 1 << 20;
 
 /// How blocks are written.
 #[derive(Debug, Clone)]
@@ -253,8 +256,9 @@ struct Encoded {
     samples: u64,
 }
 
-/// Where [`encode`] writes the file: parts of [`PART_BYTES`] handed to an [`Upload`] from the
-/// blocking thread (an upload whose part fails is aborted and dropped here).
+/// Where [`encode`] writes the file: pieces of [`SINK_BYTES`] handed to an [`Upload`] (which
+/// sends them in parts) from the blocking thread; an upload whose part fails is aborted and
+/// dropped here.
 struct PartSink {
     upload: Option<Upload>,
     handle: tokio::runtime::Handle,
@@ -283,7 +287,7 @@ impl std::io::Write for PartSink {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         self.buf.extend_from_slice(data);
         self.bytes += data.len() as u64;
-        if self.buf.len() >= PART_BYTES {
+        if self.buf.len() >= SINK_BYTES {
             self.send()?;
         }
         Ok(data.len())
