@@ -1,6 +1,8 @@
 //! `compare`: fleetscope and a real Prometheus on the same fleet data, in the same run, on the same
-//! machine: ingest over remote-write, storage, query latency (first run and warm median), label
-//! APIs, peak memory; one Markdown table of ratios. Exits non-zero if any answer differs.
+//! machine: ingest over remote-write, resident memory over the ingest and its peak, restart after
+//! SIGKILL with the head full (time to ready; the shipper must still hold every acknowledged
+//! sample), storage, query latency (first run and warm median), label APIs; one Markdown table of
+//! ratios. Exits non-zero if any answer differs or a sample was lost.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -204,6 +206,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             "querier".into(),
             // Debian's Prometheus is 2.x: compare with its semantics (windows closed on the left).
             "--query.compat=prometheus2".into(),
+            // The same sample limit Prometheus gets below.
+            "--query.max-samples=500000000".into(),
             "--objstore".into(),
             format!("file://{}", bucket.display()),
             "--listen".into(),
@@ -275,6 +279,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         &[
             "querier".into(),
             "--query.compat=prometheus2".into(),
+            // The same sample limit Prometheus gets below.
+            "--query.max-samples=500000000".into(),
             "--query.parallelism".into(),
             "1".into(),
             "--objstore".into(),

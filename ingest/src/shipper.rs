@@ -106,9 +106,8 @@ struct Inner {
     staging: Arc<dyn ObjectStore>,
     remote: Arc<dyn ObjectStore>,
     metrics: Arc<Metrics>,
-    /// Serialises cuts, uploads and checkpoints.
-    /// Held while a window is cut, staged and uploaded: the WAL thread checkpoints on its own only
-    /// when it can take this (a checkpoint must not drop the samples of a window being cut).
+    /// Serialises cuts, uploads and checkpoints: the WAL thread checkpoints on its own only when it
+    /// can take this (a checkpoint must not drop the samples of a window between head and bucket).
     cut_lock: Arc<tokio::sync::Mutex<()>>,
     /// Blocks staged and waiting, with the time they were staged.
     pending: Mutex<Vec<(BlockId, Instant)>>,

@@ -198,3 +198,29 @@ fn s3_roundtrip() {
     let blocks = rt.block_on(BlockMeta::list(&store)).unwrap();
     assert!(!blocks.is_empty(), "blocks landed in the S3 bucket");
 }
+
+/// Series handed to the streaming writer out of block order are refused, and nothing is published.
+#[tokio::test]
+async fn the_streaming_writer_refuses_series_out_of_block_order() {
+    use fleetscope_store::{CodedSeries, Sample, write_sorted_block};
+    let store = objstore::open("memory://").unwrap();
+    let coded = |name: &str| {
+        let samples = [Sample { t: 1, v: 1.0 }];
+        CodedSeries::new(Labels::from_pairs([("__name__", name)]), &samples)
+            .unwrap()
+            .unwrap()
+    };
+    let series = vec![Ok(coded("b")), Ok(coded("a"))].into_iter();
+    let err = write_sorted_block(&store, series, &Labels::empty(), &WriteOptions::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("out of block order"), "{err}");
+    assert!(BlockMeta::list(&store).await.unwrap().is_empty());
+    // In order, the same series make a block.
+    let series = vec![Ok(coded("a")), Ok(coded("b"))].into_iter();
+    let meta = write_sorted_block(&store, series, &Labels::empty(), &WriteOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(meta.stats.series, 2);
+}
