@@ -74,14 +74,7 @@ async fn a_block_staged_before_a_crash_is_shipped_once() {
     shipper.upload_recovered().await.unwrap();
     shipper.flush(None).await.unwrap();
 
-    let mut samples = Vec::new();
-    for meta in BlockMeta::list(&remote).await.unwrap() {
-        let reader = BlockReader::new(Arc::clone(&remote) as Arc<dyn ObjectStore>, meta);
-        for s in reader.select(&[], i64::MIN, i64::MAX).await.unwrap().series {
-            samples.extend(s.samples.iter().map(|x| x.t));
-        }
-    }
-    samples.sort_unstable();
+    let samples = stored(&remote).await;
     let distinct = {
         let mut d = samples.clone();
         d.dedup();
