@@ -141,7 +141,7 @@ impl TestShipper {
         .expect("start a shipper");
         if !series.is_empty() {
             shipper
-                .append(series)
+                .append(series.into())
                 .await
                 .expect("append the fixed series");
         }

@@ -5,9 +5,13 @@ use std::hash::Hasher;
 use std::sync::Mutex;
 
 use bytes::Bytes;
-use fleetscope_proto::{v1_ref, v2};
+use fleetscope_proto::v2;
 use fleetscope_store::labels::METRIC_NAME;
-use fleetscope_store::{Label, Labels, Sample, Series};
+use fleetscope_store::{Label, Labels, Sample};
+use prost::bytes::Buf;
+use prost::encoding::{WireType, decode_key, decode_varint};
+
+use crate::batch::Batch;
 use hashbrown::HashTable;
 use prost::Message;
 use rustc_hash::FxHasher;
@@ -25,7 +29,7 @@ pub enum Version {
 #[derive(Debug, Default)]
 pub struct Decoded {
     /// Series with float samples.
-    pub series: Vec<Series>,
+    pub series: Batch,
     /// Native histogram samples received (not stored).
     pub histograms: usize,
     /// Exemplars received (not stored).
@@ -118,23 +122,20 @@ pub fn decode(
     };
     match version {
         Version::V1 => {
-            let req = v1_ref::WriteRequest::decode(body)
-                .map_err(|e| format!("decode protobuf WriteRequest: {e}"))?;
-            if req.timeseries.len() > limits.max_series {
-                return Err(too_many(req.timeseries.len()));
+            let req =
+                RawV1::read(&body).map_err(|e| format!("decode protobuf WriteRequest: {e}"))?;
+            if req.series.len() > limits.max_series {
+                return Err(too_many(req.series.len()));
             }
-            let hashes: Vec<u64> = req
-                .timeseries
-                .iter()
-                .map(|ts| raw_hash(&ts.labels))
-                .collect();
+            let raw = |s: &RawSeries| &req.labels[s.labels.clone()];
+            let hashes: Vec<u64> = req.series.iter().map(|s| raw_hash(&body, raw(s))).collect();
             let mut labels: Vec<Option<Labels>> = match cache.table.lock() {
                 Ok(table) => hashes
                     .iter()
-                    .zip(&req.timeseries)
-                    .map(|(&h, ts)| {
+                    .zip(&req.series)
+                    .map(|(&h, s)| {
                         table
-                            .find(h, |(eh, l)| *eh == h && same(l, &ts.labels))
+                            .find(h, |(eh, l)| *eh == h && same(l, &body, raw(s)))
                             .map(|(_, l)| l.clone())
                     })
                     .collect(),
@@ -142,14 +143,16 @@ pub fn decode(
             };
             let mut new = Vec::new();
             let mut out = Decoded::default();
-            for (i, ts) in req.timeseries.iter().enumerate() {
+            for (i, s) in req.series.iter().enumerate() {
+                out.histograms += s.histograms;
+                out.exemplars += s.exemplars;
                 if labels[i].is_none() {
-                    match to_labels(i, &ts.labels).and_then(|l| check_labels(i, l, limits)) {
+                    match to_labels(i, &body, raw(s)).and_then(|l| check_labels(i, l, limits)) {
                         Ok(built) => {
                             new.push((hashes[i], built.clone()));
                             labels[i] = Some(built);
                         }
-                        Err(why) => out.refuse(why, ts.samples.len()),
+                        Err(why) => out.refuse(why, s.samples.len()),
                     }
                 }
             }
@@ -165,20 +168,8 @@ pub fn decode(
                     }
                 }
             }
-            for (ts, labels) in req.timeseries.into_iter().zip(labels) {
-                let Some(labels) = labels else { continue };
-                out.histograms += ts.histograms.len();
-                out.exemplars += ts.exemplars.len();
-                let samples = ts
-                    .samples
-                    .iter()
-                    .map(|s| Sample {
-                        t: s.timestamp,
-                        v: s.value,
-                    })
-                    .collect();
-                out.series.push(Series { labels, samples });
-            }
+            let ends = req.series.iter().map(|s| s.samples.end);
+            out.series = Batch::from_flat(req.samples, labels.into_iter().zip(ends));
             Ok(out)
         }
         Version::V2 => {
@@ -220,54 +211,216 @@ pub fn decode(
                         continue;
                     }
                 };
-                let samples = ts
-                    .samples
-                    .iter()
-                    .map(|s| Sample {
-                        t: s.timestamp,
-                        v: s.value,
-                    })
-                    .collect();
-                out.series.push(Series { labels, samples });
+                let samples = ts.samples.iter().map(|s| Sample {
+                    t: s.timestamp,
+                    v: s.value,
+                });
+                out.series.push(labels, samples);
             }
             Ok(out)
         }
     }
 }
 
+/// A remote-write 1.0 `WriteRequest` read in place: label names and values stay byte ranges of
+/// the body, and the samples of all series go to one buffer, so a request costs a few allocations
+/// whatever its number of series (prost would build two `Vec`s a series). Same wire format as
+/// `fleetscope_proto::v1::WriteRequest`; metadata and unknown fields are skipped.
+#[derive(Debug, Default)]
+struct RawV1 {
+    series: Vec<RawSeries>,
+    /// Name and value of every label, as byte ranges of the body.
+    labels: Vec<(Span, Span)>,
+    samples: Vec<Sample>,
+}
+
+/// One `TimeSeries` of a [`RawV1`]: its labels and samples as ranges of the request's.
+#[derive(Debug)]
+struct RawSeries {
+    labels: std::ops::Range<usize>,
+    samples: std::ops::Range<usize>,
+    histograms: usize,
+    exemplars: usize,
+}
+
+/// Bytes `start..end` of a request body.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: usize,
+    end: usize,
+}
+
+impl Span {
+    fn of<'a>(&self, body: &'a [u8]) -> &'a [u8] {
+        &body[self.start..self.end]
+    }
+}
+
+/// A protobuf field's value.
+enum Field<'a> {
+    Varint(u64),
+    Fixed64(u64),
+    Bytes(&'a [u8]),
+    Fixed32,
+}
+
+/// Reads the next field of `buf`, `None` at its end.
+fn next_field<'a>(buf: &mut &'a [u8]) -> Result<Option<(u32, Field<'a>)>, String> {
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    let (tag, wire) = decode_key(buf).map_err(|e| e.to_string())?;
+    let need = |buf: &&[u8], n: usize| {
+        if buf.len() < n {
+            Err(format!("field {tag}: {n} bytes needed, {} left", buf.len()))
+        } else {
+            Ok(())
+        }
+    };
+    let field = match wire {
+        WireType::Varint => Field::Varint(decode_varint(buf).map_err(|e| e.to_string())?),
+        WireType::SixtyFourBit => {
+            need(buf, 8)?;
+            Field::Fixed64(buf.get_u64_le())
+        }
+        WireType::ThirtyTwoBit => {
+            need(buf, 4)?;
+            buf.advance(4);
+            Field::Fixed32
+        }
+        WireType::LengthDelimited => {
+            let len = decode_varint(buf).map_err(|e| e.to_string())?;
+            let len = usize::try_from(len).unwrap_or(usize::MAX);
+            need(buf, len)?;
+            let (field, rest) = buf.split_at(len);
+            *buf = rest;
+            Field::Bytes(field)
+        }
+        WireType::StartGroup | WireType::EndGroup => {
+            return Err(format!("field {tag}: groups are not supported"));
+        }
+    };
+    Ok(Some((tag, field)))
+}
+
+impl RawV1 {
+    /// Reads a body; an error says what is wrong and at which byte.
+    fn read(body: &[u8]) -> Result<Self, String> {
+        let mut req = RawV1::default();
+        let mut buf = body;
+        let at = |buf: &[u8], e: String| format!("{e} (at byte {})", body.len() - buf.len());
+        loop {
+            let before = buf;
+            match next_field(&mut buf).map_err(|e| at(before, e))? {
+                None => return Ok(req),
+                Some((1, Field::Bytes(ts))) => {
+                    req.read_series(body, ts)
+                        .map_err(|e| format!("timeseries {}: {e}", req.series.len()))?;
+                }
+                Some((1, _)) => return Err(at(before, "timeseries: wrong wire type".into())),
+                Some(_) => {}
+            }
+        }
+    }
+
+    fn read_series(&mut self, body: &[u8], mut buf: &[u8]) -> Result<(), String> {
+        let offset = |b: &[u8]| b.as_ptr() as usize - body.as_ptr() as usize;
+        let at = |b: &[u8], e: String| format!("{e} (at byte {})", offset(b));
+        let (labels, samples) = (self.labels.len(), self.samples.len());
+        let (mut histograms, mut exemplars) = (0, 0);
+        loop {
+            let before = buf;
+            let Some((tag, field)) = next_field(&mut buf).map_err(|e| at(before, e))? else {
+                break;
+            };
+            match (tag, field) {
+                (1, Field::Bytes(mut label)) => {
+                    let (mut name, mut value) =
+                        (Span { start: 0, end: 0 }, Span { start: 0, end: 0 });
+                    while let Some((tag, field)) =
+                        next_field(&mut label).map_err(|e| at(before, format!("label: {e}")))?
+                    {
+                        match (tag, field) {
+                            (1 | 2, Field::Bytes(b)) => {
+                                let span = Span {
+                                    start: offset(b),
+                                    end: offset(b) + b.len(),
+                                };
+                                *(if tag == 1 { &mut name } else { &mut value }) = span;
+                            }
+                            (1 | 2, _) => {
+                                return Err(at(before, "label: wrong wire type".into()));
+                            }
+                            _ => {}
+                        }
+                    }
+                    self.labels.push((name, value));
+                }
+                (2, Field::Bytes(mut sample)) => {
+                    let mut s = Sample { t: 0, v: 0.0 };
+                    while let Some((tag, field)) =
+                        next_field(&mut sample).map_err(|e| at(before, format!("sample: {e}")))?
+                    {
+                        match (tag, field) {
+                            (1, Field::Fixed64(v)) => s.v = f64::from_bits(v),
+                            // int64: two's complement in ten bytes, as prost reads it.
+                            (2, Field::Varint(t)) => s.t = t as i64,
+                            (1 | 2, _) => {
+                                return Err(at(before, "sample: wrong wire type".into()));
+                            }
+                            _ => {}
+                        }
+                    }
+                    self.samples.push(s);
+                }
+                (3, Field::Bytes(_)) => exemplars += 1,
+                (4, Field::Bytes(_)) => histograms += 1,
+                (1..=4, _) => return Err(at(before, format!("field {tag}: wrong wire type"))),
+                _ => {}
+            }
+        }
+        self.series.push(RawSeries {
+            labels: labels..self.labels.len(),
+            samples: samples..self.samples.len(),
+            histograms,
+            exemplars,
+        });
+        Ok(())
+    }
+}
+
 /// Hash of a label set as the request spells it.
-fn raw_hash(labels: &[v1_ref::Label]) -> u64 {
+fn raw_hash(body: &[u8], labels: &[(Span, Span)]) -> u64 {
     let mut h = FxHasher::default();
-    for l in labels {
-        h.write(&l.name);
+    for (name, value) in labels {
+        h.write(name.of(body));
         h.write_u8(0xff);
-        h.write(&l.value);
+        h.write(value.of(body));
         h.write_u8(0xff);
     }
     h.finish()
 }
 
 /// Whether `labels` is spelled `raw` in a request.
-fn same(labels: &Labels, raw: &[v1_ref::Label]) -> bool {
+fn same(labels: &Labels, body: &[u8], raw: &[(Span, Span)]) -> bool {
     labels.len() == raw.len()
-        && labels
-            .iter()
-            .zip(raw)
-            .all(|(l, r)| l.name.as_bytes() == r.name && l.value.as_bytes() == r.value)
+        && labels.iter().zip(raw).all(|(l, (name, value))| {
+            l.name.as_bytes() == name.of(body) && l.value.as_bytes() == value.of(body)
+        })
 }
 
 /// Request label bytes as strings, refusing invalid UTF-8.
-fn to_labels(i: usize, raw: &[v1_ref::Label]) -> Result<Vec<Label>, String> {
-    let utf8 = |what: &str, j: usize, b: &Bytes| {
+fn to_labels(i: usize, body: &[u8], raw: &[(Span, Span)]) -> Result<Vec<Label>, String> {
+    let utf8 = |what: &str, j: usize, b: &[u8]| {
         String::from_utf8(b.to_vec())
             .map_err(|_| format!("series {i}: label {j} {what} is not valid UTF-8"))
     };
     raw.iter()
         .enumerate()
-        .map(|(j, l)| {
+        .map(|(j, (name, value))| {
             Ok(Label {
-                name: utf8("name", j, &l.name)?,
-                value: utf8("value", j, &l.value)?,
+                name: utf8("name", j, name.of(body))?,
+                value: utf8("value", j, value.of(body))?,
             })
         })
         .collect()
@@ -320,6 +473,8 @@ fn check_labels(i: usize, labels: Vec<Label>, limits: &Limits) -> Result<Labels,
 mod tests {
     use super::*;
     use fleetscope_proto::v1;
+    use fleetscope_store::Series;
+    use proptest::prelude::*;
 
     fn v1_req(labels: &[(&str, &str)]) -> Bytes {
         v1::WriteRequest {
@@ -343,6 +498,15 @@ mod tests {
         .into()
     }
 
+    /// The first series of a decoded request.
+    fn series0(d: &Decoded) -> Series {
+        let (labels, samples) = d.series.iter().next().expect("a series");
+        Series {
+            labels: labels.clone(),
+            samples: samples.to_vec(),
+        }
+    }
+
     #[test]
     fn validates_labels_and_names_the_series() {
         let ok = decode(
@@ -352,7 +516,7 @@ mod tests {
             &Limits::default(),
         )
         .unwrap();
-        assert_eq!(ok.series[0].samples, vec![Sample { t: 5, v: 1.0 }]);
+        assert_eq!(series0(&ok).samples, vec![Sample { t: 5, v: 1.0 }]);
         let cases = [
             (vec![("job", "a"), ("__name__", "up")], "not sorted"),
             (
@@ -430,8 +594,8 @@ mod tests {
         let first = decode(Version::V1, v1_req(&up), &cache, &Limits::default()).unwrap();
         let again = decode(Version::V1, v1_req(&up), &cache, &Limits::default()).unwrap();
         assert_eq!(cache.len(), 1);
-        assert_eq!(first.series[0].labels, again.series[0].labels);
-        assert_eq!(again.series[0].labels, Labels::from_pairs(up));
+        assert_eq!(series0(&first).labels, series0(&again).labels);
+        assert_eq!(series0(&again).labels, Labels::from_pairs(up));
         let other = decode(
             Version::V1,
             v1_req(&[("__name__", "up"), ("job", "b")]),
@@ -439,7 +603,7 @@ mod tests {
             &Limits::default(),
         )
         .unwrap();
-        assert_eq!(other.series[0].labels.get("job"), Some("b"));
+        assert_eq!(series0(&other).labels.get("job"), Some("b"));
         assert_eq!(cache.len(), 2);
         // Refused sets are not remembered.
         assert!(
@@ -484,7 +648,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            d.series[0].labels,
+            series0(&d).labels,
             Labels::from_pairs([("__name__", "up"), ("job", "api")])
         );
         assert_eq!(d.histograms, 1);
@@ -505,5 +669,65 @@ mod tests {
             .unwrap_err()
             .contains("outside the symbol table")
         );
+    }
+
+    fn arb_request() -> impl Strategy<Value = v1::WriteRequest> {
+        let label =
+            ("[a-c_]{0,3}", "[a-z0-9é]{0,4}").prop_map(|(name, value)| v1::Label { name, value });
+        let sample = (any::<f64>(), any::<i64>())
+            .prop_map(|(value, timestamp)| v1::Sample { value, timestamp });
+        let series = (
+            prop::collection::vec(label, 0..4),
+            prop::collection::vec(sample, 0..4),
+            0..2usize,
+            0..2usize,
+        )
+            .prop_map(|(labels, samples, e, h)| v1::TimeSeries {
+                labels,
+                samples,
+                exemplars: vec![v1::Exemplar::default(); e],
+                histograms: vec![v1::Histogram::default(); h],
+            });
+        prop::collection::vec(series, 0..6).prop_map(|timeseries| v1::WriteRequest {
+            timeseries,
+            metadata: vec![v1::MetricMetadata::default()],
+        })
+    }
+
+    proptest! {
+        /// The in-place reader sees what prost decodes: every label's bytes and every sample's bits.
+        #[test]
+        fn reading_in_place_agrees_with_prost(req in arb_request()) {
+            let body = req.encode_to_vec();
+            let raw = RawV1::read(&body).unwrap();
+            let back = v1::WriteRequest::decode(body.as_slice()).unwrap();
+            prop_assert_eq!(raw.series.len(), back.timeseries.len());
+            for (r, ts) in raw.series.iter().zip(&back.timeseries) {
+                let labels: Vec<(&[u8], &[u8])> = raw.labels[r.labels.clone()]
+                    .iter()
+                    .map(|(n, v)| (n.of(&body), v.of(&body)))
+                    .collect();
+                let want: Vec<(&[u8], &[u8])> =
+                    ts.labels.iter().map(|l| (l.name.as_bytes(), l.value.as_bytes())).collect();
+                prop_assert_eq!(labels, want);
+                let samples: Vec<(i64, u64)> =
+                    raw.samples[r.samples.clone()].iter().map(|s| (s.t, s.v.to_bits())).collect();
+                let want: Vec<(i64, u64)> =
+                    ts.samples.iter().map(|s| (s.timestamp, s.value.to_bits())).collect();
+                prop_assert_eq!(samples, want);
+                prop_assert_eq!((r.exemplars, r.histograms), (ts.exemplars.len(), ts.histograms.len()));
+            }
+        }
+
+        /// A cut-off body is an error naming a byte inside it, never a panic.
+        #[test]
+        fn truncated_bodies_are_errors_with_a_position(req in arb_request(), cut in 1usize..64) {
+            let body = req.encode_to_vec();
+            let cut = body.len().saturating_sub(cut);
+            if let Err(e) = RawV1::read(&body[..cut]) {
+                let at: usize = e.rsplit("at byte ").next().and_then(|n| n.trim_end_matches(')').parse().ok()).unwrap();
+                prop_assert!(at <= cut, "{e}");
+            }
+        }
     }
 }

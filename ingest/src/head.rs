@@ -21,6 +21,7 @@ use fleetscope_store::mem::select_series;
 use fleetscope_store::series::{sort_dedup, window_start};
 use fleetscope_store::{CodedSeries, Error as StoreError, Labels, Matcher, Sample, Series};
 
+use crate::batch::Batch;
 use crate::wal::{self, Entry};
 
 /// Samples per sealed chunk (Prometheus's head chunks hold 120).
@@ -76,23 +77,23 @@ impl Head {
     /// The references of `series` (new label sets get one), with their WAL entries appended to
     /// `log`: each new label set, then every series' samples. Call [`Head::append`] once the log is
     /// durable, or [`Head::forget`] if writing it failed.
-    pub fn log(&mut self, series: &[Series], log: &mut Vec<u8>) -> Vec<u64> {
-        series
+    pub fn log(&mut self, batch: &Batch, log: &mut Vec<u8>) -> Vec<u64> {
+        batch
             .iter()
-            .map(|s| {
-                let id = match self.ids.get(&s.labels) {
+            .map(|(labels, samples)| {
+                let id = match self.ids.get(labels) {
                     Some(&id) => id,
                     None => {
                         let id = self.next_id;
                         self.next_id += 1;
-                        self.ids.insert(s.labels.clone(), id);
+                        self.ids.insert(labels.clone(), id);
                         self.series
-                            .insert(id, (s.labels.clone(), MemSeries::default()));
-                        wal::put_series(log, id, &s.labels);
+                            .insert(id, (labels.clone(), MemSeries::default()));
+                        wal::put_series(log, id, labels);
                         id
                     }
                 };
-                wal::put_samples(log, id, &s.samples);
+                wal::put_samples(log, id, samples);
                 id
             })
             .collect()
@@ -100,9 +101,9 @@ impl Head {
 
     /// Adds the samples of `series` (already checked against [`Head::min_valid_t`]) to the series
     /// of references `ids`, as [`Head::log`] gave them.
-    pub fn append(&mut self, ids: &[u64], series: Vec<Series>) {
-        for (&id, s) in ids.iter().zip(series) {
-            self.add(id, &s.labels, &s.samples);
+    pub fn append(&mut self, ids: &[u64], batch: &Batch) {
+        for (&id, (labels, samples)) in ids.iter().zip(batch.iter()) {
+            self.add(id, labels, samples);
         }
     }
 
@@ -715,9 +716,10 @@ mod tests {
 
     /// Logs and appends, as the WAL thread does; returns the log.
     fn add(h: &mut Head, series: Vec<Series>) -> Vec<u8> {
+        let batch = Batch::from(series);
         let mut log = Vec::new();
-        let ids = h.log(&series, &mut log);
-        h.append(&ids, series);
+        let ids = h.log(&batch, &mut log);
+        h.append(&ids, &batch);
         log
     }
 

@@ -12,6 +12,7 @@
 //! checkpointed (truncated) only after the blocks holding its samples are uploaded. A block's
 //! `meta.json` is uploaded last. An import publishes its blocks only once every input is in.
 
+pub mod batch;
 pub mod convert;
 pub mod cutter;
 pub mod error;

@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use fleetscope_store::{Labels, Series};
+use fleetscope_store::Labels;
 
 use crate::convert::{Limits, SeriesCache, Version, decode};
 use crate::metrics::CodeLabels;
@@ -266,27 +266,20 @@ async fn handle_write(state: &AppState, headers: &HeaderMap, body: Bytes) -> Out
     let max_valid_t = now_ms()
         .saturating_add(i64::try_from(state.options.max_future.as_millis()).unwrap_or(i64::MAX));
     let (mut too_old, mut too_new) = (Refused::default(), Refused::default());
-    let accepted: Vec<Series> = decoded
-        .series
-        .into_iter()
-        .map(|mut s| {
-            s.samples.retain(|x| {
-                if x.t < min_valid_t {
-                    too_old.add(&s.labels, x.t);
-                    false
-                } else if x.t > max_valid_t {
-                    too_new.add(&s.labels, x.t);
-                    false
-                } else {
-                    true
-                }
-            });
-            s
-        })
-        .filter(|s| !s.samples.is_empty())
-        .collect();
+    let mut accepted = decoded.series;
+    accepted.retain(|labels, x| {
+        if x.t < min_valid_t {
+            too_old.add(labels, x.t);
+            false
+        } else if x.t > max_valid_t {
+            too_new.add(labels, x.t);
+            false
+        } else {
+            true
+        }
+    });
     let rejected = too_old.count + too_new.count + decoded.refused_samples;
-    let samples: usize = accepted.iter().map(|s| s.samples.len()).sum();
+    let samples = accepted.samples();
     if let Err(e) = state.shipper.append(accepted).await {
         // Overload, a full disk or shutdown: all retryable by the sender.
         return Outcome::error(

@@ -23,6 +23,7 @@ use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::batch::Batch;
 use crate::head::{BlockSeries, Head, Taken};
 use crate::metrics::Metrics;
 use crate::wal::{Wal, WalError};
@@ -84,7 +85,7 @@ pub enum ShipperError {
 
 enum WalCmd {
     Append {
-        series: Vec<Series>,
+        series: Batch,
         n: u64,
         done: oneshot::Sender<Result<(), String>>,
     },
@@ -325,8 +326,8 @@ impl Shipper {
     }
 
     /// Makes `series` durable (WAL, fsynced) and visible in the head; resolves when both are done.
-    pub async fn append(&self, series: Vec<Series>) -> Result<(), ShipperError> {
-        let n: u64 = series.iter().map(|s| s.samples.len() as u64).sum();
+    pub async fn append(&self, series: Batch) -> Result<(), ShipperError> {
+        let n = series.samples() as u64;
         if n == 0 {
             return Ok(());
         }
@@ -720,7 +721,7 @@ fn lock(head: &Mutex<Head>) -> std::sync::MutexGuard<'_, Head> {
     }
 }
 
-type Append = (Vec<Series>, u64, oneshot::Sender<Result<(), String>>);
+type Append = (Batch, u64, oneshot::Sender<Result<(), String>>);
 
 /// Logs a batch of appends as one record (new label sets, then samples by reference), fsyncs once,
 /// then applies them to the head and acknowledges each. Returns the bytes logged.
@@ -742,7 +743,7 @@ fn commit(wal: &mut Wal, appends: Vec<Append>, head: &Mutex<Head>, metrics: &Met
             metrics.wal_fsyncs.inc();
             let mut h = lock(head);
             for ((series, n, done), ids) in appends.into_iter().zip(ids) {
-                h.append(&ids, series);
+                h.append(&ids, &series);
                 metrics.samples_appended.inc_by(n);
                 let _ = done.send(Ok(()));
             }

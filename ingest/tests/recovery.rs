@@ -43,8 +43,11 @@ async fn a_block_staged_before_a_crash_is_shipped_once() {
             .collect(),
     };
     // Window W, and samples far enough past it that W is due for a cut.
-    shipper.append(vec![series(W)]).await.unwrap();
-    shipper.append(vec![series(W + 4 * HOUR)]).await.unwrap();
+    shipper.append(vec![series(W)].into()).await.unwrap();
+    shipper
+        .append(vec![series(W + 4 * HOUR)].into())
+        .await
+        .unwrap();
     let cutting = {
         let shipper = shipper.clone();
         tokio::spawn(async move { shipper.cut_due().await })
@@ -148,7 +151,7 @@ async fn a_wal_that_checkpointed_itself_replays_every_acknowledged_sample() {
                 Series { labels, samples }
             })
             .collect();
-        shipper.append(batch).await.unwrap();
+        shipper.append(batch.into()).await.unwrap();
     }
     let checkpoints = shipper.metrics().wal_checkpoints.get();
     assert!(checkpoints >= 2, "{checkpoints} checkpoints");
