@@ -88,6 +88,14 @@ pub struct QueryArgs {
         value_delimiter = ','
     )]
     pub replica_labels: Vec<String>,
+    /// Prometheus features to turn on, as Prometheus names them (repeatable or comma-separated):
+    /// `promql-experimental-functions` (`limitk`, `limit_ratio`).
+    #[arg(
+        long = "enable-feature",
+        env = "FLEETSCOPE_ENABLE_FEATURE",
+        value_delimiter = ','
+    )]
+    pub features: Vec<String>,
 }
 
 /// A size in bytes: a number with an optional unit (`B`, `KB`, `MB`, `GB`, `KiB`, `MiB`, `GiB`).
@@ -233,7 +241,17 @@ impl QueryArgs {
 
     /// The engine options these flags give.
     pub fn engine_options(&self) -> fleetscope_query::EngineOptions {
+        for f in &self.features {
+            if !fleetscope_query::FEATURES.contains(&f.as_str()) {
+                // As Prometheus: an unknown name is reported, not fatal.
+                tracing::warn!(feature = %f, known = ?fleetscope_query::FEATURES, "unknown option for --enable-feature");
+            }
+        }
         fleetscope_query::EngineOptions {
+            experimental_functions: self
+                .features
+                .iter()
+                .any(|f| f == "promql-experimental-functions"),
             lookback_delta: self.lookback_delta,
             max_samples: self.max_samples,
             compat: match self.compat {

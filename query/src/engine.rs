@@ -41,7 +41,13 @@ pub struct EngineOptions {
     /// Longest a query's evaluation may run: checked between series, so a query spending its time
     /// computing (not waiting) still ends at it (`None`: no limit; the API adds its own timeout).
     pub timeout: Option<Duration>,
+    /// Functions and operators Prometheus keeps behind
+    /// `--enable-feature=promql-experimental-functions` (`limitk`, `limit_ratio`).
+    pub experimental_functions: bool,
 }
+
+/// The names `--enable-feature` takes that fleetscope knows, as Prometheus spells them.
+pub const FEATURES: &[&str] = &["promql-experimental-functions"];
 
 /// Semantics to follow where Prometheus changed them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -65,6 +71,7 @@ impl Default for EngineOptions {
             parallelism: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_memory: 4 << 30,
             max_query_memory: 1 << 30,
+            experimental_functions: false,
             timeout: None,
         }
     }
@@ -192,9 +199,39 @@ impl Engine {
         Ok(expr)
     }
 
+    /// [`Engine::parse`], refusing what this engine's options leave off, as Prometheus's parser
+    /// does (an experimental operator without `--enable-feature=promql-experimental-functions`).
+    fn parse_enabled(&self, query: &str) -> Result<Expr> {
+        let expr = Self::parse(query)?;
+        if !self.options.experimental_functions {
+            struct Experimental(Option<&'static str>);
+            impl promql_parser::util::ExprVisitor for Experimental {
+                type Error = std::convert::Infallible;
+                fn pre_visit(&mut self, e: &Expr) -> std::result::Result<bool, Self::Error> {
+                    if let Expr::Aggregate(a) = e
+                        && let Some(op) = AggOp::parse(&a.op.to_string())
+                        && op.experimental()
+                    {
+                        self.0 = Some(op.name());
+                        return Ok(false);
+                    }
+                    Ok(true)
+                }
+            }
+            let mut found = Experimental(None);
+            let _ = promql_parser::util::walk_expr(&mut found, &expr);
+            if let Some(op) = found.0 {
+                return Err(bad(format!(
+                    "parse error: {op}() is experimental and must be enabled with --enable-feature=promql-experimental-functions"
+                )));
+            }
+        }
+        Ok(expr)
+    }
+
     /// Plans `query` at `t` (ms): an instant query.
     pub fn plan_instant(&self, source: &Arc<dyn Source>, query: &str, t: i64) -> Result<Planned> {
-        let expr = Arc::new(Self::parse(query)?);
+        let expr = Arc::new(self.parse_enabled(query)?);
         let kind = if matches!(unparen(&expr), Expr::MatrixSelector(_) | Expr::Subquery(_)) {
             ResultKind::Range
         } else {
@@ -225,7 +262,7 @@ impl Engine {
         if end < start {
             return Err(bad("end timestamp must not be before start time"));
         }
-        let expr = Arc::new(Self::parse(query)?);
+        let expr = Arc::new(self.parse_enabled(query)?);
         match unparen(&expr) {
             Expr::MatrixSelector(_) | Expr::Subquery(_) => {
                 return Err(bad(
@@ -750,6 +787,27 @@ mod tests {
         let now = run(Compat::Current, "rate(c[5m])", 340_000).await;
         let old = run(Compat::Prometheus2, "rate(c[5m])", 340_000).await;
         assert!(now < old, "{now} vs {old}");
+    }
+
+    #[tokio::test]
+    async fn experimental_operators_need_their_feature() {
+        let source: Arc<dyn Source> = Arc::new(crate::MemSource {
+            set: fleetscope_store::MemSeriesSet::new(),
+            external: Labels::empty(),
+        });
+        let off = Engine::new(EngineOptions::default());
+        for q in ["limitk(1, up)", "sum(limit_ratio(0.5, up)) + 1"] {
+            let err = off.instant(&source, q, 0).await.unwrap_err().to_string();
+            assert!(
+                err.contains("is experimental and must be enabled with --enable-feature=promql-experimental-functions"),
+                "{q}: {err}"
+            );
+        }
+        let on = Engine::new(EngineOptions {
+            experimental_functions: true,
+            ..EngineOptions::default()
+        });
+        assert!(on.instant(&source, "limitk(1, up)", 0).await.is_ok());
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub mod sql;
 pub mod value;
 pub use fleetscope_store::warnings;
 
-pub use engine::{Compat, Engine, EngineOptions, MAX_DEPTH, Planned, STACK_BYTES};
+pub use engine::{Compat, Engine, EngineOptions, FEATURES, MAX_DEPTH, Planned, STACK_BYTES};
 pub use error::{Error, Result};
 pub use fleetscope_store::{Catalog, Fanout, MemSource, SelectHints, Source};
 pub use remote::{ClientTls, Credentials, RemoteRead};

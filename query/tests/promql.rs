@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use fleetscope_query::{Catalog, Engine, EngineOptions, MemSource, QueryValue, Source};
+use fleetscope_query::{Catalog, Engine, EngineOptions, MemSource, QueryValue, Source, warnings};
 use fleetscope_store::{Labels, MemSeriesSet, STALE_NAN_BITS, WriteOptions, objstore, write_block};
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -68,6 +68,8 @@ fn run_file(file: &str, text: &str, backend: Backend) -> Result<(), Failed> {
             Backend::Mem => 1,
             Backend::Block => 4,
         },
+        // As Prometheus's test engine: every feature on.
+        experimental_functions: true,
         ..EngineOptions::default()
     });
     let mut data = MemSeriesSet::new();
@@ -159,7 +161,10 @@ fn check_eval(
             .split_once(' ')
             .ok_or("eval instant needs a time and an expression")?;
         let t = parse_duration(t).ok_or("bad time")?;
-        (rt.block_on(engine.instant(source, expr, t)), None)
+        (
+            rt.block_on(warnings::collect(engine.instant(source, expr, t))),
+            None,
+        )
     } else if let Some(rest) = cmd.strip_prefix("range from ") {
         let parts: Vec<&str> = rest.splitn(6, ' ').collect();
         let [start, "to", end, "step", step, expr] = parts.as_slice() else {
@@ -171,12 +176,22 @@ fn check_eval(
             parse_duration(step).ok_or("bad step")?,
         );
         (
-            rt.block_on(engine.range(source, expr, s, e, st)),
+            rt.block_on(warnings::collect(engine.range(source, expr, s, e, st))),
             Some((s, e, st)),
         )
     } else {
         return Err(format!("unknown eval {cmd:?}"));
     };
+    let (result, warned) = result;
+    for l in block {
+        if let Some(m) = l.strip_prefix("expect warn msg:").map(str::trim) {
+            if !warned.iter().any(|w| w.contains(m)) {
+                return Err(format!("no warning {m:?} among {warned:?}"));
+            }
+        } else if *l == "expect no_warn" && !warned.is_empty() {
+            return Err(format!("unexpected warnings {warned:?}"));
+        }
+    }
     match (result, expect_fail) {
         (Err(e), Some(msg)) => {
             let msg = msg.trim().strip_prefix("msg:").map(str::trim);

@@ -34,6 +34,14 @@ impl Evaluator<'_> {
                     n,
                 )?))
             }
+            AggOp::Limitk => {
+                let k = self.scalar_arg(param()?, grid, &name).await?;
+                Ok(Value::Vector(limit_k(&input, &k, &agg.modifier, n)?))
+            }
+            AggOp::LimitRatio => {
+                let r = self.scalar_arg(param()?, grid, &name).await?;
+                Ok(Value::Vector(limit_ratio(&input, &r, n)?))
+            }
             AggOp::CountValues => {
                 let label = match param()? {
                     Expr::StringLiteral(s) => s.val.clone(),
@@ -217,6 +225,129 @@ fn top_k(
         .collect())
 }
 
+/// `limitk`: per step and group, the first `k` series with a value there, in input order (the
+/// order of the series, as Prometheus's engine visits them), values and labels as they are.
+fn limit_k(
+    input: &[StepSeries],
+    k: &[f64],
+    modifier: &Option<LabelModifier>,
+    n: usize,
+) -> Result<Vec<StepSeries>> {
+    let k = &k[..n.min(k.len())];
+    // As Prometheus: nothing at all if no step asks for one, then NaN and int64 range checks.
+    if k.iter().all(|&k| k < 1.0) {
+        return Ok(Vec::new());
+    }
+    if k.iter().any(|k| k.is_nan()) {
+        return Err(exec("Parameter value is NaN"));
+    }
+    if let Some(k) = k.iter().find(|&&k| k <= i64::MIN as f64) {
+        return Err(exec(format!("Scalar value {k} underflows int64")));
+    }
+    if let Some(k) = k.iter().find(|&&k| k >= i64::MAX as f64) {
+        return Err(exec(format!("Scalar value {k} overflows int64")));
+    }
+    let groups = group(input, modifier);
+    let mut out: Vec<StepSeries> = input
+        .iter()
+        .map(|s| StepSeries {
+            labels: s.labels.clone(),
+            vals: vec![None; n],
+        })
+        .collect();
+    let pos: HashMap<*const StepSeries, usize> = input
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s as *const _, i))
+        .collect();
+    for (i, &k) in k.iter().enumerate() {
+        let want = (k as i64).min(input.len() as i64);
+        if want < 1 {
+            continue;
+        }
+        for (_, members) in &groups {
+            for (s, v) in members
+                .iter()
+                .filter_map(|s| s.vals[i].map(|v| (*s, v)))
+                .take(want as usize)
+            {
+                out[pos[&(s as *const _)]].vals[i] = Some(v);
+            }
+        }
+    }
+    Ok(out
+        .into_iter()
+        .filter(|s| s.vals.iter().any(Option::is_some))
+        .collect())
+}
+
+/// `limit_ratio`: per step, the series whose label set's hash offset falls within the ratio
+/// `r` (clamped to `[-1, 1]` with a warning, as Prometheus): offset below `r` for `r >= 0`, at
+/// or above `1 + r` for `r < 0`, so `limit_ratio(r, v)` and `limit_ratio(-(1 - r), v)` are
+/// complements. The offset is Prometheus's ([`sample_offset`]), so both pick the same series.
+fn limit_ratio(input: &[StepSeries], r: &[f64], n: usize) -> Result<Vec<StepSeries>> {
+    let r = &r[..n.min(r.len())];
+    if r.iter().all(|&r| r == 0.0) {
+        return Ok(Vec::new());
+    }
+    if r.iter().any(|r| r.is_nan()) {
+        return Err(exec("Ratio value is NaN"));
+    }
+    let max = r.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let min = r.iter().copied().fold(f64::INFINITY, f64::min);
+    for (got, cap) in [(max, 1.0), (min, -1.0)] {
+        if got.abs() > 1.0 && got.signum() == cap {
+            crate::warnings::warn(format!(
+                "PromQL warning: ratio value should be between -1 and 1, got {}, capping to {}",
+                crate::value::format_value(got),
+                crate::value::format_value(cap)
+            ));
+        }
+    }
+    Ok(input
+        .iter()
+        .filter_map(|s| {
+            let offset = sample_offset(&s.labels);
+            let vals: Vec<Option<f64>> = s
+                .vals
+                .iter()
+                .zip(r)
+                .map(|(v, &r)| {
+                    let r = r.clamp(-1.0, 1.0);
+                    let keep = (r >= 0.0 && offset < r) || (r < 0.0 && offset >= 1.0 + r);
+                    v.filter(|_| keep)
+                })
+                .collect();
+            vals.iter().any(Option::is_some).then(|| StepSeries {
+                labels: s.labels.clone(),
+                vals,
+            })
+        })
+        .collect())
+}
+
+/// Where a label set falls in `[0, 1]` for `limit_ratio`: Prometheus's `Labels.Hash()` (xxHash64
+/// of the label set in its default `stringlabels` layout: each name and value preceded by its
+/// length, one byte below 255, else 255 and three bytes little-endian) over `u64::MAX`.
+pub(crate) fn sample_offset(labels: &Labels) -> f64 {
+    let mut data = Vec::with_capacity(128);
+    let mut put = |s: &str| {
+        let n = s.len();
+        if n < 255 {
+            data.push(n as u8);
+        } else {
+            data.push(255);
+            data.extend_from_slice(&(n as u32).to_le_bytes()[..3]);
+        }
+        data.extend_from_slice(s.as_bytes());
+    };
+    for l in labels.iter() {
+        put(&l.name);
+        put(&l.value);
+    }
+    twox_hash::XxHash64::oneshot(0, &data) as f64 / u64::MAX as f64
+}
+
 /// `histogram_quantile` over classic buckets: series grouped by labels without `le`.
 pub(crate) fn histogram_quantile(
     q: &[f64],
@@ -262,5 +393,27 @@ fn parse_le(s: &str) -> Option<f64> {
         "+Inf" | "Inf" | "inf" | "+inf" => Some(f64::INFINITY),
         "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
         _ => s.parse().ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_offsets_hash_prometheus_label_layout() {
+        // xxHash64 (seed 0) of the empty input is a published constant.
+        assert_eq!(
+            sample_offset(&Labels::empty()),
+            0xEF46_DB37_51D8_E999_u64 as f64 / u64::MAX as f64
+        );
+        // Lengths as one byte below 255, else 255 and three bytes little-endian.
+        let long = "v".repeat(300);
+        let labels = Labels::from_pairs([("a", "b"), ("c", long.as_str())]);
+        let mut data = vec![1, b'a', 1, b'b', 1, b'c', 255, 44, 1, 0];
+        data.extend_from_slice(long.as_bytes());
+        let want = twox_hash::XxHash64::oneshot(0, &data) as f64 / u64::MAX as f64;
+        assert_eq!(sample_offset(&labels), want);
+        assert!((0.0..=1.0).contains(&want));
     }
 }

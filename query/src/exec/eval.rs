@@ -153,7 +153,10 @@ impl ExecutionPlan for PromEvalExec {
                 .with_counter(Arc::clone(&ctx.loaded))
                 .with_memory(&pool)
                 .with_precomputed(done);
-            let out = evaluate(&ev, &expr, grid, kind).await.map_err(to_df)?;
+            // Annotations of the evaluation (e.g. a capped `limit_ratio`) go to the query's warnings.
+            let (out, reported) = crate::warnings::collect(evaluate(&ev, &expr, grid, kind)).await;
+            ctx.warn(reported);
+            let out = out.map_err(to_df)?;
             rows.add(out.len());
             from_rows(&out)
         };

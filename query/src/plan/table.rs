@@ -337,11 +337,15 @@ pub enum AggOp {
     Quantile,
     /// `count_values`
     CountValues,
+    /// `limitk` (experimental: `--enable-feature=promql-experimental-functions`)
+    Limitk,
+    /// `limit_ratio` (experimental: `--enable-feature=promql-experimental-functions`)
+    LimitRatio,
 }
 
 impl AggOp {
     /// Every operator.
-    pub const ALL: [AggOp; 12] = [
+    pub const ALL: [AggOp; 14] = [
         AggOp::Sum,
         AggOp::Avg,
         AggOp::Count,
@@ -354,6 +358,8 @@ impl AggOp {
         AggOp::Bottomk,
         AggOp::Quantile,
         AggOp::CountValues,
+        AggOp::Limitk,
+        AggOp::LimitRatio,
     ];
 
     /// The operator spelled `name` (case-insensitive, as the parser's token prints it).
@@ -378,16 +384,25 @@ impl AggOp {
             AggOp::Bottomk => "bottomk",
             AggOp::Quantile => "quantile",
             AggOp::CountValues => "count_values",
+            AggOp::Limitk => "limitk",
+            AggOp::LimitRatio => "limit_ratio",
         }
     }
 
     /// The kind of its parameter, if it takes one.
     pub fn param(self) -> Option<ArgKind> {
         match self {
-            AggOp::Topk | AggOp::Bottomk | AggOp::Quantile => Some(ArgKind::Scalar),
+            AggOp::Topk | AggOp::Bottomk | AggOp::Quantile | AggOp::Limitk | AggOp::LimitRatio => {
+                Some(ArgKind::Scalar)
+            }
             AggOp::CountValues => Some(ArgKind::String),
             _ => None,
         }
+    }
+
+    /// Whether Prometheus keeps it behind `--enable-feature=promql-experimental-functions`.
+    pub fn experimental(self) -> bool {
+        matches!(self, AggOp::Limitk | AggOp::LimitRatio)
     }
 
     /// Whether partial results per partition merge exactly into the final one (see
