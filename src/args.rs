@@ -89,7 +89,7 @@ pub struct QueryArgs {
     )]
     pub replica_labels: Vec<String>,
     /// Prometheus features to turn on, as Prometheus names them (repeatable or comma-separated):
-    /// `promql-experimental-functions` (`limitk`, `limit_ratio`).
+    /// `promql-experimental-functions` (`limitk`, `limit_ratio`), `promql-binop-fill-modifiers`.
     #[arg(
         long = "enable-feature",
         env = "FLEETSCOPE_ENABLE_FEATURE",
@@ -239,6 +239,11 @@ impl QueryArgs {
         ))
     }
 
+    /// Whether `--enable-feature` names `feature`.
+    fn enabled(&self, feature: &str) -> bool {
+        self.features.iter().any(|f| f == feature)
+    }
+
     /// The engine options these flags give.
     pub fn engine_options(&self) -> fleetscope_query::EngineOptions {
         for f in &self.features {
@@ -248,10 +253,8 @@ impl QueryArgs {
             }
         }
         fleetscope_query::EngineOptions {
-            experimental_functions: self
-                .features
-                .iter()
-                .any(|f| f == "promql-experimental-functions"),
+            experimental_functions: self.enabled("promql-experimental-functions"),
+            fill_modifiers: self.enabled("promql-binop-fill-modifiers"),
             lookback_delta: self.lookback_delta,
             max_samples: self.max_samples,
             compat: match self.compat {

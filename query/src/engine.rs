@@ -44,10 +44,16 @@ pub struct EngineOptions {
     /// Functions and operators Prometheus keeps behind
     /// `--enable-feature=promql-experimental-functions` (`limitk`, `limit_ratio`).
     pub experimental_functions: bool,
+    /// `fill`, `fill_left` and `fill_right` on binary operators, which Prometheus keeps behind
+    /// `--enable-feature=promql-binop-fill-modifiers`.
+    pub fill_modifiers: bool,
 }
 
 /// The names `--enable-feature` takes that fleetscope knows, as Prometheus spells them.
-pub const FEATURES: &[&str] = &["promql-experimental-functions"];
+pub const FEATURES: &[&str] = &[
+    "promql-experimental-functions",
+    "promql-binop-fill-modifiers",
+];
 
 /// Semantics to follow where Prometheus changed them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -72,6 +78,7 @@ impl Default for EngineOptions {
             max_memory: 4 << 30,
             max_query_memory: 1 << 30,
             experimental_functions: false,
+            fill_modifiers: false,
             timeout: None,
         }
     }
@@ -202,31 +209,35 @@ impl Engine {
     /// [`Engine::parse`], refusing what this engine's options leave off, as Prometheus's parser
     /// does (an experimental operator without `--enable-feature=promql-experimental-functions`).
     fn parse_enabled(&self, query: &str) -> Result<Expr> {
-        let expr = Self::parse(query)?;
-        if !self.options.experimental_functions {
-            struct Experimental(Option<&'static str>);
-            impl promql_parser::util::ExprVisitor for Experimental {
-                type Error = std::convert::Infallible;
-                fn pre_visit(&mut self, e: &Expr) -> std::result::Result<bool, Self::Error> {
-                    if let Expr::Aggregate(a) = e
-                        && let Some(op) = AggOp::parse(&a.op.to_string())
-                        && op.experimental()
+        /// The first thing in an expression that needs a feature the options leave off.
+        struct Off<'a>(&'a EngineOptions, Option<String>);
+        impl promql_parser::util::ExprVisitor for Off<'_> {
+            type Error = std::convert::Infallible;
+            fn pre_visit(&mut self, e: &Expr) -> std::result::Result<bool, Self::Error> {
+                self.1 = match e {
+                    Expr::Aggregate(a) => AggOp::parse(&a.op.to_string())
+                        .filter(|op| op.experimental() && !self.0.experimental_functions)
+                        .map(|op| format!("{}() is experimental and must be enabled with --enable-feature=promql-experimental-functions", op.name())),
+                    Expr::Binary(b)
+                        if !self.0.fill_modifiers
+                            && b.modifier.as_ref().is_some_and(|m| {
+                                m.fill_values.lhs.is_some() || m.fill_values.rhs.is_some()
+                            }) =>
                     {
-                        self.0 = Some(op.name());
-                        return Ok(false);
+                        Some("binop fill modifiers are experimental and not enabled".into())
                     }
-                    Ok(true)
-                }
-            }
-            let mut found = Experimental(None);
-            let _ = promql_parser::util::walk_expr(&mut found, &expr);
-            if let Some(op) = found.0 {
-                return Err(bad(format!(
-                    "parse error: {op}() is experimental and must be enabled with --enable-feature=promql-experimental-functions"
-                )));
+                    _ => None,
+                };
+                Ok(self.1.is_none())
             }
         }
-        Ok(expr)
+        let expr = Self::parse(query)?;
+        let mut off = Off(&self.options, None);
+        let _ = promql_parser::util::walk_expr(&mut off, &expr);
+        match off.1 {
+            Some(why) => Err(bad(format!("parse error: {why}"))),
+            None => Ok(expr),
+        }
     }
 
     /// Plans `query` at `t` (ms): an instant query.
@@ -803,11 +814,23 @@ mod tests {
                 "{q}: {err}"
             );
         }
+        let err = off.instant(&source, "a + fill(0) b", 0).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("binop fill modifiers are experimental and not enabled"),
+            "{err}"
+        );
         let on = Engine::new(EngineOptions {
             experimental_functions: true,
+            fill_modifiers: true,
             ..EngineOptions::default()
         });
         assert!(on.instant(&source, "limitk(1, up)", 0).await.is_ok());
+        assert!(
+            on.instant(&source, "a + fill_left(1) fill_right(2) b", 0)
+                .await
+                .is_ok()
+        );
     }
 
     #[test]

@@ -70,6 +70,7 @@ fn run_file(file: &str, text: &str, backend: Backend) -> Result<(), Failed> {
         },
         // As Prometheus's test engine: every feature on.
         experimental_functions: true,
+        fill_modifiers: true,
         ..EngineOptions::default()
     });
     let mut data = MemSeriesSet::new();

@@ -133,6 +133,11 @@ fn vector_vector(
     // group_right: the right side is the "many" side; evaluate as group_left with sides swapped.
     let swapped = matches!(card, VectorMatchCardinality::OneToMany(_));
     let (many, one) = if swapped { (rhs, lhs) } else { (lhs, rhs) };
+    // Fill modifiers (`promql-binop-fill-modifiers`): as in Prometheus, whose engine swaps the
+    // sides of a group_right before filling, the left fill value fills the many side and the
+    // right one the one side.
+    let fill = modifier.map(|m| &m.fill_values);
+    let (fill_many, fill_one) = (fill.and_then(|f| f.lhs), fill.and_then(|f| f.rhs));
     let include: Vec<String> = match &card {
         VectorMatchCardinality::ManyToOne(l) | VectorMatchCardinality::OneToMany(l) => {
             l.labels.clone()
@@ -148,8 +153,8 @@ fn vector_vector(
 
     let mut out: HashMap<Labels, Vec<Option<f64>>> = HashMap::new();
     let mut order: Vec<Labels> = Vec::new();
-    // Output labels per (many, one) pair, computed once.
-    let mut result_labels: HashMap<(usize, usize), Labels> = HashMap::new();
+    // Output labels per (many, one) pair, computed once (`None`: that side filled in).
+    let mut result_labels: HashMap<(Option<usize>, Option<usize>), Labels> = HashMap::new();
     for i in 0..n {
         let mut right: HashMap<&Labels, usize> = HashMap::new();
         for (j, s) in one.iter().enumerate() {
@@ -158,26 +163,51 @@ fn vector_vector(
             }
             if let Some(prev) = right.insert(&one_sigs[j], j) {
                 let side = if swapped { "left" } else { "right" };
-                let _ = prev;
                 return Err(exec(format!(
                     "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
                     one_sigs[j], one[prev].labels, s.labels
                 )));
             }
         }
+        // The pairs of this step: many side, one side (`None`: filled in), their values.
+        let mut pairs: Vec<(Option<usize>, Option<usize>, f64, f64)> = Vec::new();
         let mut matched_one: HashMap<usize, usize> = HashMap::new();
-        let mut seen_out: HashMap<Labels, ()> = HashMap::new();
         for (k, s) in many.iter().enumerate() {
             let Some(mv) = s.vals[i] else { continue };
-            let Some(&j) = right.get(&many_sigs[k]) else {
-                continue;
-            };
-            let Some(ov) = one[j].vals[i] else { continue };
-            if one_to_one && matched_one.insert(j, k).is_some() {
-                return Err(exec(
-                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)",
-                ));
+            match right.get(&many_sigs[k]) {
+                Some(&j) => {
+                    if one_to_one && matched_one.contains_key(&j) {
+                        return Err(exec(
+                            "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)",
+                        ));
+                    }
+                    matched_one.insert(j, k);
+                    if let Some(ov) = one[j].vals[i] {
+                        pairs.push((Some(k), Some(j), mv, ov));
+                    }
+                }
+                None => {
+                    if let Some(f) = fill_one {
+                        pairs.push((Some(k), None, mv, f));
+                    }
+                }
             }
+        }
+        if let Some(f) = fill_many {
+            let mut unmatched: Vec<usize> = right
+                .values()
+                .copied()
+                .filter(|j| !matched_one.contains_key(j))
+                .collect();
+            unmatched.sort_unstable();
+            for j in unmatched {
+                if let Some(ov) = one[j].vals[i] {
+                    pairs.push((None, Some(j), f, ov));
+                }
+            }
+        }
+        let mut seen_out: HashMap<Labels, ()> = HashMap::new();
+        for (k, j, mv, ov) in pairs {
             let (l, r) = if swapped { (ov, mv) } else { (mv, ov) };
             let (mut value, keep) = apply(op, l, r)?;
             if comparison {
@@ -191,24 +221,32 @@ fn vector_vector(
             }
             let labels = result_labels
                 .entry((k, j))
-                .or_insert_with(|| {
-                    let mut labels = s.labels.clone();
-                    if !comparison || return_bool {
-                        labels = labels.without_name();
-                    }
-                    if one_to_one {
-                        labels = match matching {
-                            Some(LabelModifier::Include(on)) => labels.keep(&on.labels),
-                            Some(LabelModifier::Exclude(ignoring)) => {
-                                labels.remove(&ignoring.labels)
+                .or_insert_with(|| match (k, j) {
+                    (Some(k), j) => {
+                        let mut labels = many[k].labels.clone();
+                        if !comparison || return_bool {
+                            labels = labels.without_name();
+                        }
+                        if one_to_one {
+                            labels = match matching {
+                                Some(LabelModifier::Include(on)) => labels.keep(&on.labels),
+                                Some(LabelModifier::Exclude(ignoring)) => {
+                                    labels.remove(&ignoring.labels)
+                                }
+                                None => labels,
+                            };
+                        }
+                        // A filled-in one side has no labels to bring.
+                        if let Some(j) = j {
+                            for name in &include {
+                                labels = labels.with(name, one[j].labels.get(name).unwrap_or(""));
                             }
-                            None => labels,
-                        };
+                        }
+                        labels
                     }
-                    for name in &include {
-                        labels = labels.with(name, one[j].labels.get(name).unwrap_or(""));
-                    }
-                    labels
+                    // A filled-in many side: the match group's labels stand for it.
+                    (None, Some(j)) => one_sigs[j].clone(),
+                    (None, None) => Labels::empty(),
                 })
                 .clone();
             if seen_out.insert(labels.clone(), ()).is_some() {
