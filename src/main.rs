@@ -74,8 +74,8 @@ const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// glibc's allocator keeps memory freed in the middle of its heaps (a block cut and uploaded) as
 /// its own, so the shipper's resident memory would stay at its highest mark; `malloc_trim`
-/// returns those pages. (The querier does without: its next query would fault them in again.) On a thread of its own, every [`TRIM_EVERY`] (a walk of the free lists,
-/// milliseconds).
+/// returns those pages, on a thread of its own every [`TRIM_EVERY`] (a walk of the free lists:
+/// milliseconds). The querier does without: its next query would fault the pages in again.
 #[allow(unsafe_code)]
 fn spawn_trimmer() {
     #[cfg(all(target_os = "linux", target_env = "gnu", not(feature = "mimalloc")))]

@@ -144,17 +144,20 @@ pub fn decode(
             let mut new = Vec::new();
             let mut out = Decoded::default();
             for (i, s) in req.series.iter().enumerate() {
-                out.histograms += s.histograms;
-                out.exemplars += s.exemplars;
                 if labels[i].is_none() {
                     match to_labels(i, &body, raw(s)).and_then(|l| check_labels(i, l, limits)) {
                         Ok(built) => {
                             new.push((hashes[i], built.clone()));
                             labels[i] = Some(built);
                         }
-                        Err(why) => out.refuse(why, s.samples.len()),
+                        Err(why) => {
+                            out.refuse(why, s.samples.len());
+                            continue;
+                        }
                     }
                 }
+                out.histograms += s.histograms;
+                out.exemplars += s.exemplars;
             }
             if !new.is_empty()
                 && let Ok(mut table) = cache.table.lock()

@@ -3,7 +3,6 @@
 //! * [`v1`]: `prometheus.WriteRequest` (remote-write 1.0, `prometheus/prompb/{remote,types}.proto`).
 //! * [`v2`]: `io.prometheus.write.v2.Request` (remote-write 2.0, `prometheus/prompb/io/prometheus/write/v2/types.proto`).
 //! * [`read`]: `prometheus.ReadRequest` / `ReadResponse` (remote-read, `SAMPLES` responses).
-//! * [`v1_ref`]: the 1.0 `WriteRequest` again, decoded without copying label strings.
 //!
 //! The structs are written by hand with `#[derive(prost::Message)]`, field numbers copied from the
 //! upstream `.proto` files (Apache-2.0, The Prometheus Authors), so no `protoc` is needed to build.
@@ -376,48 +375,5 @@ pub mod read {
         /// Series with their samples in the query's range.
         #[prost(message, repeated, tag = "1")]
         pub timeseries: Vec<TimeSeries>,
-    }
-}
-
-/// Remote-write 1.0 as the receiver decodes it: label names and values stay [`bytes::Bytes`] slices
-/// of the request body (no allocation, no UTF-8 check yet), so a label set seen before can be
-/// recognised without building it again. Same wire format as [`v1`].
-pub mod v1_ref {
-    use bytes::Bytes;
-
-    /// The body of a remote-write 1.0 request.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct WriteRequest {
-        /// Series with their samples.
-        #[prost(message, repeated, tag = "1")]
-        pub timeseries: Vec<TimeSeries>,
-    }
-
-    /// One series.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct TimeSeries {
-        /// Label pairs, sorted by name.
-        #[prost(message, repeated, tag = "1")]
-        pub labels: Vec<Label>,
-        /// Float samples.
-        #[prost(message, repeated, tag = "2")]
-        pub samples: Vec<super::v1::Sample>,
-        /// Exemplars.
-        #[prost(message, repeated, tag = "3")]
-        pub exemplars: Vec<super::v1::Exemplar>,
-        /// Native histogram samples.
-        #[prost(message, repeated, tag = "4")]
-        pub histograms: Vec<super::v1::Histogram>,
-    }
-
-    /// A label pair, as bytes of the request.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Label {
-        /// Label name (UTF-8 unchecked).
-        #[prost(bytes = "bytes", tag = "1")]
-        pub name: Bytes,
-        /// Label value (UTF-8 unchecked).
-        #[prost(bytes = "bytes", tag = "2")]
-        pub value: Bytes,
     }
 }
