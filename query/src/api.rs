@@ -192,6 +192,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
             get(|| async { ok("[]".into()) }).post(|| async { ok("[]".into()) }),
         )
         .route("/api/v1/status/buildinfo", get(buildinfo))
+        .route("/api/v1/features", get(features))
         .route(
             "/api/v1/fleet/capacity",
             get(fleet_capacity).post(fleet_capacity),
@@ -822,6 +823,61 @@ async fn buildinfo() -> Response {
         serde_json::to_string(env!("CARGO_PKG_VERSION")).unwrap_or_default()
     );
     ok(data)
+}
+
+/// `GET /api/v1/features` (Prometheus 3.8): what this querier's PromQL supports, by Prometheus's
+/// categories and names, so clients such as Grafana can tell what is on. Absent means off.
+async fn features(State(state): State<Arc<ApiState>>) -> Response {
+    let opts = state.engine.options();
+    let mut promql = serde_json::Map::new();
+    for (name, on) in [
+        ("at_modifier", true),
+        ("negative_offset", true),
+        ("subqueries", true),
+        ("offset", true),
+        ("bool", true),
+        ("by", true),
+        ("without", true),
+        ("on", true),
+        ("ignoring", true),
+        ("group_left", true),
+        ("group_right", true),
+        ("start", true),
+        ("end", true),
+        ("fill", opts.fill_modifiers),
+        ("fill_left", opts.fill_modifiers),
+        ("fill_right", opts.fill_modifiers),
+        ("anchored", false),
+        ("smoothed", false),
+        ("duration_expr", false),
+        ("delayed_name_removal", false),
+        ("type_and_unit_labels", false),
+    ] {
+        promql.insert(name.into(), on.into());
+    }
+    let mut operators = serde_json::Map::new();
+    for op in [
+        "+", "-", "*", "/", "%", "^", "==", "!=", "<", "<=", ">", ">=", "=", "=~", "!~", "and",
+        "or", "unless", "atan2",
+    ] {
+        operators.insert(op.into(), true.into());
+    }
+    for op in crate::plan::AggOp::ALL {
+        operators.insert(
+            op.name().into(),
+            (!op.experimental() || opts.experimental_functions).into(),
+        );
+    }
+    let functions: serde_json::Map<String, serde_json::Value> = crate::plan::FUNCTIONS
+        .iter()
+        .map(|f| (f.name.to_string(), true.into()))
+        .collect();
+    let data = serde_json::json!({
+        "promql": promql,
+        "promql_operators": operators,
+        "promql_functions": functions,
+    });
+    ok(data.to_string())
 }
 
 async fn metrics(State(state): State<Arc<ApiState>>) -> Response {

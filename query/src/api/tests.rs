@@ -217,6 +217,17 @@ async fn metadata_endpoints() {
     let (status, body) = call(&app, get("/api/v1/status/buildinfo")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["data"]["features"], serde_json::json!({}));
+    let (status, body) = call(&app, get("/api/v1/features")).await;
+    assert_eq!(status, StatusCode::OK);
+    let f = &body["data"];
+    assert_eq!(f["promql_functions"]["rate"], true);
+    assert_eq!(f["promql_functions"]["histogram_quantile"], true);
+    assert_eq!(f["promql_operators"]["topk"], true);
+    assert_eq!(f["promql"]["subqueries"], true);
+    // Off unless --enable-feature names them.
+    assert_eq!(f["promql_operators"]["limitk"], false);
+    assert_eq!(f["promql"]["fill"], false);
+    assert_eq!(f["promql"]["duration_expr"], false);
     for uri in [
         "/api/v1/metadata",
         "/api/v1/rules",
@@ -346,4 +357,31 @@ async fn explain_shows_the_plan_and_analyze_its_figures() {
         plan.contains("output_rows=2") && plan.contains("samples="),
         "{plan}"
     );
+}
+
+#[tokio::test]
+async fn features_follow_enable_feature() {
+    let catalog = Arc::new(Catalog::new(objstore::open("memory://").unwrap()));
+    let engine = Engine::new(crate::EngineOptions {
+        experimental_functions: true,
+        fill_modifiers: true,
+        ..crate::EngineOptions::default()
+    });
+    let app = router(Arc::new(ApiState::new(
+        engine,
+        catalog,
+        ApiOptions::default(),
+    )));
+    let (status, body) = call(&app, get("/api/v1/features")).await;
+    assert_eq!(status, StatusCode::OK);
+    let f = &body["data"];
+    assert_eq!(f["promql_operators"]["limitk"], true);
+    assert_eq!(f["promql_operators"]["limit_ratio"], true);
+    assert_eq!(f["promql"]["fill_left"], true);
+    let (status, body) = call(
+        &app,
+        get("/api/v1/query?query=limitk(1, up) or up + fill(0) up&time=60"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }
