@@ -211,4 +211,26 @@ fn capacity_panel_top_and_chart_on_the_demo_fleet() {
     let out = crate::fleetscope(&["query", "--objstore", &url, "--output", "chart", q]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--output chart draws a range query"));
+
+    // Experimental PromQL only with Prometheus's flag: limitk keeps one series per cluster.
+    let q = "count(limitk by (cluster) (1, container_cpu_usage_seconds_total))";
+    let out = crate::fleetscope(&["query", "--objstore", &url, "--time", &e, q]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("--enable-feature=promql-experimental-functions")
+    );
+    let text = ok(&crate::fleetscope(&[
+        "query",
+        "--objstore",
+        &url,
+        "--enable-feature",
+        "promql-experimental-functions,promql-binop-fill-modifiers",
+        "--time",
+        &e,
+        "--output",
+        "json",
+        q,
+    ]));
+    assert!(text.contains("\"3\"]"), "{text}");
 }
