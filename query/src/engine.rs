@@ -218,6 +218,9 @@ impl Engine {
                     Expr::Aggregate(a) => AggOp::parse(&a.op.to_string())
                         .filter(|op| op.experimental() && !self.0.experimental_functions)
                         .map(|op| format!("{}() is experimental and must be enabled with --enable-feature=promql-experimental-functions", op.name())),
+                    Expr::Call(c) if c.func.name == "info" && !self.0.experimental_functions => {
+                        Some(format!("function {:?} is not enabled", c.func.name))
+                    }
                     Expr::Binary(b)
                         if !self.0.fill_modifiers
                             && b.modifier.as_ref().is_some_and(|m| {
@@ -814,6 +817,11 @@ mod tests {
                 "{q}: {err}"
             );
         }
+        let err = off.instant(&source, "info(up)", 0).await.unwrap_err();
+        assert!(
+            err.to_string().contains("function \"info\" is not enabled"),
+            "{err}"
+        );
         let err = off.instant(&source, "a + fill(0) b", 0).await.unwrap_err();
         assert!(
             err.to_string()

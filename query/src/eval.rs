@@ -8,6 +8,7 @@
 mod aggregate;
 mod binary;
 mod functions;
+mod info;
 pub(crate) mod numeric;
 
 pub(crate) use aggregate::group_key;

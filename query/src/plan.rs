@@ -120,6 +120,11 @@ impl<'a> Planner<'a> {
                     None => Ok(()),
                 }
             }
+            // info()'s second argument is a label selector, not a selection.
+            Expr::Call(c) if c.func.name == "info" => match c.args.args.first() {
+                Some(a) => self.walk(a),
+                None => Ok(()),
+            },
             Expr::Call(c) => c.args.args.iter().try_for_each(|a| self.walk(a)),
             // Subqueries evaluate on their own grid, range vectors are read where they are used:
             // both in the root.

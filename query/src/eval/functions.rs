@@ -193,6 +193,7 @@ impl Evaluator<'_> {
                 map_values(v, |i, _| grid.t(i) as f64 / 1000.0)
             }
             Func::Sort | Func::SortDesc => self.eval(arg(0)?, grid).await,
+            Func::Info => self.info(&args, grid).await,
             Func::LabelReplace => {
                 let v = self.vector_arg(arg(0)?, grid).await?;
                 let strs = string_args(&args[1..], name)?;

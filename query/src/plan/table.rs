@@ -26,6 +26,7 @@ pub enum Placement {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[allow(missing_docs)] // each variant is the function of the same name in FUNCTIONS
 pub enum Func {
+    Info,
     Rate,
     Increase,
     Delta,
@@ -256,6 +257,9 @@ pub static FUNCTIONS: &[Function] = &[
     f(Func::Year, "year", &[I], 1, PerSeries),
     // Functions over the whole vector, or without one.
     f(Func::Absent, "absent", &[I], 0, Root),
+    // Experimental in Prometheus (`--enable-feature=promql-experimental-functions`); its second
+    // argument is a label selector, never read as a selection of its own.
+    f(Func::Info, "info", &[I, I], 1, Root),
     f(
         Func::HistogramQuantile,
         "histogram_quantile",
