@@ -870,7 +870,10 @@ async fn features(State(state): State<Arc<ApiState>>) -> Response {
     }
     let functions: serde_json::Map<String, serde_json::Value> = crate::plan::FUNCTIONS
         .iter()
-        .map(|f| (f.name.to_string(), true.into()))
+        .map(|f| {
+            let on = !f.experimental() || opts.experimental_functions;
+            (f.name.to_string(), on.into())
+        })
         .collect();
     let data = serde_json::json!({
         "promql": promql,

@@ -218,7 +218,11 @@ impl Engine {
                     Expr::Aggregate(a) => AggOp::parse(&a.op.to_string())
                         .filter(|op| op.experimental() && !self.0.experimental_functions)
                         .map(|op| format!("{}() is experimental and must be enabled with --enable-feature=promql-experimental-functions", op.name())),
-                    Expr::Call(c) if c.func.name == "info" && !self.0.experimental_functions => {
+                    Expr::Call(c)
+                        if !self.0.experimental_functions
+                            && crate::plan::function(c.func.name)
+                                .is_some_and(|f| f.experimental()) =>
+                    {
                         Some(format!("function {:?} is not enabled", c.func.name))
                     }
                     Expr::Binary(b)

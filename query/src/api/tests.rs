@@ -226,6 +226,7 @@ async fn metadata_endpoints() {
     assert_eq!(f["promql"]["subqueries"], true);
     // Off unless --enable-feature names them.
     assert_eq!(f["promql_operators"]["limitk"], false);
+    assert_eq!(f["promql_functions"]["info"], false);
     assert_eq!(f["promql"]["fill"], false);
     assert_eq!(f["promql"]["duration_expr"], false);
     for uri in [
@@ -377,6 +378,7 @@ async fn features_follow_enable_feature() {
     let f = &body["data"];
     assert_eq!(f["promql_operators"]["limitk"], true);
     assert_eq!(f["promql_operators"]["limit_ratio"], true);
+    assert_eq!(f["promql_functions"]["info"], true);
     assert_eq!(f["promql"]["fill_left"], true);
     let (status, body) = call(
         &app,

@@ -129,6 +129,15 @@ pub struct Function {
 use ArgKind::{InstantVector as I, RangeVector as R, Scalar as S, String as Str};
 use Placement::{PerSeries, Root};
 
+impl Function {
+    /// Whether fleetscope keeps it behind `--enable-feature=promql-experimental-functions`, as
+    /// Prometheus does (the experimental functions fleetscope answered before it had the flag
+    /// stay on).
+    pub fn experimental(&self) -> bool {
+        matches!(self.func, Func::Info)
+    }
+}
+
 const fn f(
     func: Func,
     name: &'static str,
