@@ -89,7 +89,7 @@ pub struct QueryArgs {
     )]
     pub replica_labels: Vec<String>,
     /// Prometheus features to turn on, as Prometheus names them (repeatable or comma-separated):
-    /// `promql-experimental-functions` (`limitk`, `limit_ratio`), `promql-binop-fill-modifiers`.
+    /// `promql-experimental-functions` (`limitk`, `limit_ratio`, `info`), `promql-binop-fill-modifiers`.
     #[arg(
         long = "enable-feature",
         env = "FLEETSCOPE_ENABLE_FEATURE",

@@ -42,7 +42,7 @@ pub struct EngineOptions {
     /// computing (not waiting) still ends at it (`None`: no limit; the API adds its own timeout).
     pub timeout: Option<Duration>,
     /// Functions and operators Prometheus keeps behind
-    /// `--enable-feature=promql-experimental-functions` (`limitk`, `limit_ratio`).
+    /// `--enable-feature=promql-experimental-functions` (`limitk`, `limit_ratio`, `info`).
     pub experimental_functions: bool,
     /// `fill`, `fill_left` and `fill_right` on binary operators, which Prometheus keeps behind
     /// `--enable-feature=promql-binop-fill-modifiers`.
