@@ -1,6 +1,7 @@
 //! Warnings of one request (Prometheus's `"warnings"` field): a source that can answer partially —
 //! a remote-read endpoint that is down, a block that cannot be read — reports here instead of
-//! failing the whole query.
+//! failing the whole query; the evaluator reports PromQL's own warnings (a `limit_ratio` ratio
+//! capped) the same way.
 //!
 //! The collector lives in a task-local scope set by the API handler around the evaluation, so
 //! sources deep below the engine report without every call passing it along.
@@ -25,7 +26,7 @@ pub async fn collect<F: Future>(fut: F) -> (F::Output, Vec<String>) {
 
 /// Reports a warning to the enclosing [`collect`] (logged in any case).
 pub fn warn(message: String) {
-    tracing::warn!(%message, "partial response");
+    tracing::warn!(%message, "query warning");
     let _ = WARNINGS.try_with(|w| {
         let mut w = w.borrow_mut();
         if !w.contains(&message) {
