@@ -183,46 +183,14 @@ fn top_k(
     top: bool,
     n: usize,
 ) -> Result<Vec<StepSeries>> {
-    let groups = group(input, modifier);
-    let mut out: Vec<StepSeries> = input
-        .iter()
-        .map(|s| StepSeries {
-            labels: s.labels.clone(),
-            vals: vec![None; n],
-        })
-        .collect();
-    let pos: HashMap<*const StepSeries, usize> = input
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s as *const _, i))
-        .collect();
-    for (i, &k) in k.iter().enumerate().take(n) {
-        if k.is_nan() {
-            return Err(exec("Parameter value is NaN"));
-        }
-        let want = if k >= 1.0 {
-            k.min(input.len() as f64) as usize
-        } else {
-            0
-        };
-        if want == 0 {
-            continue;
-        }
-        for (_, members) in &groups {
-            let mut present: Vec<(&StepSeries, f64)> = members
-                .iter()
-                .filter_map(|s| s.vals[i].map(|v| (*s, v)))
-                .collect();
-            present.sort_by(|a, b| rank(a.1, b.1, top));
-            for (s, v) in present.into_iter().take(want) {
-                out[pos[&(s as *const _)]].vals[i] = Some(v);
-            }
-        }
+    if k.iter().take(n).any(|k| k.is_nan()) {
+        return Err(exec("Parameter value is NaN"));
     }
-    Ok(out
-        .into_iter()
-        .filter(|s| s.vals.iter().any(Option::is_some))
-        .collect())
+    let want = |i: usize| match k.get(i) {
+        Some(&k) if k >= 1.0 => k.min(input.len() as f64) as usize,
+        _ => 0,
+    };
+    Ok(keep_per_group(input, modifier, n, want, Some(top)))
 }
 
 /// `limitk`: per step and group, the first `k` series with a value there, in input order (the
@@ -247,6 +215,23 @@ fn limit_k(
     if let Some(k) = k.iter().find(|&&k| k >= i64::MAX as f64) {
         return Err(exec(format!("Scalar value {k} overflows int64")));
     }
+    let want = |i: usize| {
+        k.get(i)
+            .map_or(0, |&k| (k as i64).clamp(0, input.len() as i64) as usize)
+    };
+    Ok(keep_per_group(input, modifier, n, want, None))
+}
+
+/// The series of `input` with, per step and group, only `want(step)` of the values present there:
+/// the first by value (`Some(top)`: largest first for `topk`, smallest for `bottomk`, NaN last) or
+/// in input order (`None`, `limitk`); labels untouched, series left without a value dropped.
+fn keep_per_group(
+    input: &[StepSeries],
+    modifier: &Option<LabelModifier>,
+    n: usize,
+    want: impl Fn(usize) -> usize,
+    by_value: Option<bool>,
+) -> Vec<StepSeries> {
     let groups = group(input, modifier);
     let mut out: Vec<StepSeries> = input
         .iter()
@@ -260,25 +245,27 @@ fn limit_k(
         .enumerate()
         .map(|(i, s)| (s as *const _, i))
         .collect();
-    for (i, &k) in k.iter().enumerate() {
-        let want = (k as i64).min(input.len() as i64);
-        if want < 1 {
+    for i in 0..n {
+        let want = want(i);
+        if want == 0 {
             continue;
         }
         for (_, members) in &groups {
-            for (s, v) in members
+            let mut present: Vec<(&StepSeries, f64)> = members
                 .iter()
                 .filter_map(|s| s.vals[i].map(|v| (*s, v)))
-                .take(want as usize)
-            {
+                .collect();
+            if let Some(top) = by_value {
+                present.sort_by(|a, b| rank(a.1, b.1, top));
+            }
+            for (s, v) in present.into_iter().take(want) {
                 out[pos[&(s as *const _)]].vals[i] = Some(v);
             }
         }
     }
-    Ok(out
-        .into_iter()
+    out.into_iter()
         .filter(|s| s.vals.iter().any(Option::is_some))
-        .collect())
+        .collect()
 }
 
 /// `limit_ratio`: per step, the series whose label set's hash offset falls within the ratio

@@ -92,6 +92,11 @@ impl Evaluator<'_> {
             .map(|s| signature(s.labels.get(METRIC_NAME).unwrap_or(""), &s.labels))
             .collect();
         let must_match = data.iter().any(|m| !m.matches(""));
+        // Each base series' identity under each info metric, computed once for every step.
+        let base_sigs: Vec<Vec<Signature>> = base
+            .iter()
+            .map(|s| info_names.iter().map(|n| signature(n, &s.labels)).collect())
+            .collect();
 
         let mut out: HashMap<Labels, Vec<Option<f64>>> = HashMap::new();
         let mut order: Vec<Labels> = Vec::new();
@@ -122,8 +127,8 @@ impl Evaluator<'_> {
                 } else {
                     let mut added: Vec<(String, String)> = Vec::new();
                     let mut matched = false;
-                    for name in &info_names {
-                        let Some(&(j, _)) = latest.get(&signature(name, &s.labels)) else {
+                    for sig in &base_sigs[k] {
+                        let Some(&(j, _)) = latest.get(sig) else {
                             continue;
                         };
                         matched = true;
