@@ -10,9 +10,17 @@
 //!
 //! Windows are aligned to the epoch (`--block-duration`). A window is cut once samples half a window
 //! past its end have arrived (as Prometheus waits before compacting its head), so late samples
-//! still land in it. Samples older than the last cut window are refused.
+//! still land in it. Samples older than the last cut window are refused. A tail is sealed when a
+//! sample of another window arrives, so every chunk lies in one window and a cut moves chunks out
+//! as they are.
+//!
+//! The shipper's head keeps sealed chunks in files ([`Head::with_chunk_dir`],
+//! [`crate::chunk_files`]) and only their place in memory; the importer's keeps them in memory.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::io;
+use std::path::Path;
 
 use rustc_hash::FxHashMap;
 
@@ -22,6 +30,7 @@ use fleetscope_store::series::{sort_dedup, window_start};
 use fleetscope_store::{CodedSeries, Error as StoreError, Labels, Matcher, Sample, Series};
 
 use crate::batch::Batch;
+use crate::chunk_files::{ChunkFiles, Stored};
 use crate::wal::{self, Entry};
 
 /// Samples per sealed chunk (Prometheus's head chunks hold 120).
@@ -41,10 +50,12 @@ pub struct Head {
     min_t: i64,
     max_t: i64,
     samples: usize,
+    /// Where sealed chunks go; `None`: they stay in memory.
+    files: Option<ChunkFiles>,
 }
 
 impl Head {
-    /// An empty head cutting windows of `duration_ms`.
+    /// An empty head cutting windows of `duration_ms`, its chunks in memory.
     pub fn new(duration_ms: i64) -> Self {
         Self {
             ids: FxHashMap::default(),
@@ -56,7 +67,16 @@ impl Head {
             min_t: i64::MAX,
             max_t: i64::MIN,
             samples: 0,
+            files: None,
         }
+    }
+
+    /// An empty head cutting windows of `duration_ms`, its sealed chunks in files in `dir` (emptied
+    /// first: nothing there outlives the process).
+    pub fn with_chunk_dir(duration_ms: i64, dir: &Path) -> io::Result<Self> {
+        let mut head = Self::new(duration_ms);
+        head.files = Some(ChunkFiles::open(dir)?);
+        Ok(head)
     }
 
     /// The oldest timestamp still accepted.
@@ -119,7 +139,7 @@ impl Head {
             self.ids.insert(labels.clone(), id);
             (labels.clone(), MemSeries::default())
         });
-        m.push(samples);
+        m.push(samples, self.duration_ms, self.files.as_mut());
         self.next_id = self.next_id.max(id + 1);
     }
 
@@ -155,7 +175,7 @@ impl Head {
                 let Some((_, m)) = self.series.get_mut(&id) else {
                     return Err(format!("samples of series {id}, which was never logged"));
                 };
-                m.push(&samples);
+                m.push(&samples, self.duration_ms, self.files.as_mut());
                 self.track(&samples);
             }
             Entry::Chunk { id, chunk } => {
@@ -166,7 +186,8 @@ impl Head {
                 self.samples += chunk.n as usize;
                 self.min_t = self.min_t.min(chunk.min_t);
                 self.max_t = self.max_t.max(chunk.max_t);
-                m.add_chunk(chunk);
+                m.add_chunk(chunk, self.duration_ms, self.files.as_mut())
+                    .map_err(|e| format!("a chunk of series {id}: {e}"))?;
             }
         }
         Ok(())
@@ -181,14 +202,15 @@ impl Head {
     }
 
     /// Series matching all `matchers` (with `external` labels added), samples in `[min_t, max_t]`
-    /// sorted and unique, sorted by labels: what a querier needs of data not yet in blocks.
+    /// sorted and unique, sorted by labels: what a querier needs of data not yet in blocks. Fails
+    /// only if a chunk file cannot be read.
     pub fn select(
         &self,
         matchers: &[Matcher],
         external: &Labels,
         min_t: i64,
         max_t: i64,
-    ) -> Vec<Series> {
+    ) -> io::Result<Vec<Series>> {
         select_series(
             self.series.values().map(|(labels, m)| (labels, m)),
             matchers,
@@ -204,13 +226,13 @@ impl Head {
 
     /// A checkpoint's WAL record for the series of `ids` still held: each label set with its
     /// reference, its sealed chunks as they are, then its tail's samples.
-    pub fn checkpoint_record(&self, ids: &[u64]) -> Vec<u8> {
+    pub fn checkpoint_record(&self, ids: &[u64]) -> io::Result<Vec<u8>> {
         let mut out = Vec::new();
         let mut tail = Vec::new();
         for (id, (labels, m)) in ids.iter().filter_map(|id| Some((id, self.series.get(id)?))) {
             wal::put_series(&mut out, *id, labels);
             for c in &m.sealed {
-                wal::put_chunk(&mut out, *id, c);
+                wal::put_chunk(&mut out, *id, c, &c.bytes()?);
             }
             tail.clear();
             m.open.decode_into(&mut tail);
@@ -218,7 +240,7 @@ impl Head {
                 wal::put_samples(&mut out, *id, &tail);
             }
         }
-        out
+        Ok(out)
     }
 
     /// The start of the oldest window that is complete: the head holds samples half a window past
@@ -239,9 +261,8 @@ impl Head {
     }
 
     /// Removes the samples of window `w` (and any before it) and returns them for coding into a
-    /// block ([`Taken::code`], best done after releasing the head); later samples before its end
-    /// are refused. Chunk chunks wholly inside the window move out as they are; only a chunk
-    /// straddling its end is decoded here.
+    /// block ([`Taken::into_blocks`], best done after releasing the head); later samples before
+    /// its end are refused. Chunks and tails move out as they are (each lies in one window).
     pub fn cut_window(&mut self, w: i64) -> Taken {
         let end = w + self.duration_ms;
         let mut taken = Vec::new();
@@ -249,32 +270,12 @@ impl Head {
             if m.min_t >= end {
                 return true;
             }
-            let mut pieces = Vec::new();
-            let mut kept = MemSeries::default();
-            for c in std::mem::take(&mut m.sealed) {
-                if c.max_t < end {
-                    pieces.push(Piece::Coded(c));
-                } else if c.min_t >= end {
-                    kept.keep(c);
-                } else {
-                    let mut samples = Vec::new();
-                    c.decode_into(&mut samples);
-                    let (inside, rest): (Vec<Sample>, Vec<Sample>) =
-                        samples.into_iter().partition(|s| s.t < end);
-                    pieces.push(Piece::Tail(Tail::from_samples(&inside)));
-                    kept.keep(Chunk::new(&rest));
-                }
-            }
-            let mut tail = Vec::new();
-            std::mem::take(&mut m.open).decode_into(&mut tail);
-            let (inside, rest): (Vec<Sample>, Vec<Sample>) =
-                tail.into_iter().partition(|s| s.t < end);
-            pieces.push(Piece::Tail(Tail::from_samples(&inside)));
-            kept.push(&rest);
-            taken.push((labels.clone(), pieces));
-            *m = kept;
+            taken.push((labels.clone(), m.take_before(end)));
             m.len > 0
         });
+        if let Some(files) = &mut self.files {
+            files.close_before(end);
+        }
         self.recount();
         self.min_valid_t = self.min_valid_t.max(end);
         Taken {
@@ -295,6 +296,9 @@ impl Head {
                 (labels, pieces)
             })
             .collect();
+        if let Some(files) = &mut self.files {
+            files.close_before(i64::MAX);
+        }
         self.recount();
         Taken {
             duration_ms: self.duration_ms,
@@ -306,7 +310,7 @@ impl Head {
     pub fn sample_bytes(&self) -> usize {
         self.series
             .values()
-            .map(|(_, m)| m.sealed.iter().map(|c| c.bytes.len()).sum::<usize>() + m.open.buf.len())
+            .map(|(_, m)| m.sealed.iter().map(Chunk::byte_len).sum::<usize>() + m.open.buf.len())
             .sum()
     }
 
@@ -353,31 +357,16 @@ impl Taken {
     }
 
     /// The taken samples as blocks: per aligned window, oldest first, its series in block order
-    /// ([`Labels::cmp_block_order`]), each coded only when the block writer comes to it. Pieces
-    /// that span windows are split here, keeping arrival order (the last write of a timestamp wins).
+    /// ([`Labels::cmp_block_order`]), each coded only when the block writer comes to it. A series'
+    /// pieces keep their arrival order (the last write of a timestamp wins).
     pub fn into_blocks(self) -> Vec<(i64, BlockSeries)> {
         let d = self.duration_ms;
         let mut windows: BTreeMap<i64, Vec<(Labels, Vec<Piece>)>> = BTreeMap::new();
-        let mut samples = Vec::new();
         for (labels, pieces) in self.series {
             let mut by_window: BTreeMap<i64, Vec<Piece>> = BTreeMap::new();
             for p in pieces {
-                match p {
-                    Piece::Coded(c) if window_start(c.min_t, d) == window_start(c.max_t, d) => {
-                        let w = window_start(c.min_t, d);
-                        by_window.entry(w).or_default().push(Piece::Coded(c));
-                    }
-                    p => {
-                        samples.clear();
-                        p.decode_into(&mut samples);
-                        for run in
-                            samples.chunk_by(|a, b| window_start(a.t, d) == window_start(b.t, d))
-                        {
-                            let w = window_start(run[0].t, d);
-                            let tail = Tail::from_samples(run);
-                            by_window.entry(w).or_default().push(Piece::Tail(tail));
-                        }
-                    }
+                if let Some(w) = p.window(d) {
+                    by_window.entry(w).or_default().push(p);
                 }
             }
             for (w, pieces) in by_window {
@@ -413,7 +402,12 @@ impl Iterator for BlockSeries {
         for (labels, pieces) in self.series.by_ref() {
             let mut samples = Vec::new();
             for p in pieces {
-                p.decode_into(&mut samples);
+                if let Err(e) = p.decode_into(&mut samples) {
+                    return Some(Err(StoreError::Source {
+                        what: "the head's chunk files".into(),
+                        source: Box::new(e),
+                    }));
+                }
             }
             sort_dedup(&mut samples);
             match CodedSeries::new(labels, &samples) {
@@ -427,10 +421,21 @@ impl Iterator for BlockSeries {
 }
 
 impl Piece {
-    fn decode_into(&self, out: &mut Vec<Sample>) {
+    fn decode_into(&self, out: &mut Vec<Sample>) -> io::Result<()> {
         match self {
             Piece::Coded(c) => c.decode_into(out),
-            Piece::Tail(t) => t.decode_into(out),
+            Piece::Tail(t) => {
+                t.decode_into(out);
+                Ok(())
+            }
+        }
+    }
+
+    /// The window the piece lies in (of length `d`); `None` if it is empty.
+    fn window(&self, d: i64) -> Option<i64> {
+        match self {
+            Piece::Coded(c) => Some(window_start(c.min_t, d)),
+            Piece::Tail(t) => (t.n > 0).then(|| window_start(t.t, d)),
         }
     }
 }
@@ -457,8 +462,8 @@ impl Default for MemSeries {
     }
 }
 
-/// A sealed chunk: up to [`CHUNK_SAMPLES`] samples in arrival order, coded with the block codec
-/// (timestamps, then values from byte `split` on).
+/// A sealed chunk: up to [`CHUNK_SAMPLES`] samples of one window in arrival order, coded with the
+/// block codec (timestamps, then values from byte `split` on), in memory or in a chunk file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Chunk {
     /// The earliest timestamp.
@@ -469,8 +474,32 @@ pub struct Chunk {
     pub n: u32,
     /// Where the values' bytes start.
     pub split: u32,
-    /// Timestamps then values, as `store::chunk` codes them.
-    pub bytes: Box<[u8]>,
+    bytes: Bytes,
+}
+
+/// Where a chunk's bytes are.
+#[derive(Debug, Clone)]
+enum Bytes {
+    Memory(Box<[u8]>),
+    File(Stored),
+}
+
+impl PartialEq for Bytes {
+    fn eq(&self, other: &Self) -> bool {
+        match (self.read(), other.read()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Bytes {
+    fn read(&self) -> io::Result<Cow<'_, [u8]>> {
+        match self {
+            Bytes::Memory(b) => Ok(Cow::Borrowed(b)),
+            Bytes::File(s) => s.read().map(Cow::Owned),
+        }
+    }
 }
 
 impl MemSeries {
@@ -486,48 +515,84 @@ impl MemSeries {
         self.sealed.push(c);
     }
 
-    /// Appends a sealed chunk as it is if the tail is empty, else its samples.
-    fn add_chunk(&mut self, c: Chunk) {
-        if self.open.n == 0 {
-            self.keep(c);
+    /// Appends a sealed chunk (windows of length `d`) as it is if the tail is empty and the chunk
+    /// lies in one window, else its samples.
+    fn add_chunk(&mut self, c: Chunk, d: i64, files: Option<&mut ChunkFiles>) -> io::Result<()> {
+        if self.open.n == 0 && window_start(c.min_t, d) == window_start(c.max_t, d) {
+            self.keep(c.stored(d, files));
         } else {
             let mut samples = Vec::new();
-            c.decode_into(&mut samples);
-            self.push(&samples);
+            c.decode_into(&mut samples)?;
+            self.push(&samples, d, files);
         }
+        Ok(())
     }
 
-    fn push(&mut self, samples: &[Sample]) {
+    /// Appends `samples`, sealing the tail when it is full or a sample of another window (of
+    /// length `d`) arrives.
+    fn push(&mut self, samples: &[Sample], d: i64, mut files: Option<&mut ChunkFiles>) {
         for s in samples {
             self.min_t = self.min_t.min(s.t);
             self.max_t = self.max_t.max(s.t);
         }
         self.len += samples.len();
         for &s in samples {
+            if self.open.n > 0 && window_start(s.t, d) != window_start(self.open.t, d) {
+                self.seal(d, files.as_deref_mut());
+            }
             self.open.push(s);
             if self.open.n as usize == CHUNK_SAMPLES {
-                let mut chunk = Vec::with_capacity(CHUNK_SAMPLES);
-                std::mem::take(&mut self.open).decode_into(&mut chunk);
-                self.sealed.push(Chunk::new(&chunk));
+                self.seal(d, files.as_deref_mut());
             }
         }
     }
 
+    fn seal(&mut self, d: i64, files: Option<&mut ChunkFiles>) {
+        let mut samples = Vec::with_capacity(self.open.n as usize);
+        std::mem::take(&mut self.open).decode_into(&mut samples);
+        self.sealed.push(Chunk::new(&samples).stored(d, files));
+    }
+
+    /// Takes out the chunks and the tail of the windows before `end`.
+    fn take_before(&mut self, end: i64) -> Vec<Piece> {
+        let (before, after): (Vec<Chunk>, Vec<Chunk>) = std::mem::take(&mut self.sealed)
+            .into_iter()
+            .partition(|c| c.max_t < end);
+        let mut pieces: Vec<Piece> = before.into_iter().map(Piece::Coded).collect();
+        if self.open.n > 0 && self.open.t < end {
+            pieces.push(Piece::Tail(std::mem::take(&mut self.open)));
+        }
+        let tail = std::mem::take(&mut self.open);
+        let mut tail_samples = Vec::new();
+        tail.decode_into(&mut tail_samples);
+        *self = MemSeries::default();
+        for c in after {
+            self.keep(c);
+        }
+        self.open = tail;
+        self.len += tail_samples.len();
+        for s in tail_samples {
+            self.min_t = self.min_t.min(s.t);
+            self.max_t = self.max_t.max(s.t);
+        }
+        pieces
+    }
+
     /// Samples in `[min_t, max_t]`, sorted, the last written kept for a repeated timestamp.
-    fn samples(&self, min_t: i64, max_t: i64) -> Vec<Sample> {
+    fn samples(&self, min_t: i64, max_t: i64) -> io::Result<Vec<Sample>> {
         let mut out = Vec::new();
         if self.max_t < min_t || self.min_t > max_t {
-            return out;
+            return Ok(out);
         }
         for c in &self.sealed {
             if c.max_t >= min_t && c.min_t <= max_t {
-                c.decode_into(&mut out);
+                c.decode_into(&mut out)?;
             }
         }
         self.open.decode_into(&mut out);
         out.retain(|s| (min_t..=max_t).contains(&s.t));
         sort_dedup(&mut out);
-        out
+        Ok(out)
     }
 }
 
@@ -544,12 +609,51 @@ impl Chunk {
             max_t: ts.iter().copied().max().unwrap_or(i64::MIN),
             n: ts.len() as u32,
             split,
-            bytes: bytes.into_boxed_slice(),
+            bytes: Bytes::Memory(bytes.into_boxed_slice()),
         }
     }
 
-    fn decode_into(&self, out: &mut Vec<Sample>) {
-        let (ts_bytes, vs_bytes) = self.bytes.split_at(self.split as usize);
+    /// A chunk of `n` samples in `[min_t, max_t]` already coded (`bytes`, values from `split` on).
+    pub fn coded(min_t: i64, max_t: i64, n: u32, split: u32, bytes: Box<[u8]>) -> Self {
+        Self {
+            min_t,
+            max_t,
+            n,
+            split,
+            bytes: Bytes::Memory(bytes),
+        }
+    }
+
+    /// The coded bytes: timestamps, then values from byte `split` on. Fails only if the chunk's
+    /// file cannot be read.
+    pub fn bytes(&self) -> io::Result<Cow<'_, [u8]>> {
+        self.bytes.read()
+    }
+
+    fn byte_len(&self) -> usize {
+        match &self.bytes {
+            Bytes::Memory(b) => b.len(),
+            Bytes::File(s) => s.len(),
+        }
+    }
+
+    /// The chunk moved to its window's file (windows of length `d`), if there are files.
+    fn stored(self, d: i64, files: Option<&mut ChunkFiles>) -> Self {
+        match (files, &self.bytes) {
+            (Some(files), Bytes::Memory(b)) => {
+                let stored = files.append(window_start(self.min_t, d), b);
+                Self {
+                    bytes: Bytes::File(stored),
+                    ..self
+                }
+            }
+            _ => self,
+        }
+    }
+
+    fn decode_into(&self, out: &mut Vec<Sample>) -> io::Result<()> {
+        let bytes = self.bytes()?;
+        let (ts_bytes, vs_bytes) = bytes.split_at((self.split as usize).min(bytes.len()));
         let (mut ts, mut vs) = (Vec::new(), Vec::new());
         let decoded =
             decode_timestamps(&zeros(ts_bytes), &mut ts).and(decode_values(vs_bytes, &mut vs));
@@ -560,9 +664,10 @@ impl Chunk {
         );
         if let Err(e) = decoded {
             tracing::error!(error = %e, "head chunk does not decode; its samples are lost");
-            return;
+            return Ok(());
         }
         out.extend(ts.into_iter().zip(vs).map(|(t, v)| Sample { t, v }));
+        Ok(())
     }
 }
 
@@ -634,6 +739,7 @@ const TAIL_GROWTH: usize = 64;
 const TAIL_MAX_SAMPLE: usize = 19;
 
 impl Tail {
+    #[cfg(test)]
     fn from_samples(samples: &[Sample]) -> Self {
         let mut tail = Self::default();
         for &s in samples {
@@ -809,7 +915,31 @@ mod tests {
 
     #[test]
     fn sealed_chunks_read_back_exactly_with_the_last_write_winning() {
-        let mut h = Head::new(1_000_000);
+        round_trip(None);
+    }
+
+    #[test]
+    fn sealed_chunks_in_files_read_back_exactly_and_their_files_go_with_the_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        round_trip(Some(dir.path()));
+    }
+
+    /// Writes 1,000 samples over 15 windows into a head (chunks in files in `dir`, or in memory),
+    /// reads them back through selection, replays of the log and a checkpoint, and a cut.
+    fn round_trip(dir: Option<&Path>) {
+        let fresh = |name: &str| match dir {
+            Some(d) => Head::with_chunk_dir(1_000_000, &d.join(name)).unwrap(),
+            None => Head::new(1_000_000),
+        };
+        let files = |name: &str| {
+            dir.map(|d| {
+                std::fs::read_dir(d.join(name))
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name().into_string().unwrap())
+                    .collect::<Vec<_>>()
+            })
+        };
+        let mut h = fresh("head");
         let labels = Labels::from_pairs([("__name__", "x"), ("job", "a")]);
         let mut want: BTreeMap<i64, f64> = BTreeMap::new();
         // 1,000 samples in requests of 7, a retried request, a NaN, -0.0 and a late sample.
@@ -848,12 +978,14 @@ mod tests {
             h.sample_bytes()
         );
         let external = Labels::from_pairs([("cluster", "c"), ("job", "ignored")]);
-        let got = h.select(
-            &[Matcher::equal("cluster", "c"), Matcher::equal("job", "a")],
-            &external,
-            30 * 15_000,
-            600 * 15_000,
-        );
+        let got = h
+            .select(
+                &[Matcher::equal("cluster", "c"), Matcher::equal("job", "a")],
+                &external,
+                30 * 15_000,
+                600 * 15_000,
+            )
+            .unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].labels.get("cluster"), Some("c"));
         assert_eq!(got[0].labels.get("job"), Some("a"), "own labels win");
@@ -871,11 +1003,13 @@ mod tests {
                 0,
                 i64::MAX
             )
+            .unwrap()
             .is_empty()
         );
         // The log replays into the same head, and so does a checkpoint of it.
         let everything_in = |h: &Head, min_t, max_t| {
             h.select(&[], &Labels::empty(), min_t, max_t)
+                .unwrap()
                 .iter()
                 .map(|s| {
                     (
@@ -886,29 +1020,44 @@ mod tests {
                 .collect::<Vec<(Labels, Vec<(i64, u64)>)>>()
         };
         let everything = |h: &Head| everything_in(h, i64::MIN, i64::MAX);
-        let replayed = |records: &[Vec<u8>]| {
-            let mut r = Head::new(1_000_000);
+        let replayed = |records: &[Vec<u8>], name: &str| {
+            let mut r = fresh(name);
             for e in records.iter().flat_map(|l| wal::decode_record(l).unwrap()) {
                 r.replay(e).unwrap();
             }
             r
         };
-        assert_eq!(everything(&replayed(&logs)), everything(&h));
+        assert_eq!(everything(&replayed(&logs, "log")), everything(&h));
         let checkpoint: Vec<Vec<u8>> = h
             .series_ids()
             .iter()
-            .map(|id| h.checkpoint_record(&[*id]))
+            .map(|id| h.checkpoint_record(&[*id]).unwrap())
             .collect();
         assert!(
             checkpoint.concat().len() < all.len() * 4,
             "sealed chunks are written coded"
         );
-        assert_eq!(everything(&replayed(&checkpoint)), everything(&h));
+        assert_eq!(
+            everything(&replayed(&checkpoint, "checkpoint")),
+            everything(&h)
+        );
+        if let Some(names) = files("head") {
+            // One file per window: 15 windows of samples, the late one landing in window 0's.
+            assert_eq!(names.len(), 15, "{names:?}");
+            assert!(names.iter().any(|n| n.starts_with("0-")), "{names:?}");
+        }
         // Cutting keeps every sample exactly once: the window's block holds what the head held
         // (the late rewrite of t = 600 s included), the rest stays.
         let before = everything_in(&h, 0, 999_999);
         let mut cut = coded(h.cut_window(0));
         assert_eq!(cut.len(), 1);
+        if let Some(names) = files("head") {
+            assert_eq!(
+                names.len(),
+                14,
+                "window 0's file went with the cut: {names:?}"
+            );
+        }
         let store = fleetscope_store::objstore::open("memory://").unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
@@ -938,7 +1087,7 @@ mod tests {
             })
             .collect();
         assert_eq!(block, before);
-        let rest = h.select(&[], &Labels::empty(), i64::MIN, i64::MAX);
+        let rest = h.select(&[], &Labels::empty(), i64::MIN, i64::MAX).unwrap();
         let n: usize = block.iter().map(|s| s.1.len()).sum::<usize>()
             + rest.iter().map(|s| s.samples.len()).sum::<usize>();
         assert_eq!(n, want.len());

@@ -13,6 +13,7 @@
 //! `meta.json` is uploaded last. An import publishes its blocks only once every input is in.
 
 pub mod batch;
+mod chunk_files;
 pub mod convert;
 pub mod cutter;
 pub mod error;

@@ -161,7 +161,9 @@ impl Shipper {
     ) -> Result<Self, ShipperError> {
         let duration_ms = config.block_duration.as_millis() as i64;
         let started = Instant::now();
-        let mut head = Head::new(duration_ms);
+        let chunk_dir = config.data_dir.join("head-chunks");
+        let mut head = Head::with_chunk_dir(duration_ms, &chunk_dir)
+            .map_err(|e| ShipperError::Io(format!("head chunk files: {e}")))?;
         let (wal, replay) = Wal::open(&config.data_dir.join("wal"), |e| head.replay(e))?;
         tracing::info!(
             records = replay.records,
@@ -218,7 +220,7 @@ impl Shipper {
         min_t: i64,
         max_t: i64,
     ) -> Result<Vec<Series>, ShipperError> {
-        let mut parts = vec![self.select_head(matchers, min_t, max_t)];
+        let mut parts = vec![self.select_head(matchers, min_t, max_t)?];
         for reader in self.local_blocks(min_t, max_t).await? {
             let selection = match reader.select(matchers, min_t, max_t).await {
                 Ok(s) => s,
@@ -242,7 +244,7 @@ impl Shipper {
         max_t: i64,
     ) -> Result<Vec<Labels>, ShipperError> {
         let mut all: Vec<Labels> = self
-            .select_head(matchers, min_t, max_t)
+            .select_head(matchers, min_t, max_t)?
             .into_iter()
             .map(|s| s.labels)
             .collect();
@@ -263,12 +265,15 @@ impl Shipper {
         Ok(all)
     }
 
-    fn select_head(&self, matchers: &[Matcher], min_t: i64, max_t: i64) -> Vec<Series> {
-        self.inner
-            .head
-            .lock()
-            .map(|h| h.select(matchers, &self.inner.config.external_labels, min_t, max_t))
-            .unwrap_or_default()
+    fn select_head(
+        &self,
+        matchers: &[Matcher],
+        min_t: i64,
+        max_t: i64,
+    ) -> Result<Vec<Series>, ShipperError> {
+        lock(&self.inner.head)
+            .select(matchers, &self.inner.config.external_labels, min_t, max_t)
+            .map_err(|e| ShipperError::Io(format!("reading the head: {e}")))
     }
 
     /// The reader of a staged block that failed because its upload moved it to `shipped/` meanwhile;
@@ -707,10 +712,11 @@ fn spawn_wal_thread(
 /// the same series throughout).
 fn checkpoint(wal: &mut Wal, head: &Mutex<Head>) -> Result<u64, crate::wal::WalError> {
     let ids = lock(head).series_ids();
-    wal.checkpoint(
-        ids.chunks(1000)
-            .map(|ids| lock(head).checkpoint_record(ids)),
-    )
+    wal.checkpoint(ids.chunks(1000).map(|ids| {
+        lock(head)
+            .checkpoint_record(ids)
+            .map_err(crate::wal::WalError::Checkpoint)
+    }))
 }
 
 /// The head, locked (a panic while it was locked left it usable: every change is one step).

@@ -35,6 +35,9 @@ pub enum WalError {
         #[source]
         source: std::io::Error,
     },
+    /// The head could not be read for a checkpoint (its chunk files); the older segments stay.
+    #[error("reading the head for a checkpoint")]
+    Checkpoint(#[source] std::io::Error),
     /// A record that passed its checksum but does not decode (a bug or a foreign file).
     #[error("wal record in {path} at offset {offset}: {what}")]
     Corrupt {
@@ -187,11 +190,15 @@ impl Wal {
     /// Starts a new segment holding `records` (the head's series, see `Head::checkpoint_record`),
     /// written one at a time and fsynced once, then deletes older segments. Returns the bytes
     /// written.
-    pub fn checkpoint(&mut self, records: impl IntoIterator<Item = Vec<u8>>) -> Result<u64> {
+    pub fn checkpoint(
+        &mut self,
+        records: impl IntoIterator<Item = Result<Vec<u8>>>,
+    ) -> Result<u64> {
         let old = self.segment;
         self.rotate()?;
         let mut written = 0;
         for record in records {
+            let record = record?;
             written += (record.len() + HEADER) as u64;
             let mut buf = Vec::with_capacity(record.len() + HEADER);
             frame(&mut buf, &record);
@@ -431,15 +438,15 @@ pub fn put_samples(out: &mut Vec<u8>, id: u64, samples: &[Sample]) {
     }
 }
 
-/// Appends a [`Entry::Chunk`] to a payload.
-pub fn put_chunk(out: &mut Vec<u8>, id: u64, chunk: &Chunk) {
+/// Appends a [`Entry::Chunk`] to a payload: `chunk`, whose coded bytes are `bytes`.
+pub fn put_chunk(out: &mut Vec<u8>, id: u64, chunk: &Chunk, bytes: &[u8]) {
     out.push(ENTRY_CHUNK);
     put_uvarint(out, id);
     put_uvarint(out, zigzag(chunk.min_t));
     put_uvarint(out, chunk.max_t.wrapping_sub(chunk.min_t) as u64);
     put_uvarint(out, u64::from(chunk.n));
     put_uvarint(out, u64::from(chunk.split));
-    put_bytes(out, &chunk.bytes);
+    put_bytes(out, bytes);
 }
 
 fn zigzag(x: i64) -> u64 {
@@ -495,13 +502,7 @@ pub fn decode_record(mut buf: &[u8]) -> std::result::Result<Vec<Entry>, String> 
                 if split as usize > len {
                     return Err(format!("chunk split {split} past its {len} bytes"));
                 }
-                let chunk = Chunk {
-                    min_t,
-                    max_t,
-                    n,
-                    split,
-                    bytes: bytes.into(),
-                };
+                let chunk = Chunk::coded(min_t, max_t, n, split, bytes.into());
                 out.push(Entry::Chunk { id, chunk });
             }
             other => return Err(format!("unknown entry kind {other}")),
@@ -612,8 +613,8 @@ mod tests {
         assert_eq!(bits(&replayed), bits(&both));
         let chunk = Chunk::new(&[Sample { t: -3, v: 0.5 }, Sample { t: 9, v: f64::NAN }]);
         let mut c = Vec::new();
-        put_chunk(&mut c, 2, &chunk);
-        wal.checkpoint([b, c]).unwrap();
+        put_chunk(&mut c, 2, &chunk, &chunk.bytes().unwrap());
+        wal.checkpoint([Ok(b), Ok(c)]).unwrap();
         drop(wal);
         let (_, replayed) = open(dir.path());
         let mut want = b_entries;

@@ -67,14 +67,15 @@ impl MemSeriesSet {
             let mut samples = samples.to_vec();
             sort_dedup(&mut samples);
             samples.retain(|s| (min_t..=max_t).contains(&s.t));
-            samples
+            Ok::<_, std::convert::Infallible>(samples)
         };
-        select_series(
+        let Ok(series) = select_series(
             self.series.iter().map(|(l, s)| (l, s.as_slice())),
             matchers,
             external,
             in_range,
-        )
+        );
+        series
     }
 
     /// Splits the set into aligned windows of `duration_ms`: window start -> series of that window.
@@ -112,27 +113,29 @@ impl MemSeriesSet {
 /// The selection contract of [`crate::BlockReader::select`] over series held in memory: series
 /// whose labels (external labels added) match every matcher, with their samples, series without
 /// samples left out, sorted by labels. `samples(series)` gives a matching series' samples in the
-/// time range, sorted, the last write of a timestamp kept; it is called for matching series only.
-pub fn select_series<'a, S>(
+/// time range, sorted, the last write of a timestamp kept; it is called for matching series only,
+/// and its first error is the answer.
+pub fn select_series<'a, S, E>(
     series: impl Iterator<Item = (&'a Labels, S)>,
     matchers: &[Matcher],
     external: &Labels,
-    samples: impl Fn(S) -> Vec<Sample>,
-) -> Vec<Series> {
-    let mut out: Vec<Series> = series
-        .filter_map(|(labels, s)| {
-            if !matches_all(matchers, labels, external) {
-                return None;
-            }
-            let samples = samples(s);
-            (!samples.is_empty()).then(|| Series {
+    samples: impl Fn(S) -> Result<Vec<Sample>, E>,
+) -> Result<Vec<Series>, E> {
+    let mut out = Vec::new();
+    for (labels, s) in series {
+        if !matches_all(matchers, labels, external) {
+            continue;
+        }
+        let samples = samples(s)?;
+        if !samples.is_empty() {
+            out.push(Series {
                 labels: labels.with_external(external),
                 samples,
-            })
-        })
-        .collect();
+            });
+        }
+    }
     out.sort_by(|a, b| a.labels.cmp(&b.labels));
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
