@@ -34,7 +34,7 @@ pub struct Metrics {
     pub head_series: Gauge,
     /// Samples in the head.
     pub head_samples: Gauge,
-    /// Bytes of the head's samples (coded chunks and coded open tails).
+    /// Bytes of the head's samples (coded chunks, in files or memory, and coded open tails).
     pub head_sample_bytes: Gauge,
     /// Blocks cut from the head.
     pub blocks_cut: Counter,
@@ -104,7 +104,7 @@ impl Metrics {
         );
         registry.register(
             "head_sample_bytes",
-            "Bytes of the head's samples (coded chunks and coded open tails)",
+            "Bytes of the head's samples (coded chunks, in chunk files or memory, and coded open tails)",
             m.head_sample_bytes.clone(),
         );
         registry.register(
