@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! <prefix>/<ULID>/data.parquet
+//! <prefix>/<ULID>/labels.json.zst    label names and values (blocks written before it lack it)
 //! <prefix>/<ULID>/meta.json      written last: a block without it does not exist
 //! <prefix>/<ULID>/deletion-mark.json   the compactor's: readers ignore the block, it goes later
 //! ```

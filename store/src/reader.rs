@@ -30,11 +30,14 @@ use crate::error::{Error, Result};
 use crate::labels::{Labels, MatchOp, Matcher, matches_all};
 use crate::layout;
 use crate::meta::{BlockId, BlockMeta};
-use crate::schema::{self, DATA_FILE};
+use crate::schema::{self, DATA_FILE, LABELS_FILE};
 use crate::series::{Sample, Series};
 
 /// Label names and their values in a block (external labels included).
 pub type LabelIndex = BTreeMap<String, BTreeSet<String>>;
+
+/// The most bytes a block's label index may take decompressed.
+const MAX_LABEL_INDEX_BYTES: u64 = 1 << 30;
 
 /// Reads series out of one block. Keep one per block: it caches the Parquet footer and page index,
 /// and the block's label index, after first use (blocks are immutable).
@@ -295,19 +298,68 @@ impl BlockReader {
         let index = self
             .label_index
             .get_or_try_init(|| async {
-                let mut index = LabelIndex::new();
-                for labels in self.series_labels(&[], i64::MIN, i64::MAX).await? {
-                    for l in labels.iter() {
-                        index
-                            .entry(l.name.clone())
-                            .or_default()
-                            .insert(l.value.clone());
-                    }
-                }
+                let index = match self.meta.file_size(LABELS_FILE) {
+                    Some(size) => self.read_label_index(size).await?,
+                    None => self.scan_label_index().await?,
+                };
                 Ok::<_, Error>(Arc::new(index))
             })
             .await?;
         Ok(Arc::clone(index))
+    }
+
+    /// The label index the writer stored ([`LABELS_FILE`], `size` bytes).
+    async fn read_label_index(&self, size: u64) -> Result<LabelIndex> {
+        let path = layout::file_path(self.meta.ulid, LABELS_FILE);
+        let corrupt = |e: &dyn std::fmt::Display| Error::Corrupt(format!("{path}: {e}"));
+        let packed = self
+            .store
+            .get(&path)
+            .await
+            .map_err(|source| Error::ObjectStore {
+                op: "get",
+                path: path.to_string(),
+                source,
+            })?
+            .bytes()
+            .await
+            .map_err(|source| Error::ObjectStore {
+                op: "get",
+                path: path.to_string(),
+                source,
+            })?;
+        if packed.len() as u64 != size {
+            return Err(corrupt(&format!(
+                "{} bytes, meta.json says {size}",
+                packed.len()
+            )));
+        }
+        // Bounded: a damaged or hostile frame cannot make us hold more than this.
+        let mut json = Vec::new();
+        zstd::stream::read::Decoder::new(&packed[..])
+            .and_then(|d| {
+                use std::io::Read;
+                d.take(MAX_LABEL_INDEX_BYTES).read_to_end(&mut json)
+            })
+            .map_err(|e| corrupt(&e))?;
+        if json.len() as u64 == MAX_LABEL_INDEX_BYTES {
+            return Err(corrupt(&"larger than 1 GiB decompressed"));
+        }
+        serde_json::from_slice(&json).map_err(|e| corrupt(&e))
+    }
+
+    /// The label index of a block written without one: every series' labels, read from the file.
+    async fn scan_label_index(&self) -> Result<LabelIndex> {
+        let mut index = LabelIndex::new();
+        for labels in self.series_labels(&[], i64::MIN, i64::MAX).await? {
+            for l in labels.iter() {
+                index
+                    .entry(l.name.clone())
+                    .or_default()
+                    .insert(l.value.clone());
+            }
+        }
+        Ok(index)
     }
 
     /// The Parquet footer and page index (read once, then cached).

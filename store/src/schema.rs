@@ -27,6 +27,9 @@ pub const VALUES: &str = "values";
 
 /// Name of the Parquet file inside a block.
 pub const DATA_FILE: &str = "data.parquet";
+/// Name of a block's label index: every label name with its values, external labels included, as
+/// zstd-compressed JSON (`{"name": ["value", ...], ...}`). Optional: older blocks lack it.
+pub const LABELS_FILE: &str = "labels.json.zst";
 /// Name of the meta file inside a block.
 pub const META_FILE: &str = "meta.json";
 /// Name of the file that marks a block for deletion (written by the compactor).

@@ -19,7 +19,8 @@ use crate::error::{Error, Result};
 use crate::labels::Labels;
 use crate::layout;
 use crate::meta::{BlockFile, BlockId, BlockMeta, BlockStats, Compaction};
-use crate::schema::{self, DATA_FILE, FORMAT_VERSION};
+use crate::reader::LabelIndex;
+use crate::schema::{self, DATA_FILE, FORMAT_VERSION, LABELS_FILE};
 use crate::series::{Sample, Series, sort_dedup};
 use crate::upload::Upload;
 
@@ -182,8 +183,9 @@ where
         buf: Vec::new(),
         bytes: 0,
     };
+    let external = external_labels.clone();
     let (encoded, mut sink) = tokio::task::spawn_blocking(move || {
-        let encoded = encode(id, series, &opts, &mut sink);
+        let encoded = encode(id, series, &external, &opts, &mut sink);
         (encoded, sink)
     })
     .await
@@ -202,7 +204,8 @@ where
         }
         (Ok(_), None) => return Err(Error::Corrupt(format!("block {id}: upload lost"))),
     };
-    let bytes = sink.bytes;
+    let index_bytes = put_label_index(store, id, &encoded.labels).await?;
+    let bytes = sink.bytes + index_bytes;
     let meta = BlockMeta {
         version: FORMAT_VERSION,
         ulid: id,
@@ -222,14 +225,45 @@ where
             level: 1,
             sources: vec![id],
         }),
-        files: vec![BlockFile {
-            path: DATA_FILE.into(),
-            size_bytes: bytes,
-        }],
+        files: vec![
+            BlockFile {
+                path: DATA_FILE.into(),
+                size_bytes: sink.bytes,
+            },
+            BlockFile {
+                path: LABELS_FILE.into(),
+                size_bytes: index_bytes,
+            },
+        ],
     };
     tracing::debug!(block = %id, series = meta.stats.series, samples = meta.stats.samples, bytes, "block data written");
     Ok(meta)
 }
+
+/// Writes the block's label index ([`LABELS_FILE`]); returns its size.
+async fn put_label_index(
+    store: &Arc<dyn ObjectStore>,
+    id: BlockId,
+    index: &LabelIndex,
+) -> Result<u64> {
+    let corrupt = |e: &dyn std::fmt::Display| Error::Corrupt(format!("label index of {id}: {e}"));
+    let json = serde_json::to_vec(index).map_err(|e| corrupt(&e))?;
+    let packed = zstd::bulk::compress(&json, LABEL_INDEX_ZSTD_LEVEL).map_err(|e| corrupt(&e))?;
+    let size = packed.len() as u64;
+    let path = layout::file_path(id, LABELS_FILE);
+    store
+        .put(&path, PutPayload::from(packed))
+        .await
+        .map_err(|source| Error::ObjectStore {
+            op: "put",
+            path: path.to_string(),
+            source,
+        })?;
+    Ok(size)
+}
+
+/// zstd level of the label index: written once, small, read on label calls.
+const LABEL_INDEX_ZSTD_LEVEL: i32 = 9;
 
 /// Writes `meta.json` of a block whose data [`write_block_data`] wrote: the block now exists.
 pub async fn publish_block(store: &Arc<dyn ObjectStore>, meta: &BlockMeta) -> Result<()> {
@@ -254,6 +288,8 @@ struct Encoded {
     max_t: i64,
     series: u64,
     samples: u64,
+    /// Label names and values, external labels included (as readers see the series).
+    labels: LabelIndex,
 }
 
 /// Where [`encode`] writes the file: pieces of [`SINK_BYTES`] handed to an [`Upload`] (which
@@ -306,6 +342,7 @@ impl std::io::Write for PartSink {
 fn encode(
     id: BlockId,
     series: impl Iterator<Item = Result<CodedSeries>>,
+    external: &Labels,
     options: &WriteOptions,
     sink: &mut PartSink,
 ) -> Result<Encoded> {
@@ -334,6 +371,9 @@ fn encode(
     let (mut min_t, mut max_t, mut n_series, mut n_samples) = (i64::MAX, i64::MIN, 0u64, 0u64);
     let mut batch = BatchBuilder::default();
     let mut previous: Option<Labels> = None;
+    let mut index = LabelIndex::new();
+    // Whether some series lacks each external label (and so shows the external value).
+    let mut shows_external = vec![false; external.len()];
     for s in series {
         let s = s?;
         if let Some(p) = &previous
@@ -345,6 +385,20 @@ fn encode(
             )));
         }
         let (name, labels) = (s.labels.metric_name(), s.labels.encode_without_name());
+        for l in s.labels.iter() {
+            match index.get_mut(&l.name) {
+                Some(values) if values.contains(&l.value) => {}
+                Some(values) => {
+                    values.insert(l.value.clone());
+                }
+                None => {
+                    index.insert(l.name.clone(), [l.value.clone()].into());
+                }
+            }
+        }
+        for (shown, l) in shows_external.iter_mut().zip(external.iter()) {
+            *shown |= s.labels.get(&l.name).is_none();
+        }
         min_t = min_t.min(s.min_t);
         max_t = max_t.max(s.max_t);
         n_series += 1;
@@ -378,11 +432,22 @@ fn encode(
         block: id,
         source: parquet::errors::ParquetError::External(Box::new(e)),
     })?;
+    for (_, l) in shows_external
+        .iter()
+        .zip(external.iter())
+        .filter(|(shown, _)| **shown)
+    {
+        index
+            .entry(l.name.clone())
+            .or_default()
+            .insert(l.value.clone());
+    }
     Ok(Encoded {
         min_t,
         max_t,
         series: n_series,
         samples: n_samples,
+        labels: index,
     })
 }
 

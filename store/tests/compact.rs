@@ -159,7 +159,7 @@ async fn merges_finished_windows_then_deletes_the_sources_after_the_delay() {
         again.merged.is_empty() && again.deleted.is_empty(),
         "{again:?}"
     );
-    assert_eq!(files(&store, a1).await, 3, "data, meta and mark");
+    assert_eq!(files(&store, a1).await, 4, "data, labels, meta and mark");
     let later = compact(&store, &opts(now + H)).await.unwrap();
     assert_eq!(later.deleted.len(), 3);
     for id in [a1, a2, a3] {

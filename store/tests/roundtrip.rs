@@ -68,7 +68,8 @@ async fn check_roundtrip(
     min_t: i64,
     max_t: i64,
 ) {
-    let external = Labels::from_pairs([("cluster", "c1")]);
+    // `a` is also a label some generated series carry: theirs wins, the others show "ext".
+    let external = Labels::from_pairs([("cluster", "c1"), ("a", "ext")]);
     let mem = reference(&input);
     // Small pages and row groups so pruning paths are exercised.
     let opts = WriteOptions {
@@ -83,10 +84,26 @@ async fn check_roundtrip(
     };
     let listed = BlockMeta::list(store).await.unwrap();
     assert!(listed.iter().any(|m| m == &meta), "written block is listed");
-    let reader = BlockReader::new(Arc::clone(store), meta);
+    let reader = BlockReader::new(Arc::clone(store), meta.clone());
 
     let all = reader.select(&[], i64::MIN, i64::MAX).await.unwrap();
     assert_eq!(all.series, mem.select(&[], &external, i64::MIN, i64::MAX));
+
+    // The label index written with the block, and the one a block without it is scanned for.
+    let mut want = fleetscope_store::reader::LabelIndex::new();
+    for s in &all.series {
+        for l in s.labels.iter() {
+            want.entry(l.name.clone())
+                .or_default()
+                .insert(l.value.clone());
+        }
+    }
+    assert!(meta.file_size("labels.json.zst").is_some());
+    assert_eq!(*reader.label_index().await.unwrap(), want);
+    let mut older = meta.clone();
+    older.files.retain(|f| f.path != "labels.json.zst");
+    let older = BlockReader::new(Arc::clone(store), older);
+    assert_eq!(*older.label_index().await.unwrap(), want);
 
     let matchers = [
         Matcher::equal("__name__", query_name),
