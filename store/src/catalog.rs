@@ -187,16 +187,62 @@ impl Source for Catalog {
                     .buffer_unordered(CONCURRENT_BLOCKS)
                     .collect()
                     .await;
-            let mut index = LabelIndex::new();
-            for part in parts.into_iter().flatten() {
-                for (name, values) in part.iter() {
-                    index
-                        .entry(name.clone())
-                        .or_default()
-                        .extend(values.iter().cloned());
+            Ok(merge_indexes(parts.into_iter().flatten()))
+        })
+    }
+}
+
+/// The union of block label indexes. Blocks of a source share most names and values: only those
+/// not seen yet are copied.
+fn merge_indexes(parts: impl Iterator<Item = Arc<LabelIndex>>) -> LabelIndex {
+    let mut index = LabelIndex::new();
+    for part in parts {
+        for (name, values) in part.iter() {
+            match index.get_mut(name) {
+                None => {
+                    index.insert(name.clone(), values.clone());
+                }
+                Some(have) => {
+                    for v in values {
+                        if !have.contains(v) {
+                            have.insert(v.clone());
+                        }
+                    }
                 }
             }
-            Ok(index)
-        })
+        }
+    }
+    index
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merged_indexes_hold_every_name_and_value_once() {
+        let index = |pairs: &[(&str, &[&str])]| {
+            Arc::new(
+                pairs
+                    .iter()
+                    .map(|(n, vs)| (n.to_string(), vs.iter().map(|v| v.to_string()).collect()))
+                    .collect::<LabelIndex>(),
+            )
+        };
+        let merged = merge_indexes(
+            [
+                index(&[("__name__", &["up"]), ("job", &["a", "b"])]),
+                index(&[("job", &["b", "c"]), ("pod", &["p"])]),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(
+            merged,
+            *index(&[
+                ("__name__", &["up"]),
+                ("job", &["a", "b", "c"]),
+                ("pod", &["p"])
+            ])
+        );
     }
 }
