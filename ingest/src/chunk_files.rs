@@ -40,7 +40,7 @@ struct State {
     /// Appended and not yet written, starting at offset `written`.
     pending: Vec<u8>,
     written: u64,
-    /// A write failed (logged once per file); its bytes stay pending.
+    /// A write failed (logged): this file's later chunks stay pending, in memory.
     failed: bool,
 }
 
@@ -127,18 +127,18 @@ impl WindowFile {
         let offset = s.written + s.pending.len() as u64;
         s.pending.extend_from_slice(bytes);
         if s.pending.len() >= WRITE_BUFFER
+            && !s.failed
             && let Some(file) = &self.file
         {
             match file.write_all_at(&s.pending, s.written) {
                 Ok(()) => {
                     s.written += s.pending.len() as u64;
-                    s.pending = Vec::new();
+                    s.pending.clear();
                 }
-                Err(e) if !s.failed => {
+                Err(e) => {
                     s.failed = true;
-                    tracing::warn!(path = %self.path.display(), error = %e, "cannot write a head chunk file; keeping its chunks in memory");
+                    tracing::warn!(path = %self.path.display(), error = %e, "cannot write a head chunk file; keeping the rest of its window's chunks in memory");
                 }
-                Err(_) => {}
             }
         }
         // `ChunkFiles::append` opens a new file before one passes 4 GiB.
@@ -237,5 +237,17 @@ mod tests {
         assert_eq!(listing(), 1, "window 0's file removed with its last chunk");
         drop(window100);
         assert_eq!(listing(), 1, "window 100 is still being appended to");
+    }
+
+    #[test]
+    fn chunks_stay_in_memory_when_their_file_cannot_be_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = ChunkFiles::open(&dir.path().join("chunks")).unwrap();
+        std::fs::remove_dir(dir.path().join("chunks")).unwrap();
+        let chunks: Vec<Vec<u8>> = (0..2000u32).map(|i| vec![(i % 7) as u8; 90]).collect();
+        let stored: Vec<Stored> = chunks.iter().map(|b| files.append(0, b)).collect();
+        for (bytes, s) in chunks.iter().zip(&stored) {
+            assert_eq!(&s.read().unwrap(), bytes);
+        }
     }
 }
