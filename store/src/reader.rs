@@ -312,22 +312,19 @@ impl BlockReader {
     async fn read_label_index(&self, size: u64) -> Result<LabelIndex> {
         let path = layout::file_path(self.meta.ulid, LABELS_FILE);
         let corrupt = |e: &dyn std::fmt::Display| Error::Corrupt(format!("{path}: {e}"));
+        let get_err = |source| Error::ObjectStore {
+            op: "get",
+            path: path.to_string(),
+            source,
+        };
         let packed = self
             .store
             .get(&path)
             .await
-            .map_err(|source| Error::ObjectStore {
-                op: "get",
-                path: path.to_string(),
-                source,
-            })?
+            .map_err(get_err)?
             .bytes()
             .await
-            .map_err(|source| Error::ObjectStore {
-                op: "get",
-                path: path.to_string(),
-                source,
-            })?;
+            .map_err(get_err)?;
         if packed.len() as u64 != size {
             return Err(corrupt(&format!(
                 "{} bytes, meta.json says {size}",

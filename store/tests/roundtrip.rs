@@ -241,3 +241,25 @@ async fn the_streaming_writer_refuses_series_out_of_block_order() {
         .unwrap();
     assert_eq!(meta.stats.series, 2);
 }
+
+/// A damaged label index is an error naming the object, never a panic or a wrong answer.
+#[tokio::test]
+async fn a_damaged_label_index_is_an_error_naming_it() {
+    use object_store::{ObjectStoreExt, PutPayload};
+    let store = objstore::open("memory://").unwrap();
+    let series = vec![Series {
+        labels: Labels::from_pairs([("__name__", "up"), ("job", "a")]),
+        samples: vec![fleetscope_store::Sample { t: 1, v: 1.0 }],
+    }];
+    let meta = write_block(&store, series, &Labels::empty(), &WriteOptions::default())
+        .await
+        .unwrap();
+    let path = fleetscope_store::layout::file_path(meta.ulid, "labels.json.zst");
+    let size = meta.file_size("labels.json.zst").unwrap() as usize;
+    for damaged in [vec![0x5a; size], vec![0x28; size + 1]] {
+        store.put(&path, PutPayload::from(damaged)).await.unwrap();
+        let reader = BlockReader::new(Arc::clone(&store), meta.clone());
+        let err = reader.label_index().await.unwrap_err().to_string();
+        assert!(err.contains("labels.json.zst"), "{err}");
+    }
+}
