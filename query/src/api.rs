@@ -659,17 +659,24 @@ async fn matching_series(
     Ok(all)
 }
 
-/// Label names and values of the series in the request's time range, from the sources' indexes.
-async fn label_index(
+/// Label names (`name` `None`) or the values of label `name` among the series in the request's
+/// time range, from the sources' indexes.
+async fn indexed(
     state: &ApiState,
     p: &Params,
-) -> Result<fleetscope_store::reader::LabelIndex, ApiError> {
+    name: Option<&str>,
+) -> Result<Vec<String>, ApiError> {
     let start = p.time("start")?.unwrap_or(i64::MIN / 2);
     let end = p.time("end")?.unwrap_or(i64::MAX / 2);
     let source = state.source(p)?;
-    tokio::time::timeout(state.options.timeout, source.label_index(start, end))
+    let lookup = match name {
+        None => source.label_names(start, end),
+        Some(name) => source.label_values(name, start, end),
+    };
+    tokio::time::timeout(state.options.timeout, lookup)
         .await
         .map_err(|_| ApiError::from(Error::Timeout("label lookup")))?
+        .map(|set| set.into_iter().collect())
         .map_err(ApiError::from)
 }
 
@@ -705,7 +712,7 @@ async fn labels(State(state): State<Arc<ApiState>>, p: Params) -> Result<Respons
 async fn label_names(state: &ApiState, p: &Params) -> Result<Vec<String>, ApiError> {
     let sets = match_sets(p)?;
     Ok(if sets.is_empty() {
-        label_index(state, p).await?.into_keys().collect()
+        indexed(state, p, None).await?
     } else {
         let found = matching_series(state, p, sets).await?;
         let mut names: Vec<String> = found
@@ -737,11 +744,7 @@ async fn label_values(
 async fn values_of(state: &ApiState, p: &Params, name: &str) -> Result<Vec<String>, ApiError> {
     let sets = match_sets(p)?;
     Ok(if sets.is_empty() {
-        let mut index = label_index(state, p).await?;
-        index
-            .remove(name)
-            .map(|v| v.into_iter().collect())
-            .unwrap_or_default()
+        indexed(state, p, Some(name)).await?
     } else {
         let found = matching_series(state, p, sets).await?;
         let mut values: Vec<String> = found

@@ -1,6 +1,6 @@
 //! [`Catalog`]: the blocks of an object store, refreshed by listing `*/meta.json`, as a [`Source`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
 use futures::StreamExt;
@@ -8,7 +8,9 @@ use object_store::ObjectStore;
 
 use crate::error::Result;
 use crate::reader::LabelIndex;
-use crate::source::{IndexFuture, LabelsFuture, SelectFuture, SelectHints, Source};
+use crate::source::{
+    IndexFuture, LabelsFuture, NamesFuture, SelectFuture, SelectHints, Source, union_into,
+};
 use crate::{BlockMeta, BlockReader, Labels, Matcher, Series};
 
 /// Blocks readable through one object store. Holds only what a listing rebuilds in seconds, plus
@@ -178,17 +180,52 @@ impl Source for Catalog {
 
     fn label_index<'a>(&'a self, min_t: i64, max_t: i64) -> IndexFuture<'a> {
         Box::pin(async move {
-            let parts: Vec<Option<Arc<LabelIndex>>> =
-                futures::stream::iter(self.selected(&[], min_t, max_t))
-                    .map(|reader| async move {
-                        let index = reader.label_index().await;
-                        partial(&reader, index.map(Some))
-                    })
-                    .buffer_unordered(CONCURRENT_BLOCKS)
-                    .collect()
-                    .await;
-            Ok(merge_indexes(parts.into_iter().flatten()))
+            Ok(merge_indexes(
+                self.block_indexes(min_t, max_t).await.into_iter(),
+            ))
         })
+    }
+
+    fn label_names<'a>(&'a self, min_t: i64, max_t: i64) -> NamesFuture<'a> {
+        Box::pin(async move {
+            let mut names = BTreeSet::new();
+            for index in self.block_indexes(min_t, max_t).await {
+                for name in index.keys() {
+                    if !names.contains(name) {
+                        names.insert(name.clone());
+                    }
+                }
+            }
+            Ok(names)
+        })
+    }
+
+    fn label_values<'a>(&'a self, name: &'a str, min_t: i64, max_t: i64) -> NamesFuture<'a> {
+        Box::pin(async move {
+            let mut values = BTreeSet::new();
+            for index in self.block_indexes(min_t, max_t).await {
+                if let Some(v) = index.get(name) {
+                    union_into(&mut values, v);
+                }
+            }
+            Ok(values)
+        })
+    }
+}
+
+impl Catalog {
+    /// The label indexes of the blocks overlapping `[min_t, max_t]` (a block that fails is a
+    /// warning and left out).
+    async fn block_indexes(&self, min_t: i64, max_t: i64) -> Vec<Arc<LabelIndex>> {
+        futures::stream::iter(self.selected(&[], min_t, max_t))
+            .map(|reader| async move {
+                let index = reader.label_index().await;
+                partial(&reader, index.map(Some))
+            })
+            .buffer_unordered(CONCURRENT_BLOCKS)
+            .filter_map(|index| async move { index })
+            .collect()
+            .await
     }
 }
 
@@ -202,13 +239,7 @@ fn merge_indexes(parts: impl Iterator<Item = Arc<LabelIndex>>) -> LabelIndex {
                 None => {
                     index.insert(name.clone(), values.clone());
                 }
-                Some(have) => {
-                    for v in values {
-                        if !have.contains(v) {
-                            have.insert(v.clone());
-                        }
-                    }
-                }
+                Some(have) => union_into(have, values),
             }
         }
     }

@@ -21,7 +21,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::source::{Fanout, IndexFuture, LabelsFuture, SelectFuture, SelectHints, Source};
+use crate::source::{
+    Fanout, IndexFuture, LabelsFuture, NamesFuture, SelectFuture, SelectHints, Source,
+};
 use crate::{Labels, Matcher, Sample, Series};
 
 /// Functions whose input is a counter: their input is adjusted at replica switches.
@@ -103,6 +105,25 @@ impl Source for Dedup {
                 index.remove(name);
             }
             Ok(index)
+        })
+    }
+
+    fn label_names<'a>(&'a self, min_t: i64, max_t: i64) -> NamesFuture<'a> {
+        Box::pin(async move {
+            let mut names = self.inner.label_names(min_t, max_t).await?;
+            for name in &self.replica_labels {
+                names.remove(name);
+            }
+            Ok(names)
+        })
+    }
+
+    fn label_values<'a>(&'a self, name: &'a str, min_t: i64, max_t: i64) -> NamesFuture<'a> {
+        Box::pin(async move {
+            if self.replica_labels.iter().any(|r| r == name) {
+                return Ok(Default::default());
+            }
+            self.inner.label_values(name, min_t, max_t).await
         })
     }
 }

@@ -3,6 +3,7 @@
 //! endpoint, or series in memory. As Prometheus's `storage.Querier`, a selection carries
 //! [`SelectHints`] saying what it is for.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -21,6 +22,9 @@ pub type LabelsFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<Labels>>> + S
 
 /// A future of a label index (name -> values).
 pub type IndexFuture<'a> = Pin<Box<dyn Future<Output = Result<LabelIndex>> + Send + 'a>>;
+
+/// A future of label names or values, sorted and unique.
+pub type NamesFuture<'a> = Pin<Box<dyn Future<Output = Result<BTreeSet<String>>> + Send + 'a>>;
 
 /// What a selection is for (Prometheus's `SelectHints`): the time range to return, and the query
 /// around it, which sources may use to read less (a remote-read endpoint passes them on).
@@ -110,6 +114,31 @@ pub trait Source: Send + Sync + std::fmt::Debug {
             Ok(index)
         })
     }
+
+    /// The label names of [`Source::label_index`], without their values.
+    fn label_names<'a>(&'a self, min_t: i64, max_t: i64) -> NamesFuture<'a> {
+        Box::pin(async move { Ok(self.label_index(min_t, max_t).await?.into_keys().collect()) })
+    }
+
+    /// The values of label `name` in [`Source::label_index`].
+    fn label_values<'a>(&'a self, name: &'a str, min_t: i64, max_t: i64) -> NamesFuture<'a> {
+        Box::pin(async move {
+            Ok(self
+                .label_index(min_t, max_t)
+                .await?
+                .remove(name)
+                .unwrap_or_default())
+        })
+    }
+}
+
+/// Adds to `into` the strings of `from` it lacks, copying only those.
+pub fn union_into(into: &mut BTreeSet<String>, from: &BTreeSet<String>) {
+    for s in from {
+        if !into.contains(s) {
+            into.insert(s.clone());
+        }
+    }
 }
 
 /// A [`Source`] over a [`MemSeriesSet`] (tests, and the reference for block-backed sources).
@@ -179,6 +208,20 @@ impl Source for Fanout {
                 }
             }
             Ok(index)
+        })
+    }
+
+    fn label_names<'a>(&'a self, min_t: i64, max_t: i64) -> NamesFuture<'a> {
+        Box::pin(async move {
+            let parts = try_join_all(self.0.iter().map(|s| s.label_names(min_t, max_t)));
+            Ok(parts.await?.into_iter().flatten().collect())
+        })
+    }
+
+    fn label_values<'a>(&'a self, name: &'a str, min_t: i64, max_t: i64) -> NamesFuture<'a> {
+        Box::pin(async move {
+            let parts = try_join_all(self.0.iter().map(|s| s.label_values(name, min_t, max_t)));
+            Ok(parts.await?.into_iter().flatten().collect())
         })
     }
 }

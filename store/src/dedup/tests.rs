@@ -217,3 +217,54 @@ async fn parts_are_one_per_source_with_its_replicas_together() {
             .is_none()
     );
 }
+
+/// Label names and values asked for on their own agree with the full label index, through a
+/// catalog, a fanout with a source without an index of its own, and deduplication.
+#[tokio::test]
+async fn label_names_and_values_agree_with_the_label_index() {
+    use crate::{Catalog, MemSeriesSet, MemSource, WriteOptions, objstore, write_block};
+    let store = objstore::open("memory://").unwrap();
+    for (cluster, replica, job) in [("a", "0", "x"), ("a", "1", "y"), ("b", "0", "x")] {
+        let series = vec![Series {
+            labels: Labels::from_pairs([("__name__", "up"), ("job", job)]),
+            samples: vec![Sample { t: 0, v: 1.0 }],
+        }];
+        let external = Labels::from_pairs([("cluster", cluster), ("replica", replica)]);
+        write_block(&store, series, &external, &WriteOptions::default())
+            .await
+            .unwrap();
+    }
+    let catalog = Arc::new(Catalog::new(store));
+    catalog.refresh().await.unwrap();
+    let mut set = MemSeriesSet::new();
+    set.append(
+        &Labels::from_pairs([("__name__", "fresh"), ("pod", "p")]),
+        0,
+        1.0,
+    );
+    let mem = MemSource {
+        set,
+        ..MemSource::default()
+    };
+    let fanout: Arc<dyn Source> = Arc::new(Fanout(vec![catalog, Arc::new(mem)]));
+    let dedup: Arc<dyn Source> = Arc::new(Dedup::new(Arc::clone(&fanout), vec!["replica".into()]));
+    for source in [&fanout, &dedup] {
+        let index = source.label_index(0, 10).await.unwrap();
+        let names = source.label_names(0, 10).await.unwrap();
+        assert_eq!(names, index.keys().cloned().collect());
+        for name in ["__name__", "job", "cluster", "replica", "pod", "absent"] {
+            let values = source.label_values(name, 0, 10).await.unwrap();
+            assert_eq!(
+                values,
+                index.get(name).cloned().unwrap_or_default(),
+                "{name}"
+            );
+        }
+    }
+    let names = dedup.label_names(0, 10).await.unwrap();
+    assert!(
+        !names.contains("replica") && names.contains("pod"),
+        "{names:?}"
+    );
+    assert_eq!(fanout.label_values("job", 0, 10).await.unwrap().len(), 2);
+}
