@@ -873,6 +873,12 @@ mod tests {
     }
 
     #[test]
+    fn a_sealed_chunk_costs_48_bytes_of_memory_when_its_bytes_are_in_a_file() {
+        // docs/shipper-memory.md's per-sample budget rests on this figure.
+        assert_eq!(std::mem::size_of::<Chunk>(), 48);
+    }
+
+    #[test]
     fn zero_runs_round_trip_and_shrink_a_steady_scrape() {
         for bytes in [
             vec![],

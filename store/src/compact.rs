@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::TryStreamExt;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 
 use crate::dedup::dedup_series;
@@ -228,15 +228,7 @@ async fn mark(store: &Arc<dyn ObjectStore>, id: BlockId, now_ms: i64, reason: &s
         path: path.to_string(),
         source,
     })?;
-    store
-        .put(&path, PutPayload::from(json))
-        .await
-        .map_err(|source| Error::ObjectStore {
-            op: "put",
-            path: path.to_string(),
-            source,
-        })?;
-    Ok(())
+    crate::upload::put(store, &path, json).await
 }
 
 /// Every deletion mark of the bucket.

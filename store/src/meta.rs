@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -194,18 +194,7 @@ pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
     store: &dyn ObjectStore,
     path: &object_store::path::Path,
 ) -> Result<T> {
-    let get_err = |source| Error::ObjectStore {
-        op: "get",
-        path: path.to_string(),
-        source,
-    };
-    let bytes = store
-        .get(path)
-        .await
-        .map_err(get_err)?
-        .bytes()
-        .await
-        .map_err(get_err)?;
+    let bytes = crate::upload::get(store, path).await?;
     serde_json::from_slice(&bytes).map_err(|source| Error::Meta {
         path: path.to_string(),
         source,

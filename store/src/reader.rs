@@ -36,6 +36,20 @@ use crate::series::{Sample, Series};
 /// Label names and their values in a block (external labels included).
 pub type LabelIndex = BTreeMap<String, BTreeSet<String>>;
 
+/// The label index of the label sets `sets`.
+pub fn index_of(sets: &[Labels]) -> LabelIndex {
+    let mut index = LabelIndex::new();
+    for labels in sets {
+        for l in labels.iter() {
+            index
+                .entry(l.name.clone())
+                .or_default()
+                .insert(l.value.clone());
+        }
+    }
+    index
+}
+
 /// The most bytes a block's label index may take decompressed.
 const MAX_LABEL_INDEX_BYTES: u64 = 1 << 30;
 
@@ -312,19 +326,7 @@ impl BlockReader {
     async fn read_label_index(&self, size: u64) -> Result<LabelIndex> {
         let path = layout::file_path(self.meta.ulid, LABELS_FILE);
         let corrupt = |e: &dyn std::fmt::Display| Error::Corrupt(format!("{path}: {e}"));
-        let get_err = |source| Error::ObjectStore {
-            op: "get",
-            path: path.to_string(),
-            source,
-        };
-        let packed = self
-            .store
-            .get(&path)
-            .await
-            .map_err(get_err)?
-            .bytes()
-            .await
-            .map_err(get_err)?;
+        let packed = crate::upload::get(self.store.as_ref(), &path).await?;
         if packed.len() as u64 != size {
             return Err(corrupt(&format!(
                 "{} bytes, meta.json says {size}",
@@ -347,16 +349,9 @@ impl BlockReader {
 
     /// The label index of a block written without one: every series' labels, read from the file.
     async fn scan_label_index(&self) -> Result<LabelIndex> {
-        let mut index = LabelIndex::new();
-        for labels in self.series_labels(&[], i64::MIN, i64::MAX).await? {
-            for l in labels.iter() {
-                index
-                    .entry(l.name.clone())
-                    .or_default()
-                    .insert(l.value.clone());
-            }
-        }
-        Ok(index)
+        Ok(index_of(
+            &self.series_labels(&[], i64::MIN, i64::MAX).await?,
+        ))
     }
 
     /// The Parquet footer and page index (read once, then cached).

@@ -102,16 +102,9 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     /// may answer from a coarser index: blocks overlapping the range).
     fn label_index<'a>(&'a self, min_t: i64, max_t: i64) -> IndexFuture<'a> {
         Box::pin(async move {
-            let mut index = LabelIndex::new();
-            for labels in self.series(&[], min_t, max_t).await? {
-                for l in labels.iter() {
-                    index
-                        .entry(l.name.clone())
-                        .or_default()
-                        .insert(l.value.clone());
-                }
-            }
-            Ok(index)
+            Ok(crate::reader::index_of(
+                &self.series(&[], min_t, max_t).await?,
+            ))
         })
     }
 

@@ -1,7 +1,8 @@
 //! Objects written as their bytes come: [`Upload`] holds at most [`PART_BYTES`] (plus parts in
 //! flight) in memory, sending one `put` for a small object and a multipart upload for a large one;
 //! [`copy`] streams an object from one store to another. Blocks are written and shipped this way,
-//! so neither a block's file nor its upload is ever held whole in memory.
+//! so neither a block's file nor its upload is ever held whole in memory. Small objects (`meta.json`,
+//! marks, label indexes) go whole: [`put`] and [`get`].
 
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use tokio::io::AsyncWriteExt;
 
 use crate::error::{Error, Result};
@@ -65,6 +66,35 @@ impl Upload {
             tracing::warn!(path = %self.path, error = %e, "aborting an upload failed");
         }
     }
+}
+
+/// Writes a small object whole.
+pub async fn put(store: &dyn ObjectStore, path: &Path, bytes: impl Into<PutPayload>) -> Result<()> {
+    store
+        .put(path, bytes.into())
+        .await
+        .map_err(|source| Error::ObjectStore {
+            op: "put",
+            path: path.to_string(),
+            source,
+        })?;
+    Ok(())
+}
+
+/// Reads a small object whole.
+pub async fn get(store: &dyn ObjectStore, path: &Path) -> Result<Bytes> {
+    let get_err = |source| Error::ObjectStore {
+        op: "get",
+        path: path.to_string(),
+        source,
+    };
+    store
+        .get(path)
+        .await
+        .map_err(get_err)?
+        .bytes()
+        .await
+        .map_err(get_err)
 }
 
 /// Copies `path` from `from` to `to` a part at a time. Returns the bytes copied.

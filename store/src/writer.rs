@@ -8,7 +8,7 @@ use arrow::array::{
     ArrayRef, BinaryBuilder, Int64Builder, RecordBatch, StringBuilder, UInt32Builder,
 };
 use bytes::Bytes;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::ObjectStore;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -250,15 +250,7 @@ async fn put_label_index(
     let json = serde_json::to_vec(index).map_err(|e| corrupt(&e))?;
     let packed = zstd::bulk::compress(&json, LABEL_INDEX_ZSTD_LEVEL).map_err(|e| corrupt(&e))?;
     let size = packed.len() as u64;
-    let path = layout::file_path(id, LABELS_FILE);
-    store
-        .put(&path, PutPayload::from(packed))
-        .await
-        .map_err(|source| Error::ObjectStore {
-            op: "put",
-            path: path.to_string(),
-            source,
-        })?;
+    crate::upload::put(store.as_ref(), &layout::file_path(id, LABELS_FILE), packed).await?;
     Ok(size)
 }
 
@@ -271,16 +263,7 @@ pub async fn publish_block(store: &Arc<dyn ObjectStore>, meta: &BlockMeta) -> Re
         path: meta.ulid.to_string(),
         source,
     })?;
-    let meta_path = layout::meta_path(meta.ulid);
-    store
-        .put(&meta_path, PutPayload::from(json))
-        .await
-        .map_err(|source| Error::ObjectStore {
-            op: "put",
-            path: meta_path.to_string(),
-            source,
-        })?;
-    Ok(())
+    crate::upload::put(store.as_ref(), &layout::meta_path(meta.ulid), json).await
 }
 
 struct Encoded {
