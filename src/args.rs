@@ -88,6 +88,21 @@ pub struct QueryArgs {
         value_delimiter = ','
     )]
     pub replica_labels: Vec<String>,
+    /// Read downsampled blocks at most a fifth of a range query's step coarse (5m blocks from a
+    /// 25m step, 1h blocks from a 5h step), finer data filling their gaps; requests override it
+    /// with `max_source_resolution` (as Thanos's flag of the same name).
+    #[arg(
+        long = "query.auto-downsampling",
+        env = "FLEETSCOPE_QUERY_AUTO_DOWNSAMPLING"
+    )]
+    pub auto_downsampling: bool,
+    /// The coarsest downsampled data a query reads: `raw`, `5m`, `1h` or `auto` (default: `raw`,
+    /// or `auto` with `--query.auto-downsampling`).
+    #[arg(
+        long = "query.max-source-resolution",
+        env = "FLEETSCOPE_QUERY_MAX_SOURCE_RESOLUTION"
+    )]
+    pub max_source_resolution: Option<fleetscope_query::SourceResolution>,
     /// Prometheus features to turn on, as Prometheus names them (repeatable or comma-separated):
     /// `promql-experimental-functions` (`limitk`, `limit_ratio`, `info`), `promql-binop-fill-modifiers`.
     #[arg(
@@ -273,6 +288,13 @@ impl QueryArgs {
                 .max_memory
                 .or_else(|| machine_memory().map(|m| m / 8))
                 .unwrap_or(1 << 30) as usize,
+            max_source_resolution: self.max_source_resolution.unwrap_or(
+                if self.auto_downsampling {
+                    fleetscope_query::SourceResolution::Auto
+                } else {
+                    fleetscope_query::SourceResolution::Fixed(0)
+                },
+            ),
             ..Default::default()
         }
     }

@@ -77,6 +77,7 @@ pub async fn answer(
                 func: (!h.func.is_empty()).then(|| h.func.clone()),
                 grouping: h.grouping.clone(),
                 by: h.by,
+                ..SelectHints::default()
             },
             None => SelectHints::range(min_t, max_t),
         };

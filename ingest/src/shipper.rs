@@ -130,9 +130,11 @@ impl std::fmt::Debug for Inner {
 impl Source for Shipper {
     fn select<'a>(&'a self, matchers: &'a [Matcher], hints: &'a SelectHints) -> SelectFuture<'a> {
         Box::pin(async move {
-            self.select_local(matchers, hints.start, hints.end)
-                .await
-                .map_err(source_error)
+            let series = self.select_local(matchers, hints.start, hints.end).await;
+            Ok(fleetscope_store::downsample::raw_view(
+                series.map_err(source_error)?,
+                hints.aggregate,
+            ))
         })
     }
 

@@ -25,6 +25,7 @@ use prometheus_client::registry::Registry;
 use promql_parser::parser::Expr;
 use tokio::sync::Semaphore;
 
+use crate::downsampling::SourceResolution;
 use crate::engine::{Engine, Planned};
 use crate::error::Error;
 use crate::sql::Sql;
@@ -100,6 +101,21 @@ impl ApiState {
     pub fn with_replica_labels(mut self, labels: Vec<String>) -> Self {
         self.replica_labels = labels;
         self
+    }
+
+    /// The engine for this request: reading downsampled data as its `max_source_resolution` says.
+    fn engine(&self, p: &Params) -> Result<std::borrow::Cow<'_, Engine>, ApiError> {
+        match p.get("max_source_resolution") {
+            None | Some("") => Ok(std::borrow::Cow::Borrowed(&self.engine)),
+            Some(v) => {
+                let r = v.parse::<SourceResolution>().map_err(|e| {
+                    ApiError::bad_data(format!("invalid parameter \"max_source_resolution\": {e}"))
+                })?;
+                Ok(std::borrow::Cow::Owned(
+                    self.engine.with_max_source_resolution(r),
+                ))
+            }
+        }
     }
 
     /// What this request reads: the source, deduplicated over the replica labels unless the
@@ -467,7 +483,9 @@ async fn query(State(state): State<Arc<ApiState>>, p: Params) -> Result<Response
         .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": query is empty"))?;
     let t = p.time("time")?.unwrap_or_else(now_ms);
     tracing::debug!(query, t, "instant query");
-    let planned = state.engine.plan_instant(&state.source(&p)?, query, t)?;
+    let planned = state
+        .engine(&p)?
+        .plan_instant(&state.source(&p)?, query, t)?;
     answer(&state, "query", &planned, &p).await
 }
 
@@ -501,7 +519,7 @@ async fn query_range(State(state): State<Arc<ApiState>>, p: Params) -> Result<Re
         ));
     }
     let planned = state
-        .engine
+        .engine(&p)?
         .plan_range(&state.source(&p)?, query, start, end, step)?;
     answer(&state, "query_range", &planned, &p).await
 }

@@ -11,6 +11,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{self, Expr};
 
+use crate::downsampling::SourceResolution;
 use crate::error::{Result, bad};
 use crate::eval::{Settings, unparen};
 use crate::exec::batch::to_rows;
@@ -47,6 +48,9 @@ pub struct EngineOptions {
     /// `fill`, `fill_left` and `fill_right` on binary operators, which Prometheus keeps behind
     /// `--enable-feature=promql-binop-fill-modifiers`.
     pub fill_modifiers: bool,
+    /// The coarsest downsampled data queries read (raw unless `--query.auto-downsampling`;
+    /// requests choose with `max_source_resolution`).
+    pub max_source_resolution: SourceResolution,
 }
 
 /// The names `--enable-feature` takes that fleetscope knows, as Prometheus spells them.
@@ -80,6 +84,7 @@ impl Default for EngineOptions {
             experimental_functions: false,
             fill_modifiers: false,
             timeout: None,
+            max_source_resolution: SourceResolution::default(),
         }
     }
 }
@@ -399,9 +404,23 @@ impl Engine {
         self.execute(&planned).await
     }
 
+    /// This engine reading downsampled data at most `resolution` coarse (a request's
+    /// `max_source_resolution`).
+    pub fn with_max_source_resolution(&self, resolution: SourceResolution) -> Self {
+        let mut engine = self.clone();
+        engine.options.max_source_resolution = resolution;
+        engine
+    }
+
     pub(crate) fn settings(&self, start: i64, end: i64, step: i64) -> Settings {
+        let lookback_ms = self.options.lookback_delta.as_millis() as i64;
+        let resolution = self.options.max_source_resolution;
+        let max_resolution = resolution.max_for_step(step);
         Settings {
-            lookback_ms: self.options.lookback_delta.as_millis() as i64,
+            // Summaries are a window apart: an instant selector must look back two of them.
+            lookback_ms: lookback_ms.max(2 * max_resolution),
+            max_resolution,
+            explicit_resolution: matches!(resolution, SourceResolution::Fixed(_)),
             subquery_step_ms: self.options.subquery_step.as_millis() as i64,
             max_samples: self.options.max_samples,
             query_start: start,

@@ -45,6 +45,11 @@ pub(crate) struct Settings {
     pub(crate) prometheus2: bool,
     /// When the query must have ended ([`crate::EngineOptions::timeout`]).
     pub(crate) deadline: Option<std::time::Instant>,
+    /// Coarsest downsampled data the query's scans may read, ms (0: raw).
+    pub(crate) max_resolution: i64,
+    /// Whether that resolution was asked for (not chosen by `auto`): a range too short for it
+    /// is a warning.
+    pub(crate) explicit_resolution: bool,
 }
 
 /// One query's evaluation state.

@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod capacity;
+pub mod downsampling;
 pub mod engine;
 pub mod error;
 mod eval;
@@ -23,6 +24,7 @@ pub mod sql;
 pub mod value;
 pub use fleetscope_store::warnings;
 
+pub use downsampling::SourceResolution;
 pub use engine::{Compat, Engine, EngineOptions, FEATURES, MAX_DEPTH, Planned, STACK_BYTES};
 pub use error::{Error, Result};
 pub use fleetscope_store::{Catalog, Fanout, MemSource, SelectHints, Source};

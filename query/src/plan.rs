@@ -42,8 +42,9 @@ pub(crate) struct Planner<'a> {
     by_text: HashMap<String, usize>,
     /// Selectors written more than once (their selections are shared between scans).
     repeated: HashSet<String>,
-    /// Sources split into partitions, by time range (the same split for every scan of a range).
-    partitions: RefCell<HashMap<(i64, i64), Partitions>>,
+    /// Sources split into partitions, by time range and resolution (the same split for every
+    /// scan of them).
+    partitions: RefCell<HashMap<(i64, i64, i64), Partitions>>,
 }
 
 impl<'a> Planner<'a> {
@@ -167,19 +168,15 @@ impl<'a> Planner<'a> {
         let hi = times.iter().copied().max().unwrap_or(0);
         let look_back = range.unwrap_or(self.ctx.settings.lookback_ms);
         let (min_t, max_t) = (lo.saturating_sub(look_back), hi);
-
-        let partitions = self
-            .partitions
-            .borrow_mut()
-            .entry((min_t, max_t))
-            .or_insert_with(|| {
-                let parts = self
-                    .source
-                    .parts(min_t, max_t)
-                    .unwrap_or_else(|| vec![Arc::clone(self.source)]);
-                balance(parts, self.parallelism)
-            })
-            .clone();
+        let settings = &self.ctx.settings;
+        let func = function_of(expr);
+        let (resolution, aggregate, warning) = crate::downsampling::for_selection(
+            settings.max_resolution,
+            settings.explicit_resolution,
+            func,
+            range,
+        );
+        self.ctx.warn(warning.into_iter().collect());
         let (grouping, by) = match grouping {
             Some(LabelModifier::Include(l)) => (l.labels.clone(), true),
             Some(LabelModifier::Exclude(l)) => (l.labels.clone(), false),
@@ -188,12 +185,26 @@ impl<'a> Planner<'a> {
         let hints = SelectHints {
             start: min_t,
             end: max_t,
-            step: self.ctx.settings.query_step,
+            step: settings.query_step,
             range: look_back,
-            func: function_of(expr).map(str::to_string),
+            func: func.map(str::to_string),
             grouping,
             by,
+            resolution,
+            aggregate,
         };
+        let partitions = self
+            .partitions
+            .borrow_mut()
+            .entry((min_t, max_t, resolution))
+            .or_insert_with(|| {
+                let parts = self
+                    .source
+                    .parts(&hints)
+                    .unwrap_or_else(|| vec![Arc::clone(self.source)]);
+                balance(parts, self.parallelism)
+            })
+            .clone();
         let scan: Arc<dyn ExecutionPlan> = Arc::new(PromScanExec::new(
             vs.to_string(),
             selector_matchers(vs)?,
@@ -212,9 +223,15 @@ impl<'a> Planner<'a> {
                     .map_err(|e| Error::Internal(e.to_string()))?,
             )
         };
+        // Over downsampled data `count_over_time` adds up counts (raw samples count one each).
+        let expr = if settings.max_resolution > 0 {
+            crate::downsampling::rewrite(expr)
+        } else {
+            expr.clone()
+        };
         Ok(Arc::new(PromSeriesExec::new(
             input,
-            Arc::new(expr.clone()),
+            Arc::new(expr),
             self.grid,
             Arc::clone(self.ctx),
         )))

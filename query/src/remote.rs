@@ -263,13 +263,16 @@ fn labels_only(min_t: i64, max_t: i64) -> SelectHints {
 impl Source for RemoteRead {
     fn select<'a>(&'a self, matchers: &'a [Matcher], hints: &'a SelectHints) -> SelectFuture<'a> {
         Box::pin(async move {
-            let series = self.read_or_warn(matchers, hints).await;
-            if series.windows(2).all(|w| w[0].labels != w[1].labels) {
-                return Ok(series);
+            let mut series = self.read_or_warn(matchers, hints).await;
+            if series.windows(2).any(|w| w[0].labels == w[1].labels) {
+                // A server may send one label set in several pieces: one entry per label set.
+                series =
+                    fleetscope_store::series::merge(series.into_iter().map(|s| vec![s]).collect());
             }
-            // A server may send one label set in several pieces: one entry per label set.
-            Ok(fleetscope_store::series::merge(
-                series.into_iter().map(|s| vec![s]).collect(),
+            // Remote-read serves raw samples.
+            Ok(fleetscope_store::downsample::raw_view(
+                series,
+                hints.aggregate,
             ))
         })
     }

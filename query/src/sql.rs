@@ -394,7 +394,7 @@ impl TableProvider for MetricTable {
         let parallelism = state.config().target_partitions().max(1);
         let parts = self
             .source
-            .parts(min_t, max_t)
+            .parts(&SelectHints::range(min_t, max_t))
             .unwrap_or_else(|| vec![Arc::clone(&self.source)]);
         let shown: Vec<String> = pushed.matchers.iter().map(ToString::to_string).collect();
         let display = format!("{{{}}}", shown.join(", "));

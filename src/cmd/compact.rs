@@ -1,5 +1,6 @@
-//! `fleetscope compact`: merges each source's 2h blocks into larger ones, applies retention, and
-//! deletes what was merged away once queriers can no longer be reading it.
+//! `fleetscope compact`: merges each source's 2h blocks into larger ones, writes 5m and 1h
+//! downsampled blocks, applies retention per resolution, and deletes what was merged away once
+//! queriers can no longer be reading it.
 
 use std::time::Duration;
 
@@ -16,9 +17,23 @@ pub struct Args {
     /// Window of merged blocks (aligned to the epoch); a window is merged once it is over.
     #[arg(long, env = "FLEETSCOPE_COMPACT_RANGE", default_value = "24h", value_parser = parse_duration)]
     range: Duration,
-    /// Delete blocks whose newest sample is older than this (default: keep everything).
+    /// Delete blocks whose newest sample is older than this, at every resolution not given its own
+    /// retention below (default: keep everything).
     #[arg(long, env = "FLEETSCOPE_RETENTION", value_parser = parse_duration)]
     retention: Option<Duration>,
+    /// Retention of raw blocks (keep it above 48h, the window the 5m level summarises).
+    #[arg(long = "retention.resolution-raw", env = "FLEETSCOPE_RETENTION_RESOLUTION_RAW", value_parser = parse_duration)]
+    retention_raw: Option<Duration>,
+    /// Retention of 5m-resolution blocks (keep it above 14d, the window the 1h level summarises).
+    #[arg(long = "retention.resolution-5m", env = "FLEETSCOPE_RETENTION_RESOLUTION_5M", value_parser = parse_duration)]
+    retention_5m: Option<Duration>,
+    /// Retention of 1h-resolution blocks.
+    #[arg(long = "retention.resolution-1h", env = "FLEETSCOPE_RETENTION_RESOLUTION_1H", value_parser = parse_duration)]
+    retention_1h: Option<Duration>,
+    /// Write no 5m or 1h blocks (by default each finished 48h window of raw blocks spanning 40h
+    /// or more gets a 5m block, each 14-day window of 5m blocks spanning 10 days a 1h block).
+    #[arg(long = "downsampling.disable", env = "FLEETSCOPE_DOWNSAMPLING_DISABLE")]
+    downsampling_disable: bool,
     /// How long a merged-away or expired block is kept, marked, before it is deleted (keep it above
     /// the queriers' `--refresh` plus their longest query).
     #[arg(long = "delete-delay", env = "FLEETSCOPE_DELETE_DELAY", default_value = "30m", value_parser = parse_duration)]
@@ -48,7 +63,9 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
     loop {
         let opts = CompactOptions {
             range_ms: ms(args.range),
-            retention_ms: args.retention.map(ms),
+            retention_ms: [args.retention_raw, args.retention_5m, args.retention_1h]
+                .map(|r| r.or(args.retention).map(ms)),
+            downsample: !args.downsampling_disable,
             delete_delay_ms: ms(args.delete_delay),
             partial_delay_ms: ms(args.partial_delay),
             now_ms: chrono::Utc::now().timestamp_millis(),
@@ -61,6 +78,13 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
         for (merged, from) in &report.merged {
             println!("merged {} blocks into {merged}", from.len());
         }
+        for (block, resolution, from) in &report.downsampled {
+            println!(
+                "downsampled {} blocks into {block} at {}",
+                from.len(),
+                fleetscope_store::downsample::resolution_name(*resolution)
+            );
+        }
         for (ids, why) in &report.skipped {
             let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
             println!(
@@ -72,8 +96,9 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
             println!("deleted the files of unpublished block {id} (no meta.json)");
         }
         println!(
-            "{} merged, {} marked for deletion, {} deleted, {} unpublished removed",
+            "{} merged, {} downsampled, {} marked for deletion, {} deleted, {} unpublished removed",
             report.merged.len(),
+            report.downsampled.len(),
             report.marked.len(),
             report.deleted.len(),
             report.leftovers.len()

@@ -1,17 +1,18 @@
 //! [`Catalog`]: the blocks of an object store, refreshed by listing `*/meta.json`, as a [`Source`].
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
 use futures::StreamExt;
 use object_store::ObjectStore;
 
+use crate::downsample::Aggregate;
 use crate::error::Result;
 use crate::reader::LabelIndex;
 use crate::source::{
     IndexFuture, LabelsFuture, NamesFuture, SelectFuture, SelectHints, Source, union_into,
 };
-use crate::{BlockMeta, BlockReader, Labels, Matcher, Series};
+use crate::{BlockMeta, BlockReader, Labels, Matcher, Sample, Series};
 
 /// Blocks readable through one object store. Holds only what a listing rebuilds in seconds, plus
 /// per-block caches of immutable data (Parquet footers, label indexes) filled on first use.
@@ -83,6 +84,8 @@ impl Catalog {
             })
     }
 
+    /// Blocks (of every resolution: for labels) overlapping `[min_t, max_t]` that may hold series
+    /// matching `matchers`.
     fn selected(&self, matchers: &[Matcher], min_t: i64, max_t: i64) -> Vec<Arc<BlockReader>> {
         self.readers()
             .iter()
@@ -90,6 +93,135 @@ impl Catalog {
             .cloned()
             .collect()
     }
+
+    /// The blocks a selection reads, each with the part of its time range it answers for: raw
+    /// blocks only, or with `hints.resolution` the coarsest blocks at most that coarse per source
+    /// and time, finer ones filling the time they leave uncovered.
+    fn chosen(&self, matchers: &[Matcher], hints: &SelectHints) -> Vec<BlockPart> {
+        let (start, end) = (hints.start, hints.end);
+        let whole = |reader| BlockPart {
+            reader,
+            from: start,
+            to: end,
+            target: 0,
+        };
+        if hints.resolution <= 0 {
+            return self
+                .selected(matchers, start, end)
+                .into_iter()
+                .filter(|r| r.meta().resolution == 0)
+                .map(whole)
+                .collect();
+        }
+        let mut sources: BTreeMap<&BTreeMap<String, String>, Vec<&Arc<BlockReader>>> =
+            BTreeMap::new();
+        let readers = self.readers();
+        for r in readers.iter().filter(|r| {
+            let m = r.meta();
+            m.resolution <= hints.resolution
+                && m.overlaps(start, end)
+                && Self::may_match(m, matchers)
+        }) {
+            sources
+                .entry(&r.meta().external_labels)
+                .or_default()
+                .push(r);
+        }
+        let mut out = Vec::new();
+        for mut blocks in sources.into_values() {
+            blocks.sort_by_key(|r| std::cmp::Reverse(r.meta().resolution));
+            // Finer data filling gaps is summarised like the coarsest read: one spacing per series,
+            // or `rate()` would extrapolate from uneven samples.
+            let target = blocks.first().map_or(0, |r| r.meta().resolution);
+            // Time already answered by coarser blocks, as inclusive ranges.
+            let mut covered: Vec<(i64, i64)> = Vec::new();
+            for level in blocks.chunk_by(|a, b| a.meta().resolution == b.meta().resolution) {
+                for r in level {
+                    let (lo, hi) = (start.max(r.meta().min_t), end.min(r.meta().max_t - 1));
+                    for (from, to) in uncovered(&covered, lo, hi) {
+                        out.push(BlockPart {
+                            reader: Arc::clone(r),
+                            from,
+                            to,
+                            target,
+                        });
+                    }
+                }
+                covered.extend(level.iter().map(|r| (r.meta().min_t, r.meta().max_t - 1)));
+            }
+        }
+        out
+    }
+}
+
+/// A block and the part of a selection's time range it answers for (inclusive).
+#[derive(Debug, Clone)]
+struct BlockPart {
+    reader: Arc<BlockReader>,
+    from: i64,
+    to: i64,
+    /// Resolution to read at: the block's, or a coarser one it is summarised to while read.
+    target: i64,
+}
+
+impl BlockPart {
+    /// Reads the part: `hints`' view, within both its range and the part's.
+    async fn select(&self, matchers: &[Matcher], hints: &SelectHints) -> Vec<Series> {
+        let (from, to) = (hints.start.max(self.from), hints.end.min(self.to));
+        if from > to {
+            return Vec::new();
+        }
+        let view = hints.aggregate;
+        if self.target <= self.reader.meta().resolution {
+            let selected = self.reader.select_view(matchers, from, to, view).await;
+            return partial(&self.reader, selected.map(|s| s.series));
+        }
+        let summaries = self
+            .reader
+            .select_summaries(matchers, from, to, self.target)
+            .await;
+        partial(&self.reader, summaries)
+            .into_iter()
+            .map(|(labels, windows, counter)| Series {
+                labels,
+                samples: match view {
+                    Aggregate::Counter => counter,
+                    _ => windows
+                        .iter()
+                        .map(|w| Sample {
+                            t: w.t,
+                            v: w.value(view),
+                        })
+                        .collect(),
+                },
+            })
+            .collect()
+    }
+}
+
+/// The pieces of `[lo, hi]` outside every range of `covered` (all inclusive).
+fn uncovered(covered: &[(i64, i64)], lo: i64, hi: i64) -> Vec<(i64, i64)> {
+    let mut pieces = vec![(lo, hi)];
+    for &(c_lo, c_hi) in covered {
+        pieces = pieces
+            .into_iter()
+            .flat_map(|(a, b)| {
+                if c_hi < a || b < c_lo {
+                    return vec![(a, b)];
+                }
+                let mut left = Vec::new();
+                if a < c_lo {
+                    left.push((a, c_lo - 1));
+                }
+                if c_hi < b {
+                    left.push((c_hi + 1, b));
+                }
+                left
+            })
+            .collect();
+    }
+    pieces.retain(|(a, b)| a <= b);
+    pieces
 }
 
 /// What a block gave, or nothing and a warning naming it if it could not be read (a damaged
@@ -110,52 +242,47 @@ fn partial<T: Default>(reader: &BlockReader, result: Result<T>) -> T {
     })
 }
 
-/// One block of a catalog as a [`Source`] (a part of the catalog for parallel plans).
+/// One block of a catalog, for part of a time range, as a [`Source`] (a part of the catalog for
+/// parallel plans).
 #[derive(Debug)]
-struct BlockSource(Arc<BlockReader>);
+struct BlockSource(BlockPart);
 
 impl Source for BlockSource {
     fn external_labels(&self) -> Option<Labels> {
-        Some(self.0.meta().external_labels())
+        Some(self.0.reader.meta().external_labels())
     }
 
     fn select<'a>(&'a self, matchers: &'a [Matcher], hints: &'a SelectHints) -> SelectFuture<'a> {
         Box::pin(async move {
-            if !Catalog::may_match(self.0.meta(), matchers) {
+            if !Catalog::may_match(self.0.reader.meta(), matchers) {
                 return Ok(Vec::new());
             }
-            let selected = self.0.select(matchers, hints.start, hints.end).await;
-            Ok(partial(&self.0, selected.map(|s| s.series)))
+            Ok(self.0.select(matchers, hints).await)
         })
     }
 
     fn size_hint(&self) -> u64 {
-        self.0.meta().stats.samples.max(1)
+        self.0.reader.meta().stats.samples.max(1)
     }
 }
 
 impl Source for Catalog {
-    fn parts(&self, min_t: i64, max_t: i64) -> Option<Vec<Arc<dyn Source>>> {
+    fn parts(&self, hints: &SelectHints) -> Option<Vec<Arc<dyn Source>>> {
         Some(
-            self.selected(&[], min_t, max_t)
+            self.chosen(&[], hints)
                 .into_iter()
-                .map(|r| Arc::new(BlockSource(r)) as Arc<dyn Source>)
+                .map(|p| Arc::new(BlockSource(p)) as Arc<dyn Source>)
                 .collect(),
         )
     }
 
     fn select<'a>(&'a self, matchers: &'a [Matcher], hints: &'a SelectHints) -> SelectFuture<'a> {
-        let (min_t, max_t) = (hints.start, hints.end);
         Box::pin(async move {
-            let results: Vec<Vec<Series>> =
-                futures::stream::iter(self.selected(matchers, min_t, max_t))
-                    .map(|reader| async move {
-                        let selected = reader.select(matchers, min_t, max_t).await;
-                        partial(&reader, selected.map(|s| s.series))
-                    })
-                    .buffer_unordered(CONCURRENT_BLOCKS)
-                    .collect()
-                    .await;
+            let results: Vec<Vec<Series>> = futures::stream::iter(self.chosen(matchers, hints))
+                .map(|part| async move { part.select(matchers, hints).await })
+                .buffer_unordered(CONCURRENT_BLOCKS)
+                .collect()
+                .await;
             Ok(crate::series::merge(results))
         })
     }

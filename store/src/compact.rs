@@ -8,7 +8,11 @@
 //!   replica labels) are one source; their window merges into one block without the replica
 //!   labels, each series' replicas merged as the querier does ([`crate::dedup::merge`], raw values).
 //!   Running it again changes nothing.
-//! * **Retention**: blocks whose newest sample is older than `retention` are marked for deletion.
+//! * **Downsampling** ([`downsampling`]): per source, each finished 48h window whose raw blocks
+//!   span at least 40h gets a 5m-resolution block, each 14-day window whose 5m blocks span at
+//!   least 10 days a 1h-resolution block ([`crate::downsample`]).
+//! * **Retention**, per resolution: blocks whose newest sample is older than their resolution's
+//!   retention are marked for deletion.
 //! * **Leftovers**: files of a block without `meta.json` (an upload or an import that died before
 //!   publishing) are deleted once their newest file is older than `partial_delay`.
 //! * **Deletion** is two steps, so no querier loses a block in the middle of a query: a block is
@@ -25,7 +29,10 @@ use futures::TryStreamExt;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 
+mod downsampling;
+
 use crate::dedup::dedup_series;
+use crate::downsample::RESOLUTIONS;
 use crate::error::{Error, Result};
 use crate::labels::{METRIC_NAME, Matcher};
 use crate::layout;
@@ -39,9 +46,11 @@ use crate::writer::{CodedSeries, WriteOptions, write_coded_block};
 pub struct CompactOptions {
     /// Window of merged blocks, ms (aligned to the epoch).
     pub range_ms: i64,
-    /// Blocks whose newest sample is older than this (ms before `now_ms`) are deleted; `None`: keep
-    /// everything.
-    pub retention_ms: Option<i64>,
+    /// Per resolution (raw, 5m, 1h: [`RESOLUTIONS`]), blocks whose newest sample is older than
+    /// this (ms before `now_ms`) are deleted; `None`: keep them.
+    pub retention_ms: [Option<i64>; 3],
+    /// Write 5m and 1h blocks of finished windows.
+    pub downsample: bool,
     /// How long a marked block stays before it is deleted, ms.
     pub delete_delay_ms: i64,
     /// Files of a block without `meta.json` are deleted once the newest is older than this, ms
@@ -60,6 +69,8 @@ pub struct CompactOptions {
 pub struct CompactReport {
     /// Merged blocks, each with the blocks it replaces.
     pub merged: Vec<(BlockId, Vec<BlockId>)>,
+    /// Downsampled blocks written: id, resolution (ms), the blocks summarised.
+    pub downsampled: Vec<(BlockId, i64, Vec<BlockId>)>,
     /// Blocks marked for deletion (merged away or past retention).
     pub marked: Vec<BlockId>,
     /// Blocks deleted (marked at least `delete_delay` ago).
@@ -97,14 +108,50 @@ pub async fn compact(store: &Arc<dyn ObjectStore>, opts: &CompactOptions) -> Res
         report.leftovers.push(id);
     }
     let mut metas = BlockMeta::list(store).await?;
-    if let Some(retention) = opts.retention_ms {
-        let cutoff = opts.now_ms - retention;
-        for m in metas.iter().filter(|m| m.max_t <= cutoff) {
-            mark(store, m.ulid, opts.now_ms, "retention").await?;
-            report.marked.push(m.ulid);
-        }
-        metas.retain(|m| m.max_t > cutoff);
+    let expired = |m: &BlockMeta| {
+        let i = RESOLUTIONS.iter().position(|&r| r == m.resolution);
+        i.and_then(|i| opts.retention_ms[i])
+            .is_some_and(|retention| m.max_t <= opts.now_ms - retention)
+    };
+    for m in metas.iter().filter(|m| expired(m)) {
+        mark(store, m.ulid, opts.now_ms, "retention").await?;
+        report.marked.push(m.ulid);
     }
+    metas.retain(|m| !expired(m));
+    // Only raw blocks merge; downsampled ones are written whole for their window.
+    metas.retain(|m| m.resolution == 0);
+    merge_windows(store, metas, opts, &mut report).await?;
+    if opts.downsample {
+        for level in downsampling::LEVELS {
+            let metas = BlockMeta::list(store).await?;
+            for (w, group) in downsampling::ready(&metas, level, opts) {
+                let ids: Vec<BlockId> = group.iter().map(|m| m.ulid).collect();
+                match downsampling::downsample_window(store, w, &group, level, opts).await {
+                    Ok(block) => {
+                        tracing::info!(block = %block.ulid, resolution = level.to, sources = ids.len(), "window downsampled");
+                        report.downsampled.push((block.ulid, level.to, ids));
+                    }
+                    Err(e @ (Error::Corrupt(_) | Error::Parquet { .. } | Error::Arrow(_))) => {
+                        let why = crate::error::display_chain(&e);
+                        tracing::warn!(error = %why, "window not downsampled: a block of it cannot be read");
+                        report.skipped.push((ids, why));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Merges every finished window holding two blocks or more of one source (or blocks of HA
+/// replicas) among the raw blocks `metas`.
+async fn merge_windows(
+    store: &Arc<dyn ObjectStore>,
+    metas: Vec<BlockMeta>,
+    opts: &CompactOptions,
+    report: &mut CompactReport,
+) -> Result<()> {
     let mut sources: BTreeMap<Vec<(String, String)>, Vec<BlockMeta>> = BTreeMap::new();
     for m in metas {
         let key = m
@@ -156,7 +203,7 @@ pub async fn compact(store: &Arc<dyn ObjectStore>, opts: &CompactOptions) -> Res
             report.merged.push((merged.ulid, ids));
         }
     }
-    Ok(report)
+    Ok(())
 }
 
 /// Merges `group` (blocks of one source, or of its replicas, in a window ending at `end`) into one

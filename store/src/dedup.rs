@@ -81,9 +81,9 @@ impl Source for Dedup {
     /// One part per source once the replica labels are dropped (a cluster: its replicas' blocks
     /// together, so the merge sees all of them); one part for everything when a part's external
     /// labels are unknown (a shipper's remote-read endpoint).
-    fn parts(&self, min_t: i64, max_t: i64) -> Option<Vec<Arc<dyn Source>>> {
+    fn parts(&self, hints: &SelectHints) -> Option<Vec<Arc<dyn Source>>> {
         let mut groups: BTreeMap<Labels, Vec<Arc<dyn Source>>> = BTreeMap::new();
-        for part in self.inner.parts(min_t, max_t)? {
+        for part in self.inner.parts(hints)? {
             let source = part.external_labels()?.remove(&self.replica_labels);
             groups.entry(source).or_default().push(part);
         }

@@ -16,7 +16,8 @@
 //! This crate knows no HTTP and no protobuf. Its pieces: [`labels`] and [`series`] (the data
 //! model), [`chunk`] (the sample codec), [`schema`] (column names), [`meta`] and [`layout`] (block
 //! files and paths), [`objstore`] (`--objstore` URLs), [`write_block`] and [`BlockReader`],
-//! [`compact`] (merging, retention, deletion), [`dedup`] (HA replicas merged), [`MemSeriesSet`]
+//! [`compact`] (merging, downsampling, retention, deletion), [`dedup`] (HA replicas merged),
+//! [`downsample`] (5m and 1h summaries), [`MemSeriesSet`]
 //! (the in-memory reference), and the read seam every reader goes through: [`Source`] with
 //! [`SelectHints`], the bucket's blocks as a [`Catalog`], several sources as one [`Fanout`].
 
@@ -25,6 +26,7 @@ pub mod catalog;
 pub mod chunk;
 pub mod compact;
 pub mod dedup;
+pub mod downsample;
 pub mod error;
 pub mod labels;
 pub mod layout;

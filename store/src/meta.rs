@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::labels::Labels;
 use crate::layout;
-use crate::schema::FORMAT_VERSION;
+use crate::schema::AGGREGATE_FORMAT_VERSION;
 
 /// A block's identity: a ULID, so names sort by creation time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -61,7 +61,8 @@ impl From<BlockId> for String {
 /// The content of `<ulid>/meta.json` (see `docs/block-format.md`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BlockMeta {
-    /// Block format version ([`FORMAT_VERSION`] when written by this build).
+    /// Block format version (`schema::FORMAT_VERSION` for raw blocks,
+    /// `schema::AGGREGATE_FORMAT_VERSION` for downsampled ones).
     pub version: u32,
     /// The block's id, equal to its directory name.
     pub ulid: BlockId,
@@ -79,6 +80,10 @@ pub struct BlockMeta {
     pub compaction: Compaction,
     /// The block's data files with their sizes.
     pub files: Vec<BlockFile>,
+    /// Window of the block's summaries, ms (`downsample::RES_5M`, `RES_1H`); 0 for raw samples
+    /// (blocks written before downsampling have none).
+    #[serde(default)]
+    pub resolution: i64,
 }
 
 /// Counts of a block.
@@ -137,11 +142,11 @@ impl BlockMeta {
     pub async fn read(store: &dyn ObjectStore, id: BlockId) -> Result<Self> {
         let path = layout::meta_path(id);
         let meta: BlockMeta = get_json(store, &path).await?;
-        if meta.version > FORMAT_VERSION {
+        if meta.version > AGGREGATE_FORMAT_VERSION {
             return Err(Error::UnsupportedVersion {
                 block: id,
                 version: meta.version,
-                supported: FORMAT_VERSION,
+                supported: AGGREGATE_FORMAT_VERSION,
             });
         }
         if meta.ulid != id {
@@ -209,7 +214,7 @@ mod tests {
     fn meta_json_roundtrip() {
         let id = BlockId::new();
         let meta = BlockMeta {
-            version: FORMAT_VERSION,
+            version: crate::schema::FORMAT_VERSION,
             ulid: id,
             min_t: 0,
             max_t: 10,
@@ -228,10 +233,15 @@ mod tests {
                 path: "data.parquet".into(),
                 size_bytes: 3,
             }],
+            resolution: 0,
         };
         let json = serde_json::to_string(&meta).unwrap();
         assert!(json.contains(&format!("\"ulid\":\"{id}\"")), "{json}");
         assert_eq!(serde_json::from_str::<BlockMeta>(&json).unwrap(), meta);
+        // Blocks written before downsampling have no `resolution`: raw.
+        let old = json.replace(",\"resolution\":0", "");
+        assert_ne!(old, json);
+        assert_eq!(serde_json::from_str::<BlockMeta>(&old).unwrap(), meta);
         assert!(meta.overlaps(9, 20));
         assert!(!meta.overlaps(10, 20), "max_t is exclusive");
     }

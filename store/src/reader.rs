@@ -26,12 +26,13 @@ use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataR
 use std::ops::Range;
 
 use crate::chunk;
+use crate::downsample::{self, Aggregate, Window};
 use crate::error::{Error, Result};
 use crate::labels::{Labels, MatchOp, Matcher, matches_all};
 use crate::layout;
 use crate::meta::{BlockId, BlockMeta};
 use crate::schema::{self, DATA_FILE, LABELS_FILE};
-use crate::series::{Sample, Series};
+use crate::series::{Sample, Series, is_stale_nan};
 
 /// Label names and their values in a block (external labels included).
 pub type LabelIndex = BTreeMap<String, BTreeSet<String>>;
@@ -109,7 +110,21 @@ impl BlockReader {
     /// Series whose labels (external labels included) satisfy all `matchers`, with their samples in
     /// `[min_t, max_t]` (both inclusive); series without samples in the range are left out.
     pub async fn select(&self, matchers: &[Matcher], min_t: i64, max_t: i64) -> Result<Selection> {
-        self.scan(matchers, min_t, max_t, true).await
+        self.scan(matchers, min_t, max_t, Some(Aggregate::default()))
+            .await
+    }
+
+    /// [`BlockReader::select`] reading one view of the samples: a downsampled block's summaries
+    /// (see [`Aggregate`]); a raw block's samples as they are, or counting one each for
+    /// [`Aggregate::Count`] (stale markers left out).
+    pub async fn select_view(
+        &self,
+        matchers: &[Matcher],
+        min_t: i64,
+        max_t: i64,
+        view: Aggregate,
+    ) -> Result<Selection> {
+        self.scan(matchers, min_t, max_t, Some(view)).await
     }
 
     /// [`BlockReader::select`] as an Arrow record batch ([`crate::batch::SERIES_SCHEMA`]: one row
@@ -124,6 +139,70 @@ impl BlockReader {
         Ok(crate::batch::from_series(&selection.series)?)
     }
 
+    /// Series matching `matchers` in `[min_t, max_t]` summarised at resolution `res` (coarser
+    /// than the block's): per series, its windows and its counter aggregate (see
+    /// [`crate::downsample`]), computed from the raw samples or from the block's own summaries.
+    pub async fn select_summaries(
+        &self,
+        matchers: &[Matcher],
+        min_t: i64,
+        max_t: i64,
+        res: i64,
+    ) -> Result<Vec<(Labels, Vec<Window>, Vec<Sample>)>> {
+        if self.meta.resolution == 0 {
+            let raw = self.select(matchers, min_t, max_t).await?.series;
+            return Ok(raw
+                .into_iter()
+                .map(|s| {
+                    let windows = downsample::aggregate(downsample::raw_windows(&s.samples), res);
+                    let counter = downsample::counter(&s.samples, res);
+                    (s.labels, windows, counter)
+                })
+                .collect());
+        }
+        let view = |a| self.select_view(matchers, min_t, max_t, a);
+        let counts = view(Aggregate::Count).await?.series;
+        let sums = view(Aggregate::Sum).await?.series;
+        let mins = view(Aggregate::Min).await?.series;
+        let maxes = view(Aggregate::Max).await?.series;
+        let counters = view(Aggregate::Counter).await?.series;
+        let mut out = Vec::with_capacity(counts.len());
+        // Every view has the same series in the same order, their windows at the same times.
+        for ((((c, s), mn), mx), k) in counts
+            .into_iter()
+            .zip(sums)
+            .zip(mins)
+            .zip(maxes)
+            .zip(counters)
+        {
+            if [&s.labels, &mn.labels, &mx.labels, &k.labels]
+                .iter()
+                .any(|l| **l != c.labels)
+            {
+                return Err(Error::Corrupt(format!(
+                    "block {}: the summaries of {} do not line up",
+                    self.meta.ulid, c.labels
+                )));
+            }
+            let windows = c
+                .samples
+                .iter()
+                .zip(&s.samples)
+                .zip(mn.samples.iter().zip(&mx.samples))
+                .map(|((c, s), (mn, mx))| Window {
+                    t: c.t,
+                    count: c.v,
+                    sum: s.v,
+                    min: mn.v,
+                    max: mx.v,
+                });
+            let windows = downsample::aggregate(windows, res);
+            let counter = downsample::counter(&k.samples, res);
+            out.push((c.labels, windows, counter));
+        }
+        Ok(out)
+    }
+
     /// The label sets (external labels included) of the series [`BlockReader::select`] would
     /// return, without fetching or decoding samples.
     pub async fn series_labels(
@@ -132,7 +211,7 @@ impl BlockReader {
         min_t: i64,
         max_t: i64,
     ) -> Result<Vec<Labels>> {
-        let selection = self.scan(matchers, min_t, max_t, false).await?;
+        let selection = self.scan(matchers, min_t, max_t, None).await?;
         Ok(selection.series.into_iter().map(|s| s.labels).collect())
     }
 
@@ -141,22 +220,24 @@ impl BlockReader {
         matchers: &[Matcher],
         min_t: i64,
         max_t: i64,
-        with_samples: bool,
+        view: Option<Aggregate>,
     ) -> Result<Selection> {
         guard(
             self.meta.ulid,
-            self.scan_unguarded(matchers, min_t, max_t, with_samples),
+            self.scan_unguarded(matchers, min_t, max_t, view),
         )
         .await
     }
 
+    /// Series matching `matchers` in `[min_t, max_t]`: with `view`'s samples, or labels only.
     async fn scan_unguarded(
         &self,
         matchers: &[Matcher],
         min_t: i64,
         max_t: i64,
-        with_samples: bool,
+        view: Option<Aggregate>,
     ) -> Result<Selection> {
+        let with_samples = view.is_some();
         let block = self.meta.ulid;
         let pq = |source| Error::Parquet { block, source };
         let mut stats = ScanStats::default();
@@ -253,12 +334,16 @@ impl BlockReader {
                 row_filter(&batch, &matchers, &external, min_t, max_t)
             })
         };
-        let columns: &[usize] = if with_samples {
-            &[0, 1, 2, 3, 4, 5, 6]
-        } else {
-            &[0, 1]
+        let downsampled = self.meta.resolution > 0;
+        let columns = match view {
+            None => vec![schema::METRIC_NAME, schema::LABELS],
+            Some(view) => read_columns(view, downsampled),
         };
-        let projection = ProjectionMask::roots(parquet_schema, columns.iter().copied());
+        let columns = columns
+            .iter()
+            .map(|c| arrow_schema.index_of(c))
+            .collect::<std::result::Result<Vec<usize>, _>>()?;
+        let projection = ProjectionMask::roots(parquet_schema, columns);
         let mut builder = builder
             .with_projection(projection)
             .with_row_groups(selected)
@@ -276,10 +361,21 @@ impl BlockReader {
 
         let mut series = Vec::new();
         for batch in &batches {
-            if with_samples {
-                decode_batch(batch, &self.external, min_t, max_t, &mut series)?;
-            } else {
-                decode_labels(batch, &self.external, &mut series)?;
+            match view {
+                Some(view) => {
+                    let rows = Rows {
+                        batch,
+                        external: &self.external,
+                        min_t,
+                        max_t,
+                    };
+                    if downsampled && view != Aggregate::Counter {
+                        rows.decode_summaries(view, &mut series)?;
+                    } else {
+                        rows.decode_samples(view, &mut series)?;
+                    }
+                }
+                None => decode_labels(batch, &self.external, &mut series)?,
             }
         }
         stats.series_matched = series.len();
@@ -479,48 +575,133 @@ fn decode_labels(batch: &RecordBatch, external: &Labels, out: &mut Vec<Series>) 
     Ok(())
 }
 
-fn decode_batch(
-    batch: &RecordBatch,
-    external: &Labels,
+/// The columns a view reads (downsampled or raw block).
+fn read_columns(view: Aggregate, downsampled: bool) -> Vec<&'static str> {
+    let mut columns = vec![schema::METRIC_NAME, schema::LABELS];
+    if !downsampled || view == Aggregate::Counter {
+        columns.extend([schema::SAMPLES, schema::TIMESTAMPS, schema::VALUES]);
+        return columns;
+    }
+    columns.push(schema::AGGR_TIMESTAMPS);
+    columns.extend(match view {
+        Aggregate::Avg => &[schema::AGGR_SUM, schema::AGGR_COUNT][..],
+        Aggregate::Count => &[schema::AGGR_COUNT],
+        Aggregate::Sum => &[schema::AGGR_SUM],
+        Aggregate::Min => &[schema::AGGR_MIN],
+        Aggregate::Max => &[schema::AGGR_MAX],
+        Aggregate::Counter => &[],
+    });
+    columns
+}
+
+/// The rows of one batch of a selection, decoded into series.
+struct Rows<'a> {
+    batch: &'a RecordBatch,
+    external: &'a Labels,
     min_t: i64,
     max_t: i64,
-    out: &mut Vec<Series>,
-) -> Result<()> {
-    let col = |name: &str| {
-        batch
+}
+
+impl<'a> Rows<'a> {
+    fn col(&self, name: &str) -> Result<&'a arrow::array::ArrayRef> {
+        self.batch
             .column_by_name(name)
             .ok_or_else(|| Error::Corrupt(format!("data.parquet has no column {name}")))
-    };
-    let names = col(schema::METRIC_NAME)?.as_string::<i32>();
-    let labels = col(schema::LABELS)?.as_binary::<i32>();
-    let counts = col(schema::SAMPLES)?.as_primitive::<UInt32Type>();
-    let tss = col(schema::TIMESTAMPS)?.as_binary::<i32>();
-    let vss = col(schema::VALUES)?.as_binary::<i32>();
-    let (mut ts, mut vs) = (Vec::new(), Vec::new());
-    for i in 0..batch.num_rows() {
-        ts.clear();
-        vs.clear();
-        chunk::decode_timestamps(tss.value(i), &mut ts)?;
-        chunk::decode_values(vss.value(i), &mut vs)?;
-        if ts.len() != vs.len() || ts.len() != counts.value(i) as usize {
-            return Err(Error::Corrupt(format!(
-                "row {i}: {} timestamps, {} values, {} samples announced",
-                ts.len(),
-                vs.len(),
-                counts.value(i)
-            )));
-        }
-        let samples = ts
-            .iter()
-            .zip(&vs)
-            .filter(|(t, _)| (min_t..=max_t).contains(*t))
-            .map(|(&t, &v)| Sample { t, v })
-            .collect();
-        let labels =
-            Labels::decode_with_name(names.value(i), labels.value(i))?.with_external(external);
-        out.push(Series { labels, samples });
     }
-    Ok(())
+
+    fn labels(&self, i: usize) -> Result<Labels> {
+        let names = self.col(schema::METRIC_NAME)?.as_string::<i32>();
+        let labels = self.col(schema::LABELS)?.as_binary::<i32>();
+        Ok(Labels::decode_with_name(names.value(i), labels.value(i))?.with_external(self.external))
+    }
+
+    /// Samples of the `timestamps` and `values` columns (a downsampled block's counter aggregate),
+    /// as `view` sees them.
+    fn decode_samples(&self, view: Aggregate, out: &mut Vec<Series>) -> Result<()> {
+        let counts = self.col(schema::SAMPLES)?.as_primitive::<UInt32Type>();
+        let tss = self.col(schema::TIMESTAMPS)?.as_binary::<i32>();
+        let vss = self.col(schema::VALUES)?.as_binary::<i32>();
+        let (mut ts, mut vs) = (Vec::new(), Vec::new());
+        for i in 0..self.batch.num_rows() {
+            ts.clear();
+            vs.clear();
+            chunk::decode_timestamps(tss.value(i), &mut ts)?;
+            chunk::decode_values(vss.value(i), &mut vs)?;
+            if ts.len() != vs.len() || ts.len() != counts.value(i) as usize {
+                return Err(Error::Corrupt(format!(
+                    "row {i}: {} timestamps, {} values, {} samples announced",
+                    ts.len(),
+                    vs.len(),
+                    counts.value(i)
+                )));
+            }
+            let in_range = ts
+                .iter()
+                .zip(&vs)
+                .filter(|(t, _)| (self.min_t..=self.max_t).contains(*t));
+            let samples = if view == Aggregate::Count {
+                in_range
+                    .filter(|(_, v)| !is_stale_nan(**v))
+                    .map(|(&t, _)| Sample { t, v: 1.0 })
+                    .collect()
+            } else {
+                in_range.map(|(&t, &v)| Sample { t, v }).collect()
+            };
+            out.push(Series {
+                labels: self.labels(i)?,
+                samples,
+            });
+        }
+        Ok(())
+    }
+
+    /// A downsampled block's window summaries as `view` sees them.
+    fn decode_summaries(&self, view: Aggregate, out: &mut Vec<Series>) -> Result<()> {
+        let tss = self.col(schema::AGGR_TIMESTAMPS)?.as_binary::<i32>();
+        let column = |name| -> Result<_> { Ok(self.col(name)?.as_binary::<i32>()) };
+        let (first, second) = match view {
+            Aggregate::Avg => (column(schema::AGGR_SUM)?, Some(column(schema::AGGR_COUNT)?)),
+            Aggregate::Count => (column(schema::AGGR_COUNT)?, None),
+            Aggregate::Sum => (column(schema::AGGR_SUM)?, None),
+            Aggregate::Min => (column(schema::AGGR_MIN)?, None),
+            Aggregate::Max | Aggregate::Counter => (column(schema::AGGR_MAX)?, None),
+        };
+        let (mut ts, mut vs, mut divisors) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..self.batch.num_rows() {
+            ts.clear();
+            vs.clear();
+            divisors.clear();
+            chunk::decode_timestamps(tss.value(i), &mut ts)?;
+            chunk::decode_values(first.value(i), &mut vs)?;
+            if let Some(second) = second {
+                chunk::decode_values(second.value(i), &mut divisors)?;
+            } else {
+                divisors.resize(vs.len(), 1.0);
+            }
+            if ts.len() != vs.len() || ts.len() != divisors.len() {
+                return Err(Error::Corrupt(format!(
+                    "row {i}: {} window times, {} and {} summaries",
+                    ts.len(),
+                    vs.len(),
+                    divisors.len()
+                )));
+            }
+            let samples = ts
+                .iter()
+                .zip(vs.iter().zip(&divisors))
+                .filter(|(t, _)| (self.min_t..=self.max_t).contains(*t))
+                .map(|(&t, (&v, &d))| Sample {
+                    t,
+                    v: if second.is_some() { v / d } else { v },
+                })
+                .collect();
+            out.push(Series {
+                labels: self.labels(i)?,
+                samples,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// A Parquet file in the object store, read by byte ranges.

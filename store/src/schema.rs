@@ -7,8 +7,11 @@ use std::sync::{Arc, LazyLock};
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
-/// Format version written in `meta.json`; readers refuse newer versions.
+/// Format version of raw blocks, written in `meta.json`.
 pub const FORMAT_VERSION: u32 = 1;
+/// Format version of downsampled blocks (the aggregate columns below); readers refuse versions
+/// newer than this, so a reader that predates downsampling never mistakes a summary for samples.
+pub const AGGREGATE_FORMAT_VERSION: u32 = 2;
 
 /// The value of `__name__` (empty string if the series has none).
 pub const METRIC_NAME: &str = "metric_name";
@@ -25,6 +28,20 @@ pub const TIMESTAMPS: &str = "timestamps";
 /// The series' values, coded by [`crate::chunk::encode_values`].
 pub const VALUES: &str = "values";
 
+/// Downsampled blocks: times of the windows' summaries (their last samples), coded as
+/// [`TIMESTAMPS`]; the block's `timestamps` and `values` hold the counter aggregate.
+pub const AGGR_TIMESTAMPS: &str = "aggr_timestamps";
+/// Downsampled blocks: samples per window, coded as [`VALUES`].
+pub const AGGR_COUNT: &str = "aggr_count";
+/// Downsampled blocks: sum per window, coded as [`VALUES`].
+pub const AGGR_SUM: &str = "aggr_sum";
+/// Downsampled blocks: minimum per window, coded as [`VALUES`].
+pub const AGGR_MIN: &str = "aggr_min";
+/// Downsampled blocks: maximum per window, coded as [`VALUES`].
+pub const AGGR_MAX: &str = "aggr_max";
+/// The aggregate columns, in schema order.
+pub const AGGR_COLUMNS: [&str; 5] = [AGGR_TIMESTAMPS, AGGR_COUNT, AGGR_SUM, AGGR_MIN, AGGR_MAX];
+
 /// Name of the Parquet file inside a block.
 pub const DATA_FILE: &str = "data.parquet";
 /// Name of a block's label index: every label name with its values, external labels included, as
@@ -35,18 +52,35 @@ pub const META_FILE: &str = "meta.json";
 /// Name of the file that marks a block for deletion (written by the compactor).
 pub const DELETION_MARK_FILE: &str = "deletion-mark.json";
 
-/// The Arrow schema of `data.parquet`.
+fn raw_fields() -> Vec<Field> {
+    vec![
+        Field::new(METRIC_NAME, DataType::Utf8, false),
+        Field::new(LABELS, DataType::Binary, false),
+        Field::new(MIN_T, DataType::Int64, false),
+        Field::new(MAX_T, DataType::Int64, false),
+        Field::new(SAMPLES, DataType::UInt32, false),
+        Field::new(TIMESTAMPS, DataType::Binary, false),
+        Field::new(VALUES, DataType::Binary, false),
+    ]
+}
+
+/// The Arrow schema of `data.parquet` in a raw block.
 pub fn schema() -> SchemaRef {
+    static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| Arc::new(Schema::new(raw_fields())));
+    Arc::clone(&SCHEMA)
+}
+
+/// The Arrow schema of `data.parquet` in a downsampled block: the raw columns (the counter
+/// aggregate in `timestamps` and `values`), then [`AGGR_COLUMNS`].
+pub fn aggregate_schema() -> SchemaRef {
     static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-        Arc::new(Schema::new(vec![
-            Field::new(METRIC_NAME, DataType::Utf8, false),
-            Field::new(LABELS, DataType::Binary, false),
-            Field::new(MIN_T, DataType::Int64, false),
-            Field::new(MAX_T, DataType::Int64, false),
-            Field::new(SAMPLES, DataType::UInt32, false),
-            Field::new(TIMESTAMPS, DataType::Binary, false),
-            Field::new(VALUES, DataType::Binary, false),
-        ]))
+        let mut fields = raw_fields();
+        fields.extend(
+            AGGR_COLUMNS
+                .iter()
+                .map(|name| Field::new(*name, DataType::Binary, false)),
+        );
+        Arc::new(Schema::new(fields))
     });
     Arc::clone(&SCHEMA)
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use futures::future::try_join_all;
 
+use crate::downsample::Aggregate;
 use crate::error::Result;
 use crate::reader::LabelIndex;
 use crate::{Labels, Matcher, MemSeriesSet, Series};
@@ -44,6 +45,12 @@ pub struct SelectHints {
     pub grouping: Vec<String>,
     /// Whether `grouping` is `by` (true) or `without` (false).
     pub by: bool,
+    /// Coarsest resolution the selection may read, ms (0: raw samples only): sources holding
+    /// downsampled blocks answer from the coarsest ones at most this coarse, finer data filling
+    /// their gaps (Thanos's `max_source_resolution`).
+    pub resolution: i64,
+    /// Which summary of downsampled data the selection reads (raw samples stand for themselves).
+    pub aggregate: Aggregate,
 }
 
 impl SelectHints {
@@ -82,9 +89,9 @@ pub trait Source: Send + Sync + std::fmt::Debug {
     }
 
     /// Parts of this source that answer independently and together answer what it answers, for
-    /// selections in `[min_t, max_t]` (a catalog: one per block), so that a plan can read them in
-    /// parallel partitions; `None` when the source is one part.
-    fn parts(&self, _min_t: i64, _max_t: i64) -> Option<Vec<Arc<dyn Source>>> {
+    /// selections with `hints` (a catalog: one per block it would read), so that a plan can read
+    /// them in parallel partitions; `None` when the source is one part.
+    fn parts(&self, _hints: &SelectHints) -> Option<Vec<Arc<dyn Source>>> {
         None
     }
 
@@ -146,9 +153,10 @@ pub struct MemSource {
 impl Source for MemSource {
     fn select<'a>(&'a self, matchers: &'a [Matcher], hints: &'a SelectHints) -> SelectFuture<'a> {
         Box::pin(async move {
-            Ok(self
+            let series = self
                 .set
-                .select(matchers, &self.external, hints.start, hints.end))
+                .select(matchers, &self.external, hints.start, hints.end);
+            Ok(crate::downsample::raw_view(series, hints.aggregate))
         })
     }
 }
@@ -182,11 +190,11 @@ impl Source for Fanout {
         })
     }
 
-    fn parts(&self, min_t: i64, max_t: i64) -> Option<Vec<Arc<dyn Source>>> {
+    fn parts(&self, hints: &SelectHints) -> Option<Vec<Arc<dyn Source>>> {
         Some(
             self.0
                 .iter()
-                .flat_map(|s| s.parts(min_t, max_t).unwrap_or_else(|| vec![Arc::clone(s)]))
+                .flat_map(|s| s.parts(hints).unwrap_or_else(|| vec![Arc::clone(s)]))
                 .collect(),
         )
     }

@@ -15,12 +15,13 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use crate::chunk;
+use crate::downsample::Window;
 use crate::error::{Error, Result};
 use crate::labels::Labels;
 use crate::layout;
 use crate::meta::{BlockFile, BlockId, BlockMeta, BlockStats, Compaction};
 use crate::reader::LabelIndex;
-use crate::schema::{self, DATA_FILE, FORMAT_VERSION, LABELS_FILE};
+use crate::schema::{self, AGGREGATE_FORMAT_VERSION, DATA_FILE, FORMAT_VERSION, LABELS_FILE};
 use crate::series::{Sample, Series, sort_dedup};
 use crate::upload::Upload;
 
@@ -40,6 +41,9 @@ pub struct WriteOptions {
     pub page_rows: usize,
     /// For a block merged from others: its level and sources (`None`: a fresh level-1 block).
     pub compaction: Option<Compaction>,
+    /// Window of a downsampled block's summaries, ms (0: raw samples); every series of a
+    /// downsampled block must come from [`CodedSeries::downsampled`].
+    pub resolution: i64,
 }
 
 impl Default for WriteOptions {
@@ -50,6 +54,7 @@ impl Default for WriteOptions {
             row_group_rows: 16_384,
             page_rows: 512,
             compaction: None,
+            resolution: 0,
         }
     }
 }
@@ -64,9 +69,35 @@ pub struct CodedSeries {
     samples: u32,
     timestamps: Vec<u8>,
     values: Vec<u8>,
+    /// A downsampled series' window summaries, coded in [`schema::AGGR_COLUMNS`] order.
+    aggr: Option<[Vec<u8>; 5]>,
 }
 
 impl CodedSeries {
+    /// A downsampled series: its windows' summaries and its counter aggregate (see
+    /// [`crate::downsample`]); `None` if it has no samples.
+    pub fn downsampled(
+        labels: Labels,
+        windows: &[Window],
+        counter: &[Sample],
+    ) -> Result<Option<Self>> {
+        let Some(mut coded) = Self::new(labels, counter)? else {
+            return Ok(None);
+        };
+        let ts: Vec<i64> = windows.iter().map(|w| w.t).collect();
+        let values = |f: fn(&Window) -> f64| {
+            chunk::encode_values(&windows.iter().map(f).collect::<Vec<f64>>())
+        };
+        coded.aggr = Some([
+            chunk::encode_timestamps(&ts),
+            values(|w| w.count),
+            values(|w| w.sum),
+            values(|w| w.min),
+            values(|w| w.max),
+        ]);
+        Ok(Some(coded))
+    }
+
     /// Codes `samples`, which must be sorted by time with unique timestamps; `None` if empty.
     pub fn new(labels: Labels, samples: &[Sample]) -> Result<Option<Self>> {
         let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
@@ -86,6 +117,7 @@ impl CodedSeries {
             timestamps: chunk::encode_timestamps(&ts),
             values: chunk::encode_values(&vs),
             labels,
+            aggr: None,
         }))
     }
 }
@@ -207,7 +239,12 @@ where
     let index_bytes = put_label_index(store, id, &encoded.labels).await?;
     let bytes = sink.bytes + index_bytes;
     let meta = BlockMeta {
-        version: FORMAT_VERSION,
+        version: if options.resolution > 0 {
+            AGGREGATE_FORMAT_VERSION
+        } else {
+            FORMAT_VERSION
+        },
+        resolution: options.resolution,
         ulid: id,
         min_t: encoded.min_t,
         max_t: encoded.max_t + 1,
@@ -346,9 +383,24 @@ fn encode(
         .set_column_statistics_enabled(ColumnPath::from(schema::VALUES), EnabledStatistics::None)
         .set_column_statistics_enabled(ColumnPath::from(schema::LABELS), EnabledStatistics::None)
         .set_column_dictionary_enabled(ColumnPath::from(schema::VALUES), false)
-        .set_column_dictionary_enabled(ColumnPath::from(schema::LABELS), false)
+        .set_column_dictionary_enabled(ColumnPath::from(schema::LABELS), false);
+    // Summaries are chunks too; times and counts of windows repeat across series (dictionary kept).
+    let props = schema::AGGR_COLUMNS
+        .iter()
+        .fold(props, |p, c| {
+            p.set_column_statistics_enabled(ColumnPath::from(*c), EnabledStatistics::None)
+        })
+        .set_column_dictionary_enabled(ColumnPath::from(schema::AGGR_SUM), false)
+        .set_column_dictionary_enabled(ColumnPath::from(schema::AGGR_MIN), false)
+        .set_column_dictionary_enabled(ColumnPath::from(schema::AGGR_MAX), false)
         .build();
-    let mut writer = ArrowWriter::try_new(sink, schema::schema(), Some(props))
+    let downsampled = options.resolution > 0;
+    let arrow_schema = if downsampled {
+        schema::aggregate_schema()
+    } else {
+        schema::schema()
+    };
+    let mut writer = ArrowWriter::try_new(sink, arrow_schema, Some(props))
         .map_err(|source| Error::Parquet { block: id, source })?;
 
     let (mut min_t, mut max_t, mut n_series, mut n_samples) = (i64::MAX, i64::MIN, 0u64, 0u64);
@@ -393,9 +445,25 @@ fn encode(
         batch.samples.append_value(s.samples);
         batch.timestamps.append_value(&s.timestamps);
         batch.values.append_value(&s.values);
+        match (&s.aggr, downsampled) {
+            (Some(aggr), true) => {
+                for (builder, bytes) in batch.aggr.iter_mut().zip(aggr) {
+                    builder.append_value(bytes);
+                }
+            }
+            (None, false) => {}
+            _ => {
+                return Err(Error::Corrupt(format!(
+                    "block {id}: series {} is {} in a {} block",
+                    s.labels,
+                    if downsampled { "raw" } else { "downsampled" },
+                    if downsampled { "downsampled" } else { "raw" },
+                )));
+            }
+        }
         if batch.len() >= options.page_rows.max(1024) {
             writer
-                .write(&batch.finish()?)
+                .write(&batch.finish(downsampled)?)
                 .map_err(|source| Error::Parquet { block: id, source })?;
         }
         previous = Some(s.labels);
@@ -405,7 +473,7 @@ fn encode(
     }
     if batch.len() > 0 {
         writer
-            .write(&batch.finish()?)
+            .write(&batch.finish(downsampled)?)
             .map_err(|source| Error::Parquet { block: id, source })?;
     }
     let sink = writer
@@ -443,6 +511,8 @@ struct BatchBuilder {
     samples: UInt32Builder,
     timestamps: BinaryBuilder,
     values: BinaryBuilder,
+    /// Downsampled blocks only: [`schema::AGGR_COLUMNS`].
+    aggr: [BinaryBuilder; 5],
 }
 
 impl BatchBuilder {
@@ -450,8 +520,8 @@ impl BatchBuilder {
         arrow::array::ArrayBuilder::len(&self.min_t)
     }
 
-    fn finish(&mut self) -> Result<RecordBatch> {
-        let columns: Vec<ArrayRef> = vec![
+    fn finish(&mut self, downsampled: bool) -> Result<RecordBatch> {
+        let mut columns: Vec<ArrayRef> = vec![
             Arc::new(self.name.finish()),
             Arc::new(self.labels.finish()),
             Arc::new(self.min_t.finish()),
@@ -460,6 +530,12 @@ impl BatchBuilder {
             Arc::new(self.timestamps.finish()),
             Arc::new(self.values.finish()),
         ];
-        Ok(RecordBatch::try_new(schema::schema(), columns)?)
+        if !downsampled {
+            return Ok(RecordBatch::try_new(schema::schema(), columns)?);
+        }
+        for b in &mut self.aggr {
+            columns.push(Arc::new(b.finish()));
+        }
+        Ok(RecordBatch::try_new(schema::aggregate_schema(), columns)?)
     }
 }

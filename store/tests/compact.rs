@@ -91,7 +91,8 @@ async fn merges_finished_windows_then_deletes_the_sources_after_the_delay() {
 
     let opts = |now_ms| CompactOptions {
         range_ms: 24 * H,
-        retention_ms: None,
+        retention_ms: [None; 3],
+        downsample: false,
         delete_delay_ms: H,
         partial_delay_ms: H,
         now_ms,
@@ -169,7 +170,8 @@ async fn merges_finished_windows_then_deletes_the_sources_after_the_delay() {
 
     // Retention: blocks whose newest sample is older than the cut-off go the same way.
     let expire = CompactOptions {
-        retention_ms: Some(24 * H),
+        retention_ms: [Some(24 * H); 3],
+        downsample: false,
         ..opts(4 * H + 1 + 24 * H)
     };
     let report = compact(&store, &expire).await.unwrap();
@@ -251,7 +253,8 @@ async fn replicas_merge_into_one_block_with_the_same_answers() {
 
     let opts = CompactOptions {
         range_ms: 2 * H,
-        retention_ms: None,
+        retention_ms: [None; 3],
+        downsample: false,
         delete_delay_ms: H,
         partial_delay_ms: H,
         now_ms: 6 * H,

@@ -201,7 +201,7 @@ async fn parts_are_one_per_source_with_its_replicas_together() {
     let catalog = Arc::new(Catalog::new(store));
     catalog.refresh().await.unwrap();
     let dedup = Dedup::new(Arc::<Catalog>::clone(&catalog), vec!["replica".into()]);
-    let parts = dedup.parts(0, 15 * S).unwrap();
+    let parts = dedup.parts(&SelectHints::range(0, 15 * S)).unwrap();
     assert_eq!(parts.len(), 2);
     let hints = SelectHints::range(0, 15 * S);
     for part in &parts {
@@ -213,7 +213,7 @@ async fn parts_are_one_per_source_with_its_replicas_together() {
     let mixed = Fanout(vec![catalog, Arc::new(MemSource::default())]);
     assert!(
         Dedup::new(Arc::new(mixed), vec!["replica".into()])
-            .parts(0, 15 * S)
+            .parts(&SelectHints::range(0, 15 * S))
             .is_none()
     );
 }
