@@ -5,10 +5,12 @@
 //! cargo run --profile bench-fast -p fleetscope-bench -- storage --preset small
 //! cargo run --profile bench-fast -p fleetscope-bench -- compare --preset small
 //! cargo run -p fleetscope-bench -- crash --kills 100 --outage-secs 600
+//! cargo run --profile bench-fast -p fleetscope-bench -- longrange
 //! ```
 
 mod compare;
 mod crash;
+mod longrange;
 mod procs;
 mod storage;
 
@@ -58,6 +60,8 @@ enum Cmd {
     },
     /// Everything side by side with a real Prometheus: ingest, storage, queries, memory; one table.
     Compare(compare::Args),
+    /// A 14-day dashboard on raw and downsampled blocks, and on Prometheus with the same data.
+    Longrange(longrange::Args),
     /// The shipper SIGKILLed under load in every phase, and an object-store outage: every
     /// acknowledged sample must end up in the bucket exactly once.
     Crash(crash::Args),
@@ -87,6 +91,7 @@ fn main() -> anyhow::Result<()> {
         } => storage::storage(&preset, work, &promtool, fleetscope),
         Cmd::Compare(args) => compare::run(args),
         Cmd::Crash(args) => crash::run(args),
+        Cmd::Longrange(args) => longrange::run(args),
     }
 }
 

@@ -89,16 +89,28 @@ pub fn encode_values(vs: &[f64]) -> Vec<u8> {
 
 /// Decodes [`encode_values`] output, appending to `out`.
 pub fn decode_values(buf: &[u8], out: &mut Vec<f64>) -> Result<()> {
+    decode_values_range(buf, 0..usize::MAX, out).map(|_| ())
+}
+
+/// Decodes the values at positions `range` of [`encode_values`] output (clipped to the count),
+/// appending them to `out`: the ones before are parsed but not made, the ones after not read (a
+/// selection of the last minutes of a long chunk makes only those). Returns the chunk's count.
+pub fn decode_values_range(
+    buf: &[u8],
+    range: std::ops::Range<usize>,
+    out: &mut Vec<f64>,
+) -> Result<usize> {
     let (&kind, mut buf) = buf
         .split_first()
         .ok_or_else(|| corrupt("empty values chunk"))?;
     let n = get_len(&mut buf)?;
+    let (lo, hi) = (range.start.min(n), range.end.min(n));
     // Every sample takes a byte at least: a corrupt count cannot make us allocate more than that.
-    out.reserve(n.min(buf.len()));
+    out.reserve(hi.saturating_sub(lo).min(buf.len()));
     match kind {
         KIND_XOR => {
             let mut prev = 0u64;
-            for _ in 0..n {
+            for i in 0..hi {
                 let (&tz, rest) = buf
                     .split_first()
                     .ok_or_else(|| corrupt("truncated xor value"))?;
@@ -109,7 +121,9 @@ pub fn decode_values(buf: &[u8], out: &mut Vec<f64>) -> Result<()> {
                     get_uvarint(&mut buf)? << tz
                 };
                 prev ^= x;
-                out.push(f64::from_bits(prev));
+                if i >= lo {
+                    out.push(f64::from_bits(prev));
+                }
             }
         }
         KIND_DECIMAL_DELTA | KIND_DECIMAL_DOD => {
@@ -133,9 +147,12 @@ pub fn decode_values(buf: &[u8], out: &mut Vec<f64>) -> Result<()> {
                 buf = &buf[8..];
                 exceptions.push((pos, f64::from_bits(u64::from_le_bytes(bits))));
             }
+            if pos >= n && n_exc > 0 {
+                return Err(corrupt("exception past the end"));
+            }
             let start = out.len();
             let (mut prev, mut delta) = (0i64, 0i64);
-            for i in 0..n {
+            for i in 0..hi {
                 let x = get_ivarint(&mut buf)?;
                 let int = match (i, kind) {
                     (0, _) => x,
@@ -149,17 +166,20 @@ pub fn decode_values(buf: &[u8], out: &mut Vec<f64>) -> Result<()> {
                         prev.wrapping_add(delta)
                     }
                 };
-                out.push(int as f64 / scale);
+                if i >= lo {
+                    out.push(int as f64 / scale);
+                }
                 prev = int;
             }
             for (pos, v) in exceptions {
-                *out.get_mut(start + pos)
-                    .ok_or_else(|| corrupt("exception past the end"))? = v;
+                if (lo..hi).contains(&pos) {
+                    out[start + pos - lo] = v;
+                }
             }
         }
         _ => return Err(corrupt("unknown values encoding")),
     }
-    Ok(())
+    Ok(n)
 }
 
 /// Values seen as integers scaled by `10^exp`, with the positions that are not such decimals.
@@ -393,6 +413,28 @@ mod tests {
         fn decimals_roundtrip(ints in proptest::collection::vec(-1_000_000_000i64..1_000_000_000, 0..50), e in 0i32..6) {
             let vs: Vec<f64> = ints.into_iter().map(|i| i as f64 / 10f64.powi(e)).collect();
             roundtrip_values(&vs);
+        }
+
+        #[test]
+        fn a_range_of_values_is_that_range_of_all(
+            ints in proptest::collection::vec(-1_000i64..1_000, 0..80),
+            nan_at in proptest::collection::vec(0usize..80, 0..5),
+            (lo, len) in (0usize..90, 0usize..90),
+        ) {
+            // Decimals with a few exceptions, and the same as XOR-coded bits.
+            let mut vs: Vec<f64> = ints.into_iter().map(|i| i as f64 / 100.0).collect();
+            let n = vs.len();
+            for i in nan_at.into_iter().filter(|&i| i < n) {
+                vs[i] = f64::NAN;
+            }
+            for enc in [encode_values(&vs), encode_xor(&vs)] {
+                let mut part = Vec::new();
+                let n = decode_values_range(&enc, lo..lo + len, &mut part).unwrap();
+                prop_assert_eq!(n, vs.len());
+                let want: Vec<u64> = vs.iter().skip(lo).take(len).map(|v| v.to_bits()).collect();
+                let got: Vec<u64> = part.iter().map(|v| v.to_bits()).collect();
+                prop_assert_eq!(got, want);
+            }
         }
 
         #[test]

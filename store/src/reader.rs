@@ -626,19 +626,24 @@ impl<'a> Rows<'a> {
             ts.clear();
             vs.clear();
             chunk::decode_timestamps(tss.value(i), &mut ts)?;
-            chunk::decode_values(vss.value(i), &mut vs)?;
-            if ts.len() != vs.len() || ts.len() != counts.value(i) as usize {
+            if ts.len() != counts.value(i) as usize {
                 return Err(Error::Corrupt(format!(
-                    "row {i}: {} timestamps, {} values, {} samples announced",
+                    "row {i}: {} timestamps, {} samples announced",
                     ts.len(),
-                    vs.len(),
                     counts.value(i)
                 )));
             }
-            let in_range = ts
-                .iter()
-                .zip(&vs)
-                .filter(|(t, _)| (self.min_t..=self.max_t).contains(*t));
+            // Only the values in the range are made (timestamps are sorted).
+            let lo = ts.partition_point(|&t| t < self.min_t);
+            let hi = ts.partition_point(|&t| t <= self.max_t);
+            let n = chunk::decode_values_range(vss.value(i), lo..hi, &mut vs)?;
+            if n != ts.len() || vs.len() != hi.saturating_sub(lo) {
+                return Err(Error::Corrupt(format!(
+                    "row {i}: {n} values, {} timestamps",
+                    ts.len()
+                )));
+            }
+            let in_range = ts[lo..hi.max(lo)].iter().zip(&vs);
             let samples = if view == Aggregate::Count {
                 in_range
                     .filter(|(_, v)| !is_stale_nan(**v))

@@ -1,0 +1,383 @@
+//! `longrange`: a 14-day fleet dashboard on raw and downsampled blocks, and on Prometheus with the
+//! same raw data. The fleet (container CPU counters and GPU utilisation of the three clusters, 15 s
+//! scrapes) is generated for `--days` days, imported with `fleetscope import` and compacted with
+//! `fleetscope compact --range 24h` (which writes the 5m and 1h blocks), and turned into TSDB
+//! blocks for Prometheus with `promtool tsdb create-blocks-from openmetrics`. Each query runs
+//! over the first 14 days at a 1h step: on the querier with `max_source_resolution=raw` and
+//! `auto`, and on Prometheus; reported: first-run and warm latency, samples read, the largest
+//! difference of the downsampled answer from the raw one, and the bytes per resolution.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use fleetscope_sim::fleet::{FleetSpec, generate_cluster};
+use fleetscope_sim::openmetrics::{write_eof, write_series};
+use fleetscope_store::BlockMeta;
+use fleetscope_store::downsample::resolution_name;
+
+use crate::START_MS;
+use crate::procs::{Measured, Server, free_port, http, run_measured};
+
+/// Flags of `longrange`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Days of data (at least 17: the 1h level needs a 5m block past its 14-day window).
+    #[arg(long, default_value_t = 17)]
+    days: i64,
+    /// Nodes per cluster multiplied by this.
+    #[arg(long, default_value_t = 1)]
+    scale: usize,
+    /// Working directory (default: a fresh temporary one).
+    #[arg(long)]
+    work: Option<PathBuf>,
+    /// The fleetscope binary (default: next to this one).
+    #[arg(long)]
+    fleetscope: Option<PathBuf>,
+    /// The Prometheus server binary.
+    #[arg(long, default_value = "prometheus")]
+    prometheus: String,
+    /// promtool binary.
+    #[arg(long, default_value = "promtool")]
+    promtool: String,
+    /// Warm runs per query; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+}
+
+const D: i64 = 24 * 3_600_000;
+
+/// The metric families of the dashboard.
+const FAMILIES: [&str; 2] = ["container_cpu_usage_seconds_total", "DCGM_FI_DEV_GPU_UTIL"];
+
+/// The dashboard's queries, 14 days at a 1h step.
+const QUERIES: [&str; 3] = [
+    "sum by (cluster) (rate(container_cpu_usage_seconds_total[1h]))",
+    "avg by (cluster) (DCGM_FI_DEV_GPU_UTIL)",
+    "max by (cluster) (max_over_time(DCGM_FI_DEV_GPU_UTIL[1h]))",
+];
+
+pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+    anyhow::ensure!(args.days >= 17, "--days must be at least 17");
+    let tmp;
+    let work = match &args.work {
+        Some(w) => w.clone(),
+        None => {
+            tmp = tempfile::tempdir()?;
+            tmp.path().to_path_buf()
+        }
+    };
+    std::fs::create_dir_all(&work)?;
+    let fleetscope = match &args.fleetscope {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("fleetscope"),
+    };
+    anyhow::ensure!(
+        fleetscope.exists(),
+        "no fleetscope binary at {}",
+        fleetscope.display()
+    );
+    let fleetscope = fleetscope.to_string_lossy().into_owned();
+
+    // The data: one OpenMetrics file per cluster, series carrying their `cluster` label.
+    let t = Instant::now();
+    let spec = FleetSpec::standard(args.scale, START_MS, args.days * D);
+    let input = work.join("input");
+    std::fs::create_dir_all(&input)?;
+    let (mut files, mut samples, mut n_series) = (Vec::new(), 0usize, 0usize);
+    for cluster in &spec.clusters {
+        let path = input.join(format!("{}.om", cluster.name));
+        let mut w = BufWriter::with_capacity(1 << 20, File::create(&path)?);
+        let mut err = None;
+        generate_cluster(&spec, cluster, &mut |mut s| {
+            if s.samples.is_empty() || err.is_some() || !FAMILIES.contains(&s.name) {
+                return;
+            }
+            s.labels.push(("cluster", cluster.name.clone()));
+            n_series += 1;
+            match write_series(&mut w, &s) {
+                Ok(n) => samples += n,
+                Err(e) => err = Some(e),
+            }
+        });
+        if let Some(e) = err {
+            return Err(e).context(format!("write {}", path.display()));
+        }
+        write_eof(&mut w)?;
+        std::io::Write::flush(&mut w)?;
+        files.push((cluster.name.clone(), path));
+    }
+    eprintln!(
+        "generated {n_series} series, {samples} samples over {} days in {:.0}s",
+        args.days,
+        t.elapsed().as_secs_f64()
+    );
+
+    // fleetscope: import, then one compaction pass (daily blocks, then 5m and 1h).
+    let bucket = work.join("bucket");
+    let url = format!("file://{}", bucket.display());
+    let mut import = Measured::default();
+    for (cluster, path) in &files {
+        let mut cmd = Command::new(&fleetscope);
+        cmd.args(["import", "--objstore", &url, "--cluster", cluster])
+            .arg(path);
+        import.add(run_measured(cmd)?);
+    }
+    let mut cmd = Command::new(&fleetscope);
+    cmd.args([
+        "compact",
+        "--objstore",
+        &url,
+        "--range",
+        "24h",
+        "--delete-delay",
+        "1ms",
+    ]);
+    let compaction = run_measured(cmd)?;
+    // A second pass deletes what the first merged away (marked, delay 1ms).
+    let mut cmd = Command::new(&fleetscope);
+    cmd.args([
+        "compact",
+        "--objstore",
+        &url,
+        "--range",
+        "24h",
+        "--delete-delay",
+        "1ms",
+    ]);
+    run_measured(cmd)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let store = fleetscope_store::objstore::open(&url)?;
+    let metas = rt.block_on(BlockMeta::list(&store))?;
+    let bytes_at = |res: i64| -> (usize, u64) {
+        let blocks: Vec<&BlockMeta> = metas.iter().filter(|m| m.resolution == res).collect();
+        (blocks.len(), blocks.iter().map(|m| m.stats.bytes).sum())
+    };
+    eprintln!(
+        "imported in {:.0}s, compacted and downsampled in {:.0}s",
+        import.wall.as_secs_f64(),
+        compaction.wall.as_secs_f64()
+    );
+
+    // Prometheus: the same files as TSDB blocks in one data directory.
+    let prom_data = work.join("prometheus-data");
+    std::fs::create_dir_all(&prom_data)?;
+    for (_, path) in &files {
+        let mut cmd = Command::new(&args.promtool);
+        cmd.args(["tsdb", "create-blocks-from", "openmetrics", "-q"])
+            .arg(path)
+            .arg(&prom_data);
+        run_measured(cmd).context("promtool (Debian package prometheus)")?;
+    }
+    let prom_port = free_port()?;
+    let prom_config = work.join("prometheus.yml");
+    std::fs::write(&prom_config, "global:\n  scrape_interval: 15s\n")?;
+    let prometheus = Server::start(
+        "prometheus",
+        &args.prometheus,
+        &[
+            format!("--config.file={}", prom_config.display()),
+            format!("--storage.tsdb.path={}", prom_data.display()),
+            "--storage.tsdb.retention.time=100y".into(),
+            format!("--web.listen-address=127.0.0.1:{prom_port}"),
+            "--query.max-samples=500000000".into(),
+        ],
+        prom_port,
+        "/-/ready",
+        &work.join("prometheus.log"),
+    )?;
+    settle(&prom_data)?;
+
+    let q_port = free_port()?;
+    let querier = Server::start(
+        "fleetscope querier",
+        &fleetscope,
+        &[
+            "querier".into(),
+            "--query.compat=prometheus2".into(),
+            "--query.max-samples=500000000".into(),
+            "--objstore".into(),
+            url.clone(),
+            "--listen".into(),
+            format!("127.0.0.1:{q_port}"),
+            "--log.level".into(),
+            "warn".into(),
+        ],
+        q_port,
+        "/-/ready",
+        &work.join("querier.log"),
+    )?;
+
+    let (start, end) = (START_MS / 1000, (START_MS + 14 * D) / 1000);
+    println!(
+        "dataset: {n_series} series ({} of the fleet at scale {}), {samples} samples, {} days at 15 s; queries over the first 14 days, step 1h\n",
+        FAMILIES.join(", "),
+        args.scale,
+        args.days
+    );
+    println!(
+        "| query | raw: first / warm | auto: first / warm | speed-up (warm) | samples raw / auto | Prometheus: first / warm | auto vs Prometheus (warm) | largest difference auto vs raw |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for q in QUERIES {
+        let enc: String = url::form_urlencoded::byte_serialize(q.as_bytes()).collect();
+        let path = |res: &str| {
+            format!(
+                "/api/v1/query_range?query={enc}&start={start}&end={end}&step=3600&max_source_resolution={res}"
+            )
+        };
+        let (raw_t, raw) = timed(q_port, &path("raw"), args.repeats)?;
+        let (auto_t, auto) = timed(q_port, &path("auto"), args.repeats)?;
+        let (prom_t, prom) = timed(prom_port, &path("raw"), args.repeats)?;
+        anyhow::ensure!(
+            same(&raw, &prom, 1e-9),
+            "{q}: fleetscope on raw blocks and Prometheus differ"
+        );
+        let samples_raw = scanned(q_port, &path("raw"))?;
+        let samples_auto = scanned(q_port, &path("auto"))?;
+        println!(
+            "| `{q}` | {:.3} / {:.3} s | {:.3} / {:.3} s | **{:.1}x** | {samples_raw} / {samples_auto} (**{:.1}x** fewer) | {:.3} / {:.3} s | {:.2}x | {:.3}% |",
+            raw_t.0,
+            raw_t.1,
+            auto_t.0,
+            auto_t.1,
+            raw_t.1 / auto_t.1,
+            samples_raw as f64 / samples_auto.max(1) as f64,
+            prom_t.0,
+            prom_t.1,
+            auto_t.1 / prom_t.1,
+            100.0 * largest_difference(&raw, &auto),
+        );
+    }
+    let (_, raw_bytes) = bytes_at(0);
+    println!("\n| resolution | blocks | bytes | vs raw |\n|---|---|---|---|");
+    let mut total = 0;
+    for res in fleetscope_store::downsample::RESOLUTIONS {
+        let (n, bytes) = bytes_at(res);
+        total += bytes;
+        println!(
+            "| {} | {n} | {bytes} | {:.3}x |",
+            resolution_name(res),
+            bytes as f64 / raw_bytes.max(1) as f64
+        );
+    }
+    println!(
+        "| all together | {} | {total} | **{:.3}x** |",
+        metas.len(),
+        total as f64 / raw_bytes.max(1) as f64
+    );
+    drop(querier);
+    drop(prometheus);
+    Ok(())
+}
+
+/// Waits until Prometheus's block directories stop changing (it compacts the imported 2h blocks
+/// at start), at most 10 minutes.
+fn settle(data: &std::path::Path) -> anyhow::Result<()> {
+    let blocks = || -> anyhow::Result<usize> {
+        Ok(std::fs::read_dir(data)?
+            .filter_map(Result::ok)
+            .filter(|e| e.path().join("meta.json").exists())
+            .count())
+    };
+    let (mut last, mut stable, t) = (blocks()?, 0, Instant::now());
+    while stable < 6 && t.elapsed() < Duration::from_secs(600) {
+        std::thread::sleep(Duration::from_secs(10));
+        let now = blocks()?;
+        stable = if now == last { stable + 1 } else { 0 };
+        last = now;
+    }
+    eprintln!(
+        "Prometheus settled on {last} blocks after {:.0}s",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// First-run seconds and the warm median, with the answer.
+fn timed(port: u16, path: &str, repeats: usize) -> anyhow::Result<((f64, f64), serde_json::Value)> {
+    let run = || -> anyhow::Result<(f64, serde_json::Value)> {
+        let t = Instant::now();
+        let (status, body) = http("GET", port, path, &[], b"")?;
+        let secs = t.elapsed().as_secs_f64();
+        anyhow::ensure!(
+            status == 200,
+            "{path}: {status} {}",
+            String::from_utf8_lossy(&body)
+        );
+        Ok((secs, serde_json::from_slice(&body)?))
+    };
+    let (first, _) = run()?;
+    let mut times = Vec::new();
+    let mut last = serde_json::Value::Null;
+    for _ in 0..repeats.max(1) {
+        let (t, v) = run()?;
+        times.push(t);
+        last = v;
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(((first, times[times.len() / 2]), last))
+}
+
+/// Samples the querier's scans read for a query (`analyze=true`).
+fn scanned(port: u16, path: &str) -> anyhow::Result<u64> {
+    let (_, body) = http(
+        "GET",
+        port,
+        &format!("{path}&explain=true&analyze=true"),
+        &[],
+        b"",
+    )?;
+    let json: serde_json::Value = serde_json::from_slice(&body)?;
+    let plan = json["data"]["plan"]
+        .as_str()
+        .context("no plan in the answer")?;
+    Ok(plan
+        .lines()
+        .filter(|l| l.contains("PromScanExec"))
+        .flat_map(|l| l.split([' ', ',', '[', ']']))
+        .filter_map(|w| w.strip_prefix("samples="))
+        .filter_map(|n| n.parse::<u64>().ok())
+        .sum())
+}
+
+/// `(labels, t, v)` of every point of a range answer.
+fn points(v: &serde_json::Value) -> std::collections::BTreeMap<(String, String), f64> {
+    let mut out = std::collections::BTreeMap::new();
+    for r in v["data"]["result"].as_array().into_iter().flatten() {
+        for p in r["values"].as_array().into_iter().flatten() {
+            let value = p[1]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(f64::NAN);
+            out.insert((r["metric"].to_string(), p[0].to_string()), value);
+        }
+    }
+    out
+}
+
+/// Whether two answers have the same points, values within `tolerance` (relative).
+fn same(a: &serde_json::Value, b: &serde_json::Value, tolerance: f64) -> bool {
+    let (x, y) = (points(a), points(b));
+    x.len() == y.len()
+        && x.iter().all(|(k, va)| {
+            y.get(k)
+                .is_some_and(|vb| va == vb || (va - vb).abs() <= tolerance * va.abs().max(vb.abs()))
+        })
+}
+
+/// The largest relative difference of `b`'s points from `a`'s (a point missing counts as 100%).
+fn largest_difference(a: &serde_json::Value, b: &serde_json::Value) -> f64 {
+    let y = points(b);
+    points(a)
+        .iter()
+        .map(|(k, va)| match y.get(k) {
+            Some(vb) if va == vb => 0.0,
+            Some(vb) => (va - vb).abs() / va.abs().max(vb.abs()),
+            None => 1.0,
+        })
+        .fold(0.0, f64::max)
+}
