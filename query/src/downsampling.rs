@@ -74,6 +74,9 @@ pub(crate) fn for_selection(
     func: Option<&str>,
     range: Option<i64>,
 ) -> (i64, Aggregate, Option<String>) {
+    if max <= 0 {
+        return (0, Aggregate::default(), None);
+    }
     let aggregate = aggregate_for(func);
     let allowed = [RES_1H, RES_5M].into_iter().filter(|&r| r <= max);
     let mut resolution = 0;

@@ -102,8 +102,15 @@ pub(crate) struct QueryCtx {
     shared: Mutex<HashMap<SharedKey, SharedCell>>,
 }
 
-/// A selection's identity within one query: selector text, time range, source address.
-type SharedKey = (String, i64, i64, usize);
+/// A selection's identity within one query: selector text, time range, summary read (over
+/// downsampled data), source address.
+type SharedKey = (
+    String,
+    i64,
+    i64,
+    fleetscope_store::downsample::Aggregate,
+    usize,
+);
 
 /// Where the one selection of a [`SharedKey`] lands.
 type SharedCell = Arc<OnceCell<Arc<Vec<Series>>>>;

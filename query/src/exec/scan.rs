@@ -128,7 +128,7 @@ impl ExecutionPlan for PromScanExec {
                 };
                 let series = if shared {
                     let id = Arc::as_ptr(&source) as *const () as usize;
-                    let cell = ctx.shared((selector, hints.start, hints.end, id));
+                    let cell = ctx.shared((selector, hints.start, hints.end, hints.aggregate, id));
                     Arc::clone(cell.get_or_try_init(|| select).await.map_err(to_df)?)
                 } else {
                     select.await.map_err(to_df)?
