@@ -34,21 +34,30 @@ impl Catalog {
         }
     }
 
-    /// Lists the blocks again, keeping the caches of blocks still there; returns how many there are.
+    /// Lists the blocks again, keeping the caches of blocks still there and reading only the new
+    /// blocks' `meta.json` (blocks are immutable); returns how many there are.
     pub async fn refresh(&self) -> Result<usize> {
-        let metas = BlockMeta::list(&self.store).await?;
+        let ids = BlockMeta::list_ids(&self.store).await?;
         let old: HashMap<_, Arc<BlockReader>> = self
             .readers()
             .iter()
             .map(|r| (r.meta().ulid, Arc::clone(r)))
             .collect();
-        let readers: Vec<Arc<BlockReader>> = metas
-            .into_iter()
-            .map(|m| {
-                old.get(&m.ulid)
-                    .cloned()
-                    .unwrap_or_else(|| Arc::new(BlockReader::new(Arc::clone(&self.store), m)))
-            })
+        let new_ids = ids.iter().filter(|id| !old.contains_key(id)).copied();
+        let mut new: HashMap<_, Arc<BlockReader>> =
+            BlockMeta::read_all(&self.store, new_ids.collect())
+                .await?
+                .into_iter()
+                .map(|m| {
+                    (
+                        m.ulid,
+                        Arc::new(BlockReader::new(Arc::clone(&self.store), m)),
+                    )
+                })
+                .collect();
+        let readers: Vec<Arc<BlockReader>> = ids
+            .iter()
+            .filter_map(|id| old.get(id).cloned().or_else(|| new.remove(id)))
             .collect();
         let n = readers.len();
         // A poisoned lock only means a panic elsewhere while swapping an `Arc`: the value is whole.
@@ -376,6 +385,38 @@ fn merge_indexes(parts: impl Iterator<Item = Arc<LabelIndex>>) -> LabelIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_refresh_reads_only_new_blocks_and_drops_gone_ones() {
+        let store = crate::objstore::open("memory://").unwrap();
+        let block = |t| {
+            let store = Arc::clone(&store);
+            async move {
+                let series = vec![Series {
+                    labels: Labels::from_pairs([("__name__", "up")]),
+                    samples: vec![Sample { t, v: 1.0 }],
+                }];
+                let opts = crate::WriteOptions::default();
+                crate::write_block(&store, series, &Labels::empty(), &opts)
+                    .await
+                    .unwrap()
+            }
+        };
+        let a = block(0).await;
+        let catalog = Catalog::new(Arc::clone(&store));
+        assert_eq!(catalog.refresh().await.unwrap(), 1);
+        let first = Arc::clone(&catalog.readers()[0]);
+        let b = block(1).await;
+        assert_eq!(catalog.refresh().await.unwrap(), 2);
+        // The known block keeps its reader (and caches); the new one is read.
+        let readers = catalog.readers();
+        let kept = readers.iter().find(|r| r.meta().ulid == a.ulid).unwrap();
+        assert!(Arc::ptr_eq(kept, &first));
+        assert!(readers.iter().any(|r| r.meta().ulid == b.ulid));
+        crate::compact::delete_block(&store, a.ulid).await.unwrap();
+        assert_eq!(catalog.refresh().await.unwrap(), 1);
+        assert_eq!(catalog.blocks()[0].ulid, b.ulid);
+    }
 
     #[test]
     fn merged_indexes_hold_every_name_and_value_once() {

@@ -158,27 +158,42 @@ impl BlockMeta {
     /// Lists every block of the store (directories holding a `meta.json`, without a deletion mark),
     /// sorted by id.
     pub async fn list(store: &Arc<dyn ObjectStore>) -> Result<Vec<BlockMeta>> {
+        let ids = Self::list_ids(store).await?;
+        Self::read_all(store, ids).await
+    }
+
+    /// The ids of every block of the store, without reading their `meta.json` (one listing).
+    pub async fn list_ids(store: &Arc<dyn ObjectStore>) -> Result<Vec<BlockId>> {
         let paths = list_paths(store.as_ref()).await?;
         let marked: std::collections::HashSet<BlockId> = paths
             .iter()
             .filter_map(layout::block_of_deletion_mark_path)
             .collect();
-        let ids: Vec<BlockId> = paths
+        let mut ids: Vec<BlockId> = paths
             .iter()
             .filter_map(layout::block_of_meta_path)
             .filter(|id| !marked.contains(id))
             .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// The `meta.json` of each block of `ids`, read [`READ_CONCURRENCY`] at a time, sorted by id.
+    pub async fn read_all(store: &Arc<dyn ObjectStore>, ids: Vec<BlockId>) -> Result<Vec<Self>> {
         let mut metas: Vec<BlockMeta> = futures::stream::iter(ids.into_iter().map(|id| {
             let store = Arc::clone(store);
             async move { BlockMeta::read(store.as_ref(), id).await }
         }))
-        .buffer_unordered(16)
+        .buffer_unordered(READ_CONCURRENCY)
         .try_collect()
         .await?;
         metas.sort_by_key(|m| m.ulid);
         Ok(metas)
     }
 }
+
+/// `meta.json` files read at once: enough to hide an object store's latency.
+const READ_CONCURRENCY: usize = 64;
 
 /// Every object path of the store.
 pub(crate) async fn list_paths(store: &dyn ObjectStore) -> Result<Vec<object_store::path::Path>> {
