@@ -274,6 +274,22 @@ async fn twenty_one_days_downsampled_answer_as_the_raw_data() {
         assert!((a - r).abs() <= 0.05 + 1e-3 * r.abs(), "{a} vs {r}");
     }
 
+    // The plan says what each scan reads.
+    let json = call(
+        &app,
+        &[
+            ("query", "increase(requests_total[1d])"),
+            ("start", &(steps.0 / 1000).to_string()),
+            ("end", &(steps.1 / 1000).to_string()),
+            ("step", "3600s"),
+            ("max_source_resolution", "auto"),
+            ("explain", "true"),
+        ],
+    )
+    .await;
+    let plan = json["data"]["plan"].as_str().unwrap();
+    assert!(plan.contains("resolution<=5m, aggregate=counter"), "{plan}");
+
     // A range too short for the resolution asked reads finer data, and says so.
     let json = call(
         &app,

@@ -80,6 +80,14 @@ impl DisplayAs for PromScanExec {
         if let Some(func) = &self.hints.func {
             write!(f, ", func={func}")?;
         }
+        if self.hints.resolution > 0 {
+            write!(
+                f,
+                ", resolution<={}, aggregate={}",
+                fleetscope_store::downsample::resolution_name(self.hints.resolution),
+                self.hints.aggregate.name()
+            )?;
+        }
         Ok(())
     }
 }
