@@ -60,6 +60,21 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
     let store = args.objstore.open()?;
     let ms = |d: Duration| d.as_millis() as i64;
     anyhow::ensure!(!args.range.is_zero(), "--range must be positive");
+    // As Thanos: a level's input must outlive the window that summarises it.
+    if !args.downsampling_disable {
+        let day = Duration::from_secs(24 * 3600);
+        for (flag, retention, least) in [
+            ("raw", args.retention_raw.or(args.retention), 2 * day),
+            ("5m", args.retention_5m.or(args.retention), 14 * day),
+        ] {
+            anyhow::ensure!(
+                retention.is_none_or(|r| r >= least),
+                "the retention of {flag} blocks must be at least {}h, the window the next level \
+                 summarises (or pass --downsampling.disable)",
+                least.as_secs() / 3600
+            );
+        }
+    }
     loop {
         let opts = CompactOptions {
             range_ms: ms(args.range),
