@@ -46,6 +46,18 @@ pub(crate) struct Args {
     /// Warm runs per query; the median is reported.
     #[arg(long, default_value_t = 3)]
     repeats: usize,
+    /// Reuse the data of an earlier run in `--work` (bucket and Prometheus data directory) instead
+    /// of generating, importing and converting it again (that takes about 30 minutes here, most
+    /// of it promtool's).
+    #[arg(long, requires = "work")]
+    reuse: bool,
+}
+
+/// What the data of a run holds, kept in the work directory (`dataset.json`) for `--reuse`.
+#[derive(Debug)]
+struct Dataset {
+    series: usize,
+    samples: usize,
 }
 
 const D: i64 = 24 * 3_600_000;
@@ -82,96 +94,30 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     );
     let fleetscope = fleetscope.to_string_lossy().into_owned();
 
-    // The data: one OpenMetrics file per cluster, series carrying their `cluster` label.
-    let t = Instant::now();
-    let spec = FleetSpec::standard(args.scale, START_MS, args.days * D);
-    let input = work.join("input");
-    std::fs::create_dir_all(&input)?;
-    let (mut files, mut samples, mut n_series) = (Vec::new(), 0usize, 0usize);
-    for cluster in &spec.clusters {
-        let path = input.join(format!("{}.om", cluster.name));
-        let mut w = BufWriter::with_capacity(1 << 20, File::create(&path)?);
-        let mut err = None;
-        generate_cluster(&spec, cluster, &mut |mut s| {
-            if s.samples.is_empty() || err.is_some() || !FAMILIES.contains(&s.name) {
-                return;
-            }
-            s.labels.push(("cluster", cluster.name.clone()));
-            n_series += 1;
-            match write_series(&mut w, &s) {
-                Ok(n) => samples += n,
-                Err(e) => err = Some(e),
-            }
-        });
-        if let Some(e) = err {
-            return Err(e).context(format!("write {}", path.display()));
-        }
-        write_eof(&mut w)?;
-        std::io::Write::flush(&mut w)?;
-        files.push((cluster.name.clone(), path));
-    }
-    eprintln!(
-        "generated {n_series} series, {samples} samples over {} days in {:.0}s",
-        args.days,
-        t.elapsed().as_secs_f64()
-    );
-
-    // fleetscope: import, then one compaction pass (daily blocks, then 5m and 1h).
     let bucket = work.join("bucket");
     let url = format!("file://{}", bucket.display());
-    let mut import = Measured::default();
-    for (cluster, path) in &files {
-        let mut cmd = Command::new(&fleetscope);
-        cmd.args(["import", "--objstore", &url, "--cluster", cluster])
-            .arg(path);
-        import.add(run_measured(cmd)?);
-    }
-    let mut cmd = Command::new(&fleetscope);
-    cmd.args([
-        "compact",
-        "--objstore",
-        &url,
-        "--range",
-        "24h",
-        "--delete-delay",
-        "1ms",
-    ]);
-    let compaction = run_measured(cmd)?;
-    // A second pass deletes what the first merged away (marked, delay 1ms).
-    let mut cmd = Command::new(&fleetscope);
-    cmd.args([
-        "compact",
-        "--objstore",
-        &url,
-        "--range",
-        "24h",
-        "--delete-delay",
-        "1ms",
-    ]);
-    run_measured(cmd)?;
+    let prom_data = work.join("prometheus-data");
+    let dataset_file = work.join("dataset.json");
+    let dataset: Dataset = if args.reuse {
+        let json: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(&dataset_file).context("--reuse: no dataset.json in --work")?,
+        )?;
+        let field = |k: &str| json[k].as_u64().map(|n| n as usize).context("dataset.json");
+        Dataset {
+            series: field("series")?,
+            samples: field("samples")?,
+        }
+    } else {
+        let dataset = prepare(&args, &work, &fleetscope, &url, &prom_data)?;
+        let json = serde_json::json!({"series": dataset.series, "samples": dataset.samples});
+        std::fs::write(&dataset_file, json.to_string())?;
+        dataset
+    };
+    let (n_series, samples) = (dataset.series, dataset.samples);
     let rt = tokio::runtime::Runtime::new()?;
     let store = fleetscope_store::objstore::open(&url)?;
     let metas = rt.block_on(BlockMeta::list(&store))?;
-    let bytes_at = |res: i64| -> (usize, u64) {
-        let blocks: Vec<&BlockMeta> = metas.iter().filter(|m| m.resolution == res).collect();
-        (blocks.len(), blocks.iter().map(|m| m.stats.bytes).sum())
-    };
-    eprintln!(
-        "imported in {:.0}s, compacted and downsampled in {:.0}s",
-        import.wall.as_secs_f64(),
-        compaction.wall.as_secs_f64()
-    );
 
-    // Prometheus: the same files as TSDB blocks in one data directory.
-    let prom_data = work.join("prometheus-data");
-    std::fs::create_dir_all(&prom_data)?;
-    for (_, path) in &files {
-        let mut cmd = Command::new(&args.promtool);
-        cmd.args(["tsdb", "create-blocks-from", "openmetrics", "-q"])
-            .arg(path)
-            .arg(&prom_data);
-        run_measured(cmd).context("promtool (Debian package prometheus)")?;
-    }
     let prom_port = free_port()?;
     let prom_config = work.join("prometheus.yml");
     std::fs::write(&prom_config, "global:\n  scrape_interval: 15s\n")?;
@@ -189,7 +135,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         "/-/ready",
         &work.join("prometheus.log"),
     )?;
-    settle(&prom_data)?;
+    settle(&work.join("prometheus.log"))?;
 
     let q_port = free_port()?;
     let querier = Server::start(
@@ -252,46 +198,161 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             100.0 * largest_difference(&raw, &auto),
         );
     }
-    let (_, raw_bytes) = bytes_at(0);
-    println!("\n| resolution | blocks | bytes | vs raw |\n|---|---|---|---|");
-    let mut total = 0;
+    // Bytes per resolution: of every block, and of the blocks within the 14 days that all levels
+    // cover (the steady state once a bucket's data is old enough).
+    let end_14d = START_MS + 14 * D;
+    let within = |m: &&BlockMeta| m.max_t <= end_14d + 1;
+    let bytes = |res: i64, only_14d: bool| -> (usize, u64) {
+        let blocks: Vec<&BlockMeta> = metas
+            .iter()
+            .filter(|m| m.resolution == res && (!only_14d || within(m)))
+            .collect();
+        (blocks.len(), blocks.iter().map(|m| m.stats.bytes).sum())
+    };
+    println!(
+        "\n| resolution | blocks | bytes | vs raw | first 14 days: bytes | vs raw |\n|---|---|---|---|---|---|"
+    );
+    let (raw_all, raw_14d) = (bytes(0, false).1.max(1), bytes(0, true).1.max(1));
+    let (mut total, mut total_14d) = (0, 0);
     for res in fleetscope_store::downsample::RESOLUTIONS {
-        let (n, bytes) = bytes_at(res);
-        total += bytes;
+        let ((n, all), (_, in_14d)) = (bytes(res, false), bytes(res, true));
+        total += all;
+        total_14d += in_14d;
         println!(
-            "| {} | {n} | {bytes} | {:.3}x |",
+            "| {} | {n} | {all} | {:.3}x | {in_14d} | {:.3}x |",
             resolution_name(res),
-            bytes as f64 / raw_bytes.max(1) as f64
+            all as f64 / raw_all as f64,
+            in_14d as f64 / raw_14d as f64
         );
     }
     println!(
-        "| all together | {} | {total} | **{:.3}x** |",
+        "| all together | {} | {total} | {:.3}x | {total_14d} | **{:.3}x** |",
         metas.len(),
-        total as f64 / raw_bytes.max(1) as f64
+        total as f64 / raw_all as f64,
+        total_14d as f64 / raw_14d as f64
     );
     drop(querier);
     drop(prometheus);
     Ok(())
 }
 
-/// Waits until Prometheus's block directories stop changing (it compacts the imported 2h blocks
-/// at start), at most 10 minutes.
-fn settle(data: &std::path::Path) -> anyhow::Result<()> {
-    let blocks = || -> anyhow::Result<usize> {
-        Ok(std::fs::read_dir(data)?
-            .filter_map(Result::ok)
-            .filter(|e| e.path().join("meta.json").exists())
-            .count())
-    };
-    let (mut last, mut stable, t) = (blocks()?, 0, Instant::now());
-    while stable < 6 && t.elapsed() < Duration::from_secs(600) {
-        std::thread::sleep(Duration::from_secs(10));
-        let now = blocks()?;
-        stable = if now == last { stable + 1 } else { 0 };
-        last = now;
+/// Generates the data, imports and compacts it into the bucket, and converts it for Prometheus.
+fn prepare(
+    args: &Args,
+    work: &std::path::Path,
+    fleetscope: &str,
+    url: &str,
+    prom_data: &std::path::Path,
+) -> anyhow::Result<Dataset> {
+    // The data: one OpenMetrics file per cluster, series carrying their `cluster` label.
+    let t = Instant::now();
+    let spec = FleetSpec::standard(args.scale, START_MS, args.days * D);
+    let input = work.join("input");
+    std::fs::create_dir_all(&input)?;
+    let (mut files, mut samples, mut n_series) = (Vec::new(), 0usize, 0usize);
+    for cluster in &spec.clusters {
+        let path = input.join(format!("{}.om", cluster.name));
+        let mut w = BufWriter::with_capacity(1 << 20, File::create(&path)?);
+        let mut err = None;
+        generate_cluster(&spec, cluster, &mut |mut s| {
+            if s.samples.is_empty() || err.is_some() || !FAMILIES.contains(&s.name) {
+                return;
+            }
+            s.labels.push(("cluster", cluster.name.clone()));
+            n_series += 1;
+            match write_series(&mut w, &s) {
+                Ok(n) => samples += n,
+                Err(e) => err = Some(e),
+            }
+        });
+        if let Some(e) = err {
+            return Err(e).context(format!("write {}", path.display()));
+        }
+        write_eof(&mut w)?;
+        std::io::Write::flush(&mut w)?;
+        files.push((cluster.name.clone(), path));
     }
     eprintln!(
-        "Prometheus settled on {last} blocks after {:.0}s",
+        "generated {n_series} series, {samples} samples over {} days in {:.0}s",
+        args.days,
+        t.elapsed().as_secs_f64()
+    );
+
+    // fleetscope: import, then one compaction pass (daily blocks, then 5m and 1h).
+    let mut import = Measured::default();
+    for (cluster, path) in &files {
+        let mut cmd = Command::new(fleetscope);
+        cmd.args(["import", "--objstore", url, "--cluster", cluster])
+            .arg(path);
+        import.add(run_measured(cmd)?);
+    }
+    let mut cmd = Command::new(fleetscope);
+    cmd.args([
+        "compact",
+        "--objstore",
+        url,
+        "--range",
+        "24h",
+        "--delete-delay",
+        "1ms",
+    ]);
+    let compaction = run_measured(cmd)?;
+    // A second pass deletes what the first merged away (marked, delay 1ms).
+    let mut cmd = Command::new(fleetscope);
+    cmd.args([
+        "compact",
+        "--objstore",
+        url,
+        "--range",
+        "24h",
+        "--delete-delay",
+        "1ms",
+    ]);
+    run_measured(cmd)?;
+    eprintln!(
+        "imported in {:.0}s, compacted and downsampled in {:.0}s",
+        import.wall.as_secs_f64(),
+        compaction.wall.as_secs_f64()
+    );
+    // Prometheus: the same files as TSDB blocks in one data directory.
+    std::fs::create_dir_all(prom_data)?;
+    for (_, path) in &files {
+        let mut cmd = Command::new(&args.promtool);
+        cmd.args(["tsdb", "create-blocks-from", "openmetrics", "-q"])
+            .arg(path)
+            .arg(prom_data);
+        run_measured(cmd).context("promtool (Debian package prometheus)")?;
+    }
+    Ok(Dataset {
+        series: n_series,
+        samples,
+    })
+}
+
+/// Waits until Prometheus has compacted the imported 2h blocks (it starts a minute after start):
+/// until its log has shown a compaction and then nothing new about blocks for a minute, at most
+/// 20 minutes.
+fn settle(log: &std::path::Path) -> anyhow::Result<()> {
+    let t = Instant::now();
+    let lines = || -> usize {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("compact") || l.contains("obsolete block"))
+            .count()
+    };
+    let (mut last, mut quiet) = (0, 0);
+    while t.elapsed() < Duration::from_secs(1200) {
+        std::thread::sleep(Duration::from_secs(10));
+        let now = lines();
+        quiet = if now == last { quiet + 1 } else { 0 };
+        last = now;
+        if last > 0 && quiet >= 6 {
+            break;
+        }
+    }
+    eprintln!(
+        "Prometheus compacted its blocks in {:.0}s",
         t.elapsed().as_secs_f64()
     );
     Ok(())
@@ -335,13 +396,26 @@ fn scanned(port: u16, path: &str) -> anyhow::Result<u64> {
     let plan = json["data"]["plan"]
         .as_str()
         .context("no plan in the answer")?;
+    // DataFusion shows counts humanized: `samples=620.0 K`.
+    let count = |text: &str| -> Option<f64> {
+        let mut words = text.split_whitespace();
+        let n: f64 = words.next()?.parse().ok()?;
+        let unit = match words.next() {
+            Some("K") => 1e3,
+            Some("M") => 1e6,
+            Some("B") => 1e9,
+            _ => 1.0,
+        };
+        Some(n * unit)
+    };
     Ok(plan
         .lines()
         .filter(|l| l.contains("PromScanExec"))
-        .flat_map(|l| l.split([' ', ',', '[', ']']))
-        .filter_map(|w| w.strip_prefix("samples="))
-        .filter_map(|n| n.parse::<u64>().ok())
-        .sum())
+        .filter_map(|l| {
+            let rest = &l[l.find("samples=")? + "samples=".len()..];
+            count(&rest[..rest.find([',', ']']).unwrap_or(rest.len())])
+        })
+        .sum::<f64>() as u64)
 }
 
 /// `(labels, t, v)` of every point of a range answer.

@@ -130,6 +130,20 @@ impl RangeInput {
         self.window_at(samples, self.times[i])
     }
 
+    /// The steps whose windows may hold a sample of `samples`, step times being in order:
+    /// outside them a window is empty without looking (a series that lives an hour of a 14-day
+    /// query is searched an hour's steps).
+    pub(crate) fn live_steps(&self, samples: &[(i64, f64)]) -> std::ops::Range<usize> {
+        let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+            return 0..0;
+        };
+        let lo = self.times.partition_point(|&t| t < first.0);
+        let hi = self
+            .times
+            .partition_point(|&t| t.saturating_sub(self.range) <= last.0);
+        lo..hi.max(lo)
+    }
+
     /// The samples inside the window ending at `end`.
     pub(crate) fn window_at<'s>(&self, samples: &'s [(i64, f64)], end: i64) -> &'s [(i64, f64)] {
         let start = end - self.range;

@@ -396,10 +396,19 @@ fn range_function(
     deadline: &dyn Fn() -> Result<()>,
 ) -> Result<Value> {
     let mut out = Vec::with_capacity(input.series.len());
+    let ordered = input.times.is_sorted();
     for (labels, samples) in &input.series {
         deadline()?;
+        let live = if ordered {
+            input.live_steps(samples)
+        } else {
+            0..steps
+        };
         let vals = (0..steps)
             .map(|i| {
+                if !live.contains(&i) {
+                    return None;
+                }
                 let end = input.times[i];
                 let w = input.window_at(samples, end);
                 if w.is_empty() {
