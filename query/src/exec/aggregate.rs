@@ -19,7 +19,7 @@ use fleetscope_store::Labels;
 use futures::TryStreamExt;
 use promql_parser::parser::LabelModifier;
 
-use super::batch::{STEPS_SCHEMA, from_steps, to_steps};
+use super::batch::{STEPS_SCHEMA, from_steps, read_steps};
 use super::properties;
 use crate::eval::{group_key, kahan_inc};
 use crate::plan::AggOp;
@@ -142,8 +142,8 @@ impl ExecutionPlan for PromAggregateExec {
             for b in &batches {
                 match mode {
                     AggregateMode::Partial => {
-                        for s in to_steps(b)? {
-                            groups.add_series(&group_key(&s.labels, &modifier), &s);
+                        for (labels, first, vals) in read_steps(b)? {
+                            groups.add_series(&group_key(&labels, &modifier), first, &vals);
                         }
                     }
                     AggregateMode::Final => {
@@ -220,11 +220,13 @@ impl Groups {
     }
 
     /// Adds a series' values (partial phase).
-    fn add_series(&mut self, key: &Labels, s: &StepSeries) {
+    /// Adds a series whose values start at step `first` (partial phase).
+    fn add_series(&mut self, key: &Labels, first: usize, vals: &arrow::array::Float64Array) {
         let (op, i) = (self.op, self.slot(key));
         let (_, state, avg_inputs) = &mut self.groups[i];
-        for (step, v) in s.vals.iter().enumerate() {
-            let Some(f) = *v else { continue };
+        let steps = state.count.len();
+        for (step, v) in (first..steps).zip(vals.iter()) {
+            let Some(f) = v else { continue };
             if op == AggOp::Avg {
                 avg_inputs[step].push(f);
             }
@@ -342,10 +344,7 @@ fn avg_of(s: &State, i: usize, means: &[f64]) -> f64 {
 
 /// The states of a [`STATE_SCHEMA`] batch.
 fn read_states(b: &RecordBatch) -> DfResult<Vec<(Labels, State)>> {
-    let labels = to_steps(&RecordBatch::try_new(
-        Arc::clone(&STEPS_SCHEMA),
-        vec![Arc::clone(b.column(0)), empty_lists(b.num_rows())],
-    )?)?;
+    let labels = fleetscope_store::batch::read_labels(b, 0)?;
     let column = |i: usize| -> DfResult<Vec<Vec<f64>>> {
         let list = b
             .column(i)
@@ -368,9 +367,9 @@ fn read_states(b: &RecordBatch) -> DfResult<Vec<(Labels, State)>> {
         .zip(compensation)
         .zip(count)
         .zip(mean)
-        .map(|((((s, value), compensation), count), mean)| {
+        .map(|((((labels, value), compensation), count), mean)| {
             (
-                s.labels,
+                labels,
                 State {
                     value,
                     compensation,
@@ -380,12 +379,4 @@ fn read_states(b: &RecordBatch) -> DfResult<Vec<(Labels, State)>> {
             )
         })
         .collect())
-}
-
-fn empty_lists(rows: usize) -> arrow::array::ArrayRef {
-    let mut b = ListBuilder::new(Float64Builder::new());
-    for _ in 0..rows {
-        b.append(true);
-    }
-    Arc::new(b.finish())
 }

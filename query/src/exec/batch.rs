@@ -4,8 +4,12 @@
 
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::{ArrayRef, AsArray, Float64Builder, Int64Builder, ListBuilder, RecordBatch};
-use arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef};
+use arrow::array::{
+    ArrayRef, AsArray, BooleanBufferBuilder, Float64Array, Float64Builder, Int64Builder, ListArray,
+    ListBuilder, RecordBatch, UInt32Array,
+};
+use arrow::buffer::{NullBuffer, OffsetBuffer};
+use arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef, UInt32Type};
 use datafusion::common::{DataFusionError, Result as DfResult};
 use fleetscope_store::Labels;
 use fleetscope_store::batch::{
@@ -15,10 +19,16 @@ pub(crate) use fleetscope_store::batch::{SERIES_KEY, SERIES_SCHEMA, from_series,
 
 use crate::value::StepSeries;
 
-/// Instant-vector series over the query's steps: labels and one optional value per step.
+/// Name of the [`STEPS_SCHEMA`] column holding the step of a row's first value.
+const FIRST_STEP: &str = "first_step";
+
+/// Instant-vector series over the query's steps: labels, the step of the first value, and one
+/// optional value per step from there to the last value (a series living an hour of a 14-day
+/// query at a 1h step is one or two values, not 337).
 pub(crate) static STEPS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(vec![
         Field::new(LABELS, labels_type(), false),
+        Field::new(FIRST_STEP, DataType::UInt32, false),
         Field::new(V, list_of(DataType::Float64), false),
     ]))
 });
@@ -40,42 +50,87 @@ fn batch(schema: &SchemaRef, columns: Vec<ArrayRef>) -> DfResult<RecordBatch> {
     Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
 }
 
-/// Step series as a [`STEPS_SCHEMA`] batch.
+/// Step series as a [`STEPS_SCHEMA`] batch, each trimmed to its steps with values.
 pub(crate) fn from_steps(series: &[StepSeries]) -> DfResult<RecordBatch> {
     let mut labels = labels_builder();
-    let mut vs = ListBuilder::new(Float64Builder::new());
+    let mut firsts = Vec::with_capacity(series.len());
+    let mut offsets = Vec::with_capacity(series.len() + 1);
+    offsets.push(0i32);
+    let (mut values, mut valid) = (Vec::new(), BooleanBufferBuilder::new(0));
     for s in series {
         append_labels(&mut labels, &s.labels)?;
-        for v in &s.vals {
-            vs.values().append_option(*v);
+        let first = s.vals.iter().position(Option::is_some).unwrap_or(0);
+        let end = s
+            .vals
+            .iter()
+            .rposition(Option::is_some)
+            .map_or(first, |i| i + 1);
+        firsts.push(u32::try_from(first).map_err(|_| shape("step count"))?);
+        for v in &s.vals[first..end] {
+            values.push(v.unwrap_or_default());
+            valid.append(v.is_some());
         }
-        vs.append(true);
+        offsets.push(i32::try_from(values.len()).map_err(|_| shape("too many steps"))?);
     }
+    let DataType::List(item) = STEPS_SCHEMA.field(2).data_type().clone() else {
+        return Err(shape("v"));
+    };
+    let values = Float64Array::new(values.into(), Some(NullBuffer::new(valid.finish())));
+    let list = ListArray::try_new(
+        item,
+        OffsetBuffer::new(offsets.into()),
+        Arc::new(values),
+        None,
+    )?;
     batch(
         &STEPS_SCHEMA,
-        vec![Arc::new(labels.finish()), Arc::new(vs.finish())],
+        vec![
+            Arc::new(labels.finish()),
+            Arc::new(UInt32Array::from(firsts)),
+            Arc::new(list),
+        ],
     )
 }
 
-/// The step series of a [`STEPS_SCHEMA`] batch.
-pub(crate) fn to_steps(batch: &RecordBatch) -> DfResult<Vec<StepSeries>> {
+/// The rows of a [`STEPS_SCHEMA`] batch: labels, first step, values from there.
+pub(crate) fn read_steps(
+    batch: &RecordBatch,
+) -> DfResult<impl Iterator<Item = (Labels, usize, Float64Array)>> {
     let labels = read_labels(batch, 0)?;
-    let vs = batch
+    let firsts = batch
         .column(1)
+        .as_primitive_opt::<UInt32Type>()
+        .ok_or_else(|| shape("first step"))?
+        .clone();
+    let vs = batch
+        .column(2)
         .as_list_opt::<i32>()
-        .ok_or_else(|| shape("v"))?;
-    labels
+        .ok_or_else(|| shape("v"))?
+        .clone();
+    let rows = labels
         .into_iter()
         .enumerate()
         .map(|(i, labels)| {
             let v = vs.value(i);
             let v = v
                 .as_primitive_opt::<Float64Type>()
-                .ok_or_else(|| shape("v item"))?;
-            Ok(StepSeries {
-                labels,
-                vals: v.iter().collect(),
-            })
+                .ok_or_else(|| shape("v item"))?
+                .clone();
+            Ok((labels, firsts.value(i) as usize, v))
+        })
+        .collect::<DfResult<Vec<_>>>()?;
+    Ok(rows.into_iter())
+}
+
+/// The step series of a [`STEPS_SCHEMA`] batch, over `steps` steps.
+pub(crate) fn to_steps(batch: &RecordBatch, steps: usize) -> DfResult<Vec<StepSeries>> {
+    read_steps(batch)?
+        .map(|(labels, first, v)| {
+            let mut vals = vec![None; steps.max(first + v.len())];
+            for (slot, x) in vals[first..].iter_mut().zip(v.iter()) {
+                *slot = x;
+            }
+            Ok(StepSeries { labels, vals })
         })
         .collect()
 }

@@ -142,7 +142,7 @@ impl ExecutionPlan for PromEvalExec {
                 let batches: Vec<_> = input.try_collect().await?;
                 for b in &batches {
                     reservation.try_grow(b.get_array_memory_size())?;
-                    series.extend(to_steps(b)?);
+                    series.extend(to_steps(b, grid.len())?);
                 }
                 let series = Arc::new(series);
                 for id in ids {
