@@ -214,19 +214,7 @@ async fn merge_blocks(
     end: i64,
     opts: &CompactOptions,
 ) -> Result<BlockMeta> {
-    // Read labels as stored: the external labels stay in `meta.json`.
-    let readers: Vec<BlockReader> = group
-        .iter()
-        .map(|m| {
-            let mut raw = m.clone();
-            raw.external_labels.clear();
-            BlockReader::new(Arc::clone(store), raw)
-        })
-        .collect();
-    let mut names = std::collections::BTreeSet::new();
-    for r in &readers {
-        names.extend(r.metric_counts().await?.into_iter().map(|c| c.name));
-    }
+    let (readers, names) = stored_readers(store, group).await?;
     let mut coded = Vec::new();
     for name in names {
         let matcher = [Matcher::equal(METRIC_NAME, name)];
@@ -246,22 +234,48 @@ async fn merge_blocks(
             coded.extend(CodedSeries::new(s.labels, &s.samples)?);
         }
     }
+    let options = WriteOptions {
+        producer: opts.producer.clone(),
+        compaction: Some(Compaction {
+            level: group.iter().map(|m| m.compaction.level).max().unwrap_or(1) + 1,
+            sources: level1_sources(group),
+        }),
+        ..Default::default()
+    };
+    let external = group[0].external_labels().remove(&opts.replica_labels);
+    write_coded_block(store, coded, &external, &options).await
+}
+
+/// Readers of `group` that see labels as stored (the external labels stay in `meta.json`), and
+/// the metric names of all of them.
+async fn stored_readers(
+    store: &Arc<dyn ObjectStore>,
+    group: &[BlockMeta],
+) -> Result<(Vec<BlockReader>, std::collections::BTreeSet<String>)> {
+    let readers: Vec<BlockReader> = group
+        .iter()
+        .map(|m| {
+            let mut raw = m.clone();
+            raw.external_labels.clear();
+            BlockReader::new(Arc::clone(store), raw)
+        })
+        .collect();
+    let mut names = std::collections::BTreeSet::new();
+    for r in &readers {
+        names.extend(r.metric_counts().await?.into_iter().map(|c| c.name));
+    }
+    Ok((readers, names))
+}
+
+/// The level-1 blocks whose samples `group` holds, sorted, once each.
+fn level1_sources(group: &[BlockMeta]) -> Vec<BlockId> {
     let mut sources: Vec<BlockId> = group
         .iter()
         .flat_map(|m| m.compaction.sources.iter().copied())
         .collect();
     sources.sort();
     sources.dedup();
-    let options = WriteOptions {
-        producer: opts.producer.clone(),
-        compaction: Some(Compaction {
-            level: group.iter().map(|m| m.compaction.level).max().unwrap_or(1) + 1,
-            sources,
-        }),
-        ..Default::default()
-    };
-    let external = group[0].external_labels().remove(&opts.replica_labels);
-    write_coded_block(store, coded, &external, &options).await
+    sources
 }
 
 async fn mark(store: &Arc<dyn ObjectStore>, id: BlockId, now_ms: i64, reason: &str) -> Result<()> {

@@ -12,8 +12,7 @@ use super::CompactOptions;
 use crate::downsample::{self, RES_1H, RES_5M, RES_RAW, Window};
 use crate::error::Result;
 use crate::labels::{Labels, METRIC_NAME, Matcher};
-use crate::meta::{BlockId, BlockMeta, Compaction};
-use crate::reader::BlockReader;
+use crate::meta::{BlockMeta, Compaction};
 use crate::series::{Sample, window_start};
 use crate::writer::{CodedSeries, WriteOptions, write_coded_block};
 
@@ -131,19 +130,7 @@ pub(super) async fn downsample_window(
     let (lo, hi) = (w, w + level.window - 1);
     let mut group = group.to_vec();
     group.sort_by_key(|m| m.min_t);
-    let readers: Vec<BlockReader> = group
-        .iter()
-        .map(|m| {
-            // Labels as stored: the external labels stay in `meta.json`.
-            let mut raw = m.clone();
-            raw.external_labels.clear();
-            BlockReader::new(Arc::clone(store), raw)
-        })
-        .collect();
-    let mut names = BTreeSet::new();
-    for r in &readers {
-        names.extend(r.metric_counts().await?.into_iter().map(|c| c.name));
-    }
+    let (readers, names) = super::stored_readers(store, &group).await?;
     let mut coded = Vec::new();
     for name in names {
         let matcher = [Matcher::equal(METRIC_NAME, name)];
@@ -167,17 +154,11 @@ pub(super) async fn downsample_window(
             coded.extend(CodedSeries::downsampled(labels, &windows, &counter)?);
         }
     }
-    let mut sources: Vec<BlockId> = group
-        .iter()
-        .flat_map(|m| m.compaction.sources.iter().copied())
-        .collect();
-    sources.sort();
-    sources.dedup();
     let options = WriteOptions {
         producer: opts.producer.clone(),
         compaction: Some(Compaction {
             level: group.iter().map(|m| m.compaction.level).max().unwrap_or(1),
-            sources,
+            sources: super::level1_sources(&group),
         }),
         resolution: level.to,
         ..Default::default()
