@@ -386,6 +386,15 @@ fn merge_indexes(parts: impl Iterator<Item = Arc<LabelIndex>>) -> LabelIndex {
 mod tests {
     use super::*;
 
+    #[test]
+    fn uncovered_time_is_what_coarser_blocks_leave() {
+        assert_eq!(uncovered(&[], 0, 9), vec![(0, 9)]);
+        assert_eq!(uncovered(&[(3, 5)], 0, 9), vec![(0, 2), (6, 9)]);
+        assert_eq!(uncovered(&[(0, 4), (5, 9)], 0, 9), vec![]);
+        assert_eq!(uncovered(&[(8, 20), (-5, 1)], 0, 9), vec![(2, 7)]);
+        assert_eq!(uncovered(&[(10, 20)], 0, 9), vec![(0, 9)]);
+    }
+
     #[tokio::test]
     async fn a_refresh_reads_only_new_blocks_and_drops_gone_ones() {
         let store = crate::objstore::open("memory://").unwrap();
