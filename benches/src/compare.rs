@@ -557,13 +557,13 @@ fn send_all(port: u16, clients: &[Vec<Request>]) -> anyhow::Result<()> {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Timing {
-    first: f64,
-    median: f64,
+pub(crate) struct Timing {
+    pub(crate) first: f64,
+    pub(crate) median: f64,
 }
 
 /// First-run latency and the median of `repeats` more runs; returns the last answer.
-fn time_requests(
+pub(crate) fn time_requests(
     port: u16,
     path: &str,
     repeats: usize,
@@ -598,7 +598,7 @@ fn time_requests(
 }
 
 /// Same series (labels) and values (1e-9 relative) with the same timestamps, in any order.
-fn same_result(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+pub(crate) fn same_result(a: &serde_json::Value, b: &serde_json::Value) -> bool {
     /// Result items keyed by their labels (query results, series) or themselves (names, values).
     fn norm(v: &serde_json::Value) -> BTreeMap<String, Vec<(String, f64)>> {
         let data = &v["data"];

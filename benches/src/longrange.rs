@@ -7,20 +7,18 @@
 //! `auto`, and on Prometheus; reported: first-run and warm latency, samples read, the largest
 //! difference of the downsampled answer from the raw one, and the bytes per resolution.
 
-use std::fs::File;
-use std::io::BufWriter;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use fleetscope_sim::fleet::{FleetSpec, generate_cluster};
-use fleetscope_sim::openmetrics::{write_eof, write_series};
+use fleetscope_sim::fleet::FleetSpec;
 use fleetscope_store::BlockMeta;
 use fleetscope_store::downsample::resolution_name;
 
-use crate::START_MS;
+use crate::compare::{same_result, time_requests};
 use crate::procs::{Measured, Server, free_port, http, run_measured};
+use crate::{START_MS, write_fleet};
 
 /// Flags of `longrange`.
 #[derive(Debug, clap::Args)]
@@ -175,26 +173,26 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
                 "/api/v1/query_range?query={enc}&start={start}&end={end}&step=3600&max_source_resolution={res}"
             )
         };
-        let (raw_t, raw) = timed(q_port, &path("raw"), args.repeats)?;
-        let (auto_t, auto) = timed(q_port, &path("auto"), args.repeats)?;
-        let (prom_t, prom) = timed(prom_port, &path("raw"), args.repeats)?;
+        let (raw_t, raw) = time_requests(q_port, &path("raw"), args.repeats)?;
+        let (auto_t, auto) = time_requests(q_port, &path("auto"), args.repeats)?;
+        let (prom_t, prom) = time_requests(prom_port, &path("raw"), args.repeats)?;
         anyhow::ensure!(
-            same(&raw, &prom, 1e-9),
+            same_result(&raw, &prom),
             "{q}: fleetscope on raw blocks and Prometheus differ"
         );
         let samples_raw = scanned(q_port, &path("raw"))?;
         let samples_auto = scanned(q_port, &path("auto"))?;
         println!(
             "| `{q}` | {:.3} / {:.3} s | {:.3} / {:.3} s | **{:.1}x** | {samples_raw} / {samples_auto} (**{:.1}x** fewer) | {:.3} / {:.3} s | {:.2}x | {:.3}% |",
-            raw_t.0,
-            raw_t.1,
-            auto_t.0,
-            auto_t.1,
-            raw_t.1 / auto_t.1,
+            raw_t.first,
+            raw_t.median,
+            auto_t.first,
+            auto_t.median,
+            raw_t.median / auto_t.median,
             samples_raw as f64 / samples_auto.max(1) as f64,
-            prom_t.0,
-            prom_t.1,
-            auto_t.1 / prom_t.1,
+            prom_t.first,
+            prom_t.median,
+            auto_t.median / prom_t.median,
             100.0 * largest_difference(&raw, &auto),
         );
     }
@@ -247,31 +245,14 @@ fn prepare(
     // The data: one OpenMetrics file per cluster, series carrying their `cluster` label.
     let t = Instant::now();
     let spec = FleetSpec::standard(args.scale, START_MS, args.days * D);
-    let input = work.join("input");
-    std::fs::create_dir_all(&input)?;
-    let (mut files, mut samples, mut n_series) = (Vec::new(), 0usize, 0usize);
-    for cluster in &spec.clusters {
-        let path = input.join(format!("{}.om", cluster.name));
-        let mut w = BufWriter::with_capacity(1 << 20, File::create(&path)?);
-        let mut err = None;
-        generate_cluster(&spec, cluster, &mut |mut s| {
-            if s.samples.is_empty() || err.is_some() || !FAMILIES.contains(&s.name) {
-                return;
-            }
-            s.labels.push(("cluster", cluster.name.clone()));
-            n_series += 1;
-            match write_series(&mut w, &s) {
-                Ok(n) => samples += n,
-                Err(e) => err = Some(e),
-            }
-        });
-        if let Some(e) = err {
-            return Err(e).context(format!("write {}", path.display()));
-        }
-        write_eof(&mut w)?;
-        std::io::Write::flush(&mut w)?;
-        files.push((cluster.name.clone(), path));
-    }
+    let files = write_fleet(
+        &spec,
+        &work.join("input"),
+        &|name| FAMILIES.contains(&name),
+        true,
+    )?;
+    let n_series: usize = files.iter().map(|f| f.series).sum();
+    let samples: usize = files.iter().map(|f| f.samples).sum();
     eprintln!(
         "generated {n_series} series, {samples} samples over {} days in {:.0}s",
         args.days,
@@ -280,35 +261,21 @@ fn prepare(
 
     // fleetscope: import, then one compaction pass (daily blocks, then 5m and 1h).
     let mut import = Measured::default();
-    for (cluster, path) in &files {
+    for f in &files {
         let mut cmd = Command::new(fleetscope);
-        cmd.args(["import", "--objstore", url, "--cluster", cluster])
-            .arg(path);
+        cmd.args(["import", "--objstore", url, "--cluster", &f.cluster])
+            .arg(&f.path);
         import.add(run_measured(cmd)?);
     }
-    let mut cmd = Command::new(fleetscope);
-    cmd.args([
-        "compact",
-        "--objstore",
-        url,
-        "--range",
-        "24h",
-        "--delete-delay",
-        "1ms",
-    ]);
-    let compaction = run_measured(cmd)?;
+    let compact = || {
+        let mut cmd = Command::new(fleetscope);
+        cmd.args(["compact", "--objstore", url, "--range", "24h"])
+            .args(["--delete-delay", "1ms"]);
+        run_measured(cmd)
+    };
+    let compaction = compact()?;
     // A second pass deletes what the first merged away (marked, delay 1ms).
-    let mut cmd = Command::new(fleetscope);
-    cmd.args([
-        "compact",
-        "--objstore",
-        url,
-        "--range",
-        "24h",
-        "--delete-delay",
-        "1ms",
-    ]);
-    run_measured(cmd)?;
+    compact()?;
     eprintln!(
         "imported in {:.0}s, compacted and downsampled in {:.0}s",
         import.wall.as_secs_f64(),
@@ -316,10 +283,10 @@ fn prepare(
     );
     // Prometheus: the same files as TSDB blocks in one data directory.
     std::fs::create_dir_all(prom_data)?;
-    for (_, path) in &files {
+    for f in &files {
         let mut cmd = Command::new(&args.promtool);
         cmd.args(["tsdb", "create-blocks-from", "openmetrics", "-q"])
-            .arg(path)
+            .arg(&f.path)
             .arg(prom_data);
         run_measured(cmd).context("promtool (Debian package prometheus)")?;
     }
@@ -356,31 +323,6 @@ fn settle(log: &std::path::Path) -> anyhow::Result<()> {
         t.elapsed().as_secs_f64()
     );
     Ok(())
-}
-
-/// First-run seconds and the warm median, with the answer.
-fn timed(port: u16, path: &str, repeats: usize) -> anyhow::Result<((f64, f64), serde_json::Value)> {
-    let run = || -> anyhow::Result<(f64, serde_json::Value)> {
-        let t = Instant::now();
-        let (status, body) = http("GET", port, path, &[], b"")?;
-        let secs = t.elapsed().as_secs_f64();
-        anyhow::ensure!(
-            status == 200,
-            "{path}: {status} {}",
-            String::from_utf8_lossy(&body)
-        );
-        Ok((secs, serde_json::from_slice(&body)?))
-    };
-    let (first, _) = run()?;
-    let mut times = Vec::new();
-    let mut last = serde_json::Value::Null;
-    for _ in 0..repeats.max(1) {
-        let (t, v) = run()?;
-        times.push(t);
-        last = v;
-    }
-    times.sort_by(f64::total_cmp);
-    Ok(((first, times[times.len() / 2]), last))
 }
 
 /// Samples the querier's scans read for a query (`analyze=true`).
@@ -431,16 +373,6 @@ fn points(v: &serde_json::Value) -> std::collections::BTreeMap<(String, String),
         }
     }
     out
-}
-
-/// Whether two answers have the same points, values within `tolerance` (relative).
-fn same(a: &serde_json::Value, b: &serde_json::Value, tolerance: f64) -> bool {
-    let (x, y) = (points(a), points(b));
-    x.len() == y.len()
-        && x.iter().all(|(k, va)| {
-            y.get(k)
-                .is_some_and(|vb| va == vb || (va - vb).abs() <= tolerance * va.abs().max(vb.abs()))
-        })
 }
 
 /// The largest relative difference of `b`'s points from `a`'s (a point missing counts as 100%).

@@ -105,15 +105,29 @@ pub(crate) struct GenFile {
 pub(crate) fn generate(preset: &str, out: &Path) -> anyhow::Result<Vec<GenFile>> {
     let spec = FleetSpec::preset(preset, START_MS)
         .with_context(|| format!("unknown preset {preset:?} (tiny, small, medium)"))?;
+    write_fleet(&spec, out, &|_| true, false)
+}
+
+/// Writes `spec`'s fleet as one OpenMetrics file per cluster in `out`: the families `keep`
+/// accepts, each series with its `cluster` label when `cluster_label`.
+pub(crate) fn write_fleet(
+    spec: &FleetSpec,
+    out: &Path,
+    keep: &dyn Fn(&str) -> bool,
+    cluster_label: bool,
+) -> anyhow::Result<Vec<GenFile>> {
     std::fs::create_dir_all(out)?;
     let mut files = Vec::new();
     for cluster in &spec.clusters {
         let path = out.join(format!("{}.om", cluster.name));
         let mut w = BufWriter::with_capacity(1 << 20, File::create(&path)?);
         let (mut series, mut samples, mut err) = (0, 0, None);
-        generate_cluster(&spec, cluster, &mut |s| {
-            if s.samples.is_empty() || err.is_some() {
+        generate_cluster(spec, cluster, &mut |mut s| {
+            if s.samples.is_empty() || err.is_some() || !keep(s.name) {
                 return;
+            }
+            if cluster_label {
+                s.labels.push(("cluster", cluster.name.clone()));
             }
             series += 1;
             match write_series(&mut w, &s) {
@@ -125,6 +139,7 @@ pub(crate) fn generate(preset: &str, out: &Path) -> anyhow::Result<Vec<GenFile>>
             return Err(e).context(format!("write {}", path.display()));
         }
         write_eof(&mut w)?;
+        std::io::Write::flush(&mut w)?;
         files.push(GenFile {
             cluster: cluster.name.clone(),
             path,

@@ -171,8 +171,9 @@ fn finish_sum(w: Option<&mut Window>, c: f64) {
     }
 }
 
-/// Kahan-Neumaier summation step, as Prometheus's `kahanSumInc`.
-fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
+/// Kahan-Neumaier summation step, as Prometheus's `kahanSumInc` (the querier's sums use it too,
+/// so a window's stored sum is what `sum_over_time` gives).
+pub fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
     let t = sum + inc;
     let c = if t.is_infinite() {
         0.0

@@ -28,17 +28,7 @@ pub(crate) fn go_min(a: f64, b: f64) -> f64 {
 }
 
 /// Kahan-Neumaier summation step, as Prometheus's `kahanSumInc`.
-pub(crate) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
-    let t = sum + inc;
-    let c = if t.is_infinite() {
-        0.0
-    } else if sum.abs() >= inc.abs() {
-        c + ((sum - t) + inc)
-    } else {
-        c + ((inc - t) + sum)
-    };
-    (t, c)
-}
+pub(crate) use fleetscope_store::downsample::kahan_inc;
 
 /// Mean with Kahan summation, switching to an incremental mean on overflow (Prometheus's `avg`).
 pub(crate) fn avg(values: impl Iterator<Item = f64>) -> f64 {
