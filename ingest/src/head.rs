@@ -27,6 +27,7 @@ use rustc_hash::FxHashMap;
 use fleetscope_store::chunk::{decode_timestamps, decode_values, encode_timestamps, encode_values};
 use fleetscope_store::mem::select_series;
 use fleetscope_store::series::{sort_dedup, window_start};
+use fleetscope_store::sub_chunks::SubChunks;
 use fleetscope_store::{CodedSeries, Error as StoreError, Labels, Matcher, Sample, Series};
 
 use crate::batch::Batch;
@@ -381,6 +382,7 @@ impl Taken {
                     w,
                     BlockSeries {
                         series: series.into_iter(),
+                        grid: SubChunks::covering(w, w.saturating_add(d - 1)),
                     },
                 )
             })
@@ -393,6 +395,8 @@ impl Taken {
 #[derive(Debug)]
 pub struct BlockSeries {
     series: std::vec::IntoIter<(Labels, Vec<Piece>)>,
+    /// The window's sub-chunks.
+    grid: SubChunks,
 }
 
 impl Iterator for BlockSeries {
@@ -410,7 +414,7 @@ impl Iterator for BlockSeries {
                 }
             }
             sort_dedup(&mut samples);
-            match CodedSeries::new(labels, &samples) {
+            match CodedSeries::new(labels, &samples, Some(self.grid)) {
                 Ok(Some(coded)) => return Some(Ok(coded)),
                 Ok(None) => {}
                 Err(e) => return Some(Err(e)),

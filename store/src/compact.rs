@@ -39,6 +39,7 @@ use crate::layout;
 use crate::meta::{BlockId, BlockMeta, Compaction, get_json, list_paths};
 use crate::reader::BlockReader;
 use crate::series::{Series, merge, window_start};
+use crate::sub_chunks::SubChunks;
 use crate::writer::{CodedSeries, WriteOptions, write_coded_block};
 
 /// What to do.
@@ -215,6 +216,8 @@ async fn merge_blocks(
     opts: &CompactOptions,
 ) -> Result<BlockMeta> {
     let (readers, names) = stored_readers(store, group).await?;
+    let start = group.iter().map(|m| m.min_t).min().unwrap_or(end);
+    let grid = SubChunks::covering(window_start(start, opts.range_ms), end);
     let mut coded = Vec::new();
     for name in names {
         let matcher = [Matcher::equal(METRIC_NAME, name)];
@@ -231,7 +234,7 @@ async fn merge_blocks(
         }
         let joined: Vec<Series> = replicas.into_values().flat_map(merge).collect();
         for s in dedup_series(joined, &[], false, end) {
-            coded.extend(CodedSeries::new(s.labels, &s.samples)?);
+            coded.extend(CodedSeries::new(s.labels, &s.samples, Some(grid))?);
         }
     }
     let options = WriteOptions {

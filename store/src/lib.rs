@@ -6,6 +6,7 @@
 //!
 //! ```text
 //! <ULID>/data.parquet   one row per series: metric name, labels, time bounds, coded samples
+//!                       in sub-chunks of 30 minutes
 //! <ULID>/meta.json      version, time range, external labels, stats; written LAST
 //! ```
 //!
@@ -14,7 +15,7 @@
 //! and added by readers to every series, unless the series carries a label of the same name.
 //!
 //! This crate knows no HTTP and no protobuf. Its pieces: [`labels`] and [`series`] (the data
-//! model), [`chunk`] (the sample codec), [`schema`] (column names), [`meta`] and [`layout`] (block
+//! model), [`chunk`] (the sample codec), [`sub_chunks`] (the time slots a block cuts series into), [`schema`] (column names), [`meta`] and [`layout`] (block
 //! files and paths), [`objstore`] (`--objstore` URLs), [`write_block`] and [`BlockReader`],
 //! [`compact`] (merging, downsampling, retention, deletion), [`dedup`] (HA replicas merged),
 //! [`downsample`] (5m and 1h summaries), [`MemSeriesSet`]
@@ -37,6 +38,7 @@ pub mod reader;
 pub mod schema;
 pub mod series;
 pub mod source;
+pub mod sub_chunks;
 pub mod upload;
 pub mod warnings;
 pub mod writer;

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::labels::Labels;
 use crate::layout;
-use crate::schema::AGGREGATE_FORMAT_VERSION;
+use crate::schema::FORMAT_VERSION;
+use crate::sub_chunks::SubChunks;
 
 /// A block's identity: a ULID, so names sort by creation time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -61,8 +62,7 @@ impl From<BlockId> for String {
 /// The content of `<ulid>/meta.json` (see `docs/block-format.md`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BlockMeta {
-    /// Block format version (`schema::FORMAT_VERSION` for raw blocks,
-    /// `schema::AGGREGATE_FORMAT_VERSION` for downsampled ones).
+    /// Block format version (`schema::FORMAT_VERSION`; 1 for raw blocks without sub-chunks).
     pub version: u32,
     /// The block's id, equal to its directory name.
     pub ulid: BlockId,
@@ -84,6 +84,10 @@ pub struct BlockMeta {
     /// (blocks written before downsampling have none).
     #[serde(default)]
     pub resolution: i64,
+    /// The slots a raw block's series are cut into (`None`: one chunk per series, as version 1
+    /// blocks and downsampled blocks have).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_chunks: Option<SubChunks>,
 }
 
 /// Counts of a block.
@@ -142,12 +146,16 @@ impl BlockMeta {
     pub async fn read(store: &dyn ObjectStore, id: BlockId) -> Result<Self> {
         let path = layout::meta_path(id);
         let meta: BlockMeta = get_json(store, &path).await?;
-        if meta.version > AGGREGATE_FORMAT_VERSION {
+        if meta.version > FORMAT_VERSION {
             return Err(Error::UnsupportedVersion {
                 block: id,
                 version: meta.version,
-                supported: AGGREGATE_FORMAT_VERSION,
+                supported: FORMAT_VERSION,
             });
+        }
+        if let Some(grid) = &meta.sub_chunks {
+            grid.check()
+                .map_err(|e| Error::Corrupt(format!("{path}: {e}")))?;
         }
         if meta.ulid != id {
             return Err(Error::Corrupt(format!("{path} names block {}", meta.ulid)));
@@ -249,14 +257,27 @@ mod tests {
                 size_bytes: 3,
             }],
             resolution: 0,
+            sub_chunks: Some(SubChunks::covering(0, 9)),
         };
         let json = serde_json::to_string(&meta).unwrap();
         assert!(json.contains(&format!("\"ulid\":\"{id}\"")), "{json}");
         assert_eq!(serde_json::from_str::<BlockMeta>(&json).unwrap(), meta);
-        // Blocks written before downsampling have no `resolution`: raw.
+        assert!(
+            json.contains(r#""sub_chunks":{"start_ms":0,"width_ms":1800000,"count":1}"#),
+            "{json}"
+        );
+        // Blocks written before downsampling have no `resolution` (raw), version 1 blocks no
+        // `sub_chunks`.
         let old = json.replace(",\"resolution\":0", "");
         assert_ne!(old, json);
         assert_eq!(serde_json::from_str::<BlockMeta>(&old).unwrap(), meta);
+        let v1 = BlockMeta {
+            sub_chunks: None,
+            ..meta.clone()
+        };
+        let json = serde_json::to_string(&v1).unwrap();
+        assert!(!json.contains("sub_chunks"), "{json}");
+        assert_eq!(serde_json::from_str::<BlockMeta>(&json).unwrap(), v1);
         assert!(meta.overlaps(9, 20));
         assert!(!meta.overlaps(10, 20), "max_t is exclusive");
     }

@@ -336,8 +336,8 @@ impl BlockReader {
         };
         let downsampled = self.meta.resolution > 0;
         let columns = match view {
-            None => vec![schema::METRIC_NAME, schema::LABELS],
-            Some(view) => read_columns(view, downsampled),
+            None => vec![schema::METRIC_NAME.to_string(), schema::LABELS.to_string()],
+            Some(view) => read_columns(view, &self.meta, min_t, max_t),
         };
         let columns = columns
             .iter()
@@ -575,23 +575,31 @@ fn decode_labels(batch: &RecordBatch, external: &Labels, out: &mut Vec<Series>) 
     Ok(())
 }
 
-/// The columns a view reads (downsampled or raw block).
-fn read_columns(view: Aggregate, downsampled: bool) -> Vec<&'static str> {
+/// The columns a view of `[min_t, max_t]` reads: a downsampled block's summaries, a raw block's
+/// sub-chunks in the range (or its one chunk).
+fn read_columns(view: Aggregate, meta: &BlockMeta, min_t: i64, max_t: i64) -> Vec<String> {
     let mut columns = vec![schema::METRIC_NAME, schema::LABELS];
-    if !downsampled || view == Aggregate::Counter {
-        columns.extend([schema::SAMPLES, schema::TIMESTAMPS, schema::VALUES]);
+    if let (Some(grid), 0) = (&meta.sub_chunks, meta.resolution) {
+        let mut columns: Vec<String> = columns.into_iter().map(String::from).collect();
+        for k in grid.slots(min_t, max_t) {
+            columns.extend([schema::slot_timestamps(k), schema::slot_values(k)]);
+        }
         return columns;
     }
-    columns.push(schema::AGGR_TIMESTAMPS);
-    columns.extend(match view {
-        Aggregate::Avg => &[schema::AGGR_SUM, schema::AGGR_COUNT][..],
-        Aggregate::Count => &[schema::AGGR_COUNT],
-        Aggregate::Sum => &[schema::AGGR_SUM],
-        Aggregate::Min => &[schema::AGGR_MIN],
-        Aggregate::Max => &[schema::AGGR_MAX],
-        Aggregate::Counter => &[],
-    });
-    columns
+    if meta.resolution == 0 || view == Aggregate::Counter {
+        columns.extend([schema::SAMPLES, schema::TIMESTAMPS, schema::VALUES]);
+    } else {
+        columns.push(schema::AGGR_TIMESTAMPS);
+        columns.extend(match view {
+            Aggregate::Avg => &[schema::AGGR_SUM, schema::AGGR_COUNT][..],
+            Aggregate::Count => &[schema::AGGR_COUNT],
+            Aggregate::Sum => &[schema::AGGR_SUM],
+            Aggregate::Min => &[schema::AGGR_MIN],
+            Aggregate::Max => &[schema::AGGR_MAX],
+            Aggregate::Counter => &[],
+        });
+    }
+    columns.into_iter().map(String::from).collect()
 }
 
 /// The rows of one batch of a selection, decoded into series.
@@ -618,40 +626,65 @@ impl<'a> Rows<'a> {
     /// Samples of the `timestamps` and `values` columns (a downsampled block's counter aggregate),
     /// as `view` sees them.
     fn decode_samples(&self, view: Aggregate, out: &mut Vec<Series>) -> Result<()> {
-        let counts = self.col(schema::SAMPLES)?.as_primitive::<UInt32Type>();
-        let tss = self.col(schema::TIMESTAMPS)?.as_binary::<i32>();
-        let vss = self.col(schema::VALUES)?.as_binary::<i32>();
+        // The chunk columns read: one pair (a version 1 block, a counter aggregate), or the
+        // sub-chunks in range, in time order.
+        let fields = self.batch.schema();
+        let mut chunks = Vec::new();
+        for (i, field) in fields.fields().iter().enumerate() {
+            if let Some(slot) = field.name().strip_prefix(schema::TIMESTAMPS) {
+                let values = self.col(&format!("{}{slot}", schema::VALUES))?;
+                chunks.push((
+                    self.batch.column(i).as_binary::<i32>(),
+                    values.as_binary::<i32>(),
+                ));
+            }
+        }
+        // A whole chunk's sample count is checked against the `samples` column.
+        let counts = self
+            .batch
+            .column_by_name(schema::SAMPLES)
+            .map(|c| c.as_primitive::<UInt32Type>());
         let (mut ts, mut vs) = (Vec::new(), Vec::new());
         for i in 0..self.batch.num_rows() {
-            ts.clear();
-            vs.clear();
-            chunk::decode_timestamps(tss.value(i), &mut ts)?;
-            if ts.len() != counts.value(i) as usize {
-                return Err(Error::Corrupt(format!(
-                    "row {i}: {} timestamps, {} samples announced",
-                    ts.len(),
-                    counts.value(i)
-                )));
+            let mut samples = Vec::new();
+            for (tss, vss) in &chunks {
+                let (t_bytes, v_bytes) = (tss.value(i), vss.value(i));
+                if t_bytes.is_empty() && v_bytes.is_empty() {
+                    continue;
+                }
+                ts.clear();
+                vs.clear();
+                chunk::decode_timestamps(t_bytes, &mut ts)?;
+                if let Some(counts) = counts
+                    && ts.len() != counts.value(i) as usize
+                {
+                    return Err(Error::Corrupt(format!(
+                        "row {i}: {} timestamps, {} samples announced",
+                        ts.len(),
+                        counts.value(i)
+                    )));
+                }
+                // Only the values in the range are made (timestamps are sorted).
+                let lo = ts.partition_point(|&t| t < self.min_t);
+                let hi = ts.partition_point(|&t| t <= self.max_t);
+                let n = chunk::decode_values_range(v_bytes, lo..hi, &mut vs)?;
+                if n != ts.len() || vs.len() != hi.saturating_sub(lo) {
+                    return Err(Error::Corrupt(format!(
+                        "row {i}: {n} values, {} timestamps",
+                        ts.len()
+                    )));
+                }
+                let in_range = ts[lo..hi.max(lo)].iter().zip(&vs);
+                if view == Aggregate::Count {
+                    samples.extend(
+                        in_range
+                            .filter(|(_, v)| !is_stale_nan(**v))
+                            .map(|(&t, _)| Sample { t, v: 1.0 }),
+                    );
+                } else {
+                    samples.extend(in_range.map(|(&t, &v)| Sample { t, v }));
+                }
             }
-            // Only the values in the range are made (timestamps are sorted).
-            let lo = ts.partition_point(|&t| t < self.min_t);
-            let hi = ts.partition_point(|&t| t <= self.max_t);
-            let n = chunk::decode_values_range(vss.value(i), lo..hi, &mut vs)?;
-            if n != ts.len() || vs.len() != hi.saturating_sub(lo) {
-                return Err(Error::Corrupt(format!(
-                    "row {i}: {n} values, {} timestamps",
-                    ts.len()
-                )));
-            }
-            let in_range = ts[lo..hi.max(lo)].iter().zip(&vs);
-            let samples = if view == Aggregate::Count {
-                in_range
-                    .filter(|(_, v)| !is_stale_nan(**v))
-                    .map(|(&t, _)| Sample { t, v: 1.0 })
-                    .collect()
-            } else {
-                in_range.map(|(&t, &v)| Sample { t, v }).collect()
-            };
             out.push(Series {
                 labels: self.labels(i)?,
                 samples,

@@ -7,11 +7,13 @@ use std::sync::{Arc, LazyLock};
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
-/// Format version of raw blocks, written in `meta.json`.
-pub const FORMAT_VERSION: u32 = 1;
-/// Format version of downsampled blocks (the aggregate columns below); readers refuse versions
-/// newer than this, so a reader that predates downsampling never mistakes a summary for samples.
-pub const AGGREGATE_FORMAT_VERSION: u32 = 2;
+/// Format version this build writes (raw blocks in sub-chunks, downsampled blocks with the
+/// aggregate columns below) and the newest it reads: a reader refuses newer blocks, so one that
+/// predates them never mistakes a summary for samples or misses a sub-chunk.
+pub const FORMAT_VERSION: u32 = 2;
+/// Format version of raw blocks with each series' samples in one chunk ([`TIMESTAMPS`],
+/// [`VALUES`]), as written before sub-chunks; still read.
+pub const SINGLE_CHUNK_FORMAT_VERSION: u32 = 1;
 
 /// The value of `__name__` (empty string if the series has none).
 pub const METRIC_NAME: &str = "metric_name";
@@ -23,10 +25,23 @@ pub const MIN_T: &str = "min_t";
 pub const MAX_T: &str = "max_t";
 /// Number of samples of the series in the block.
 pub const SAMPLES: &str = "samples";
-/// The series' timestamps, coded by [`crate::chunk::encode_timestamps`].
+/// The series' timestamps, coded by [`crate::chunk::encode_timestamps`] (blocks without
+/// sub-chunks: version 1, and downsampled blocks' counter aggregate).
 pub const TIMESTAMPS: &str = "timestamps";
-/// The series' values, coded by [`crate::chunk::encode_values`].
+/// The series' values, coded by [`crate::chunk::encode_values`] (as [`TIMESTAMPS`]).
 pub const VALUES: &str = "values";
+
+/// Timestamps of the series' samples in sub-chunk slot `k` (see [`crate::sub_chunks`]), coded as
+/// [`TIMESTAMPS`]; empty bytes when the slot has none.
+pub fn slot_timestamps(k: usize) -> String {
+    format!("{TIMESTAMPS}_{k}")
+}
+
+/// Values of the series' samples in sub-chunk slot `k`, coded as [`VALUES`]; empty bytes when the
+/// slot has none.
+pub fn slot_values(k: usize) -> String {
+    format!("{VALUES}_{k}")
+}
 
 /// Downsampled blocks: times of the windows' summaries (their last samples), coded as
 /// [`TIMESTAMPS`]; the block's `timestamps` and `values` hold the counter aggregate.
@@ -52,22 +67,38 @@ pub const META_FILE: &str = "meta.json";
 /// Name of the file that marks a block for deletion (written by the compactor).
 pub const DELETION_MARK_FILE: &str = "deletion-mark.json";
 
-fn raw_fields() -> Vec<Field> {
+fn series_fields() -> Vec<Field> {
     vec![
         Field::new(METRIC_NAME, DataType::Utf8, false),
         Field::new(LABELS, DataType::Binary, false),
         Field::new(MIN_T, DataType::Int64, false),
         Field::new(MAX_T, DataType::Int64, false),
         Field::new(SAMPLES, DataType::UInt32, false),
-        Field::new(TIMESTAMPS, DataType::Binary, false),
-        Field::new(VALUES, DataType::Binary, false),
     ]
 }
 
-/// The Arrow schema of `data.parquet` in a raw block.
+fn raw_fields() -> Vec<Field> {
+    let mut fields = series_fields();
+    fields.push(Field::new(TIMESTAMPS, DataType::Binary, false));
+    fields.push(Field::new(VALUES, DataType::Binary, false));
+    fields
+}
+
+/// The Arrow schema of `data.parquet` in a raw block of version 1 (one chunk per series).
 pub fn schema() -> SchemaRef {
     static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| Arc::new(Schema::new(raw_fields())));
     Arc::clone(&SCHEMA)
+}
+
+/// The Arrow schema of `data.parquet` in a raw block with `slots` sub-chunks: the series columns,
+/// then per slot its timestamps and values, side by side so that a slot is one read.
+pub fn sub_chunk_schema(slots: usize) -> SchemaRef {
+    let mut fields = series_fields();
+    for k in 0..slots {
+        fields.push(Field::new(slot_timestamps(k), DataType::Binary, false));
+        fields.push(Field::new(slot_values(k), DataType::Binary, false));
+    }
+    Arc::new(Schema::new(fields))
 }
 
 /// The Arrow schema of `data.parquet` in a downsampled block: the raw columns (the counter

@@ -21,8 +21,9 @@ use crate::labels::Labels;
 use crate::layout;
 use crate::meta::{BlockFile, BlockId, BlockMeta, BlockStats, Compaction};
 use crate::reader::LabelIndex;
-use crate::schema::{self, AGGREGATE_FORMAT_VERSION, DATA_FILE, FORMAT_VERSION, LABELS_FILE};
+use crate::schema::{self, DATA_FILE, FORMAT_VERSION, LABELS_FILE, SINGLE_CHUNK_FORMAT_VERSION};
 use crate::series::{Sample, Series, sort_dedup};
+use crate::sub_chunks::SubChunks;
 use crate::upload::Upload;
 
 /// Bytes the block writer gathers before handing them to the upload.
@@ -60,28 +61,31 @@ impl Default for WriteOptions {
 }
 
 /// One series of a block with its samples coded (`chunk::encode_timestamps` /
-/// `chunk::encode_values`): a few bytes per sample instead of 16 while a block is being written.
+/// `chunk::encode_values`), in sub-chunks or as one chunk: a few bytes per sample instead of 16
+/// while a block is being written.
 #[derive(Debug, Clone)]
 pub struct CodedSeries {
     labels: Labels,
     min_t: i64,
     max_t: i64,
     samples: u32,
-    timestamps: Vec<u8>,
-    values: Vec<u8>,
+    /// The grid `chunks` follow (`None`: one chunk).
+    grid: Option<SubChunks>,
+    /// Coded timestamps and values, one pair per slot of `grid` (empty bytes for an empty slot).
+    chunks: Vec<(Vec<u8>, Vec<u8>)>,
     /// A downsampled series' window summaries, coded in [`schema::AGGR_COLUMNS`] order.
     aggr: Option<[Vec<u8>; 5]>,
 }
 
 impl CodedSeries {
     /// A downsampled series: its windows' summaries and its counter aggregate (see
-    /// [`crate::downsample`]); `None` if it has no samples.
+    /// [`crate::downsample`]), one chunk each; `None` if it has no samples.
     pub fn downsampled(
         labels: Labels,
         windows: &[Window],
         counter: &[Sample],
     ) -> Result<Option<Self>> {
-        let Some(mut coded) = Self::new(labels, counter)? else {
+        let Some(mut coded) = Self::new(labels, counter, None)? else {
             return Ok(None);
         };
         let ts: Vec<i64> = windows.iter().map(|w| w.t).collect();
@@ -98,8 +102,14 @@ impl CodedSeries {
         Ok(Some(coded))
     }
 
-    /// Codes `samples`, which must be sorted by time with unique timestamps; `None` if empty.
-    pub fn new(labels: Labels, samples: &[Sample]) -> Result<Option<Self>> {
+    /// Codes `samples`, which must be sorted by time with unique timestamps, in the sub-chunks of
+    /// `grid` (every series of a block on the same grid), or as one chunk without (a version 1
+    /// block); `None` if empty.
+    pub fn new(
+        labels: Labels,
+        samples: &[Sample],
+        grid: Option<SubChunks>,
+    ) -> Result<Option<Self>> {
         let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
             return Ok(None);
         };
@@ -108,14 +118,24 @@ impl CodedSeries {
                 "series {labels} has more than 2^32 samples in one block"
             ))
         })?;
-        let ts: Vec<i64> = samples.iter().map(|s| s.t).collect();
-        let vs: Vec<f64> = samples.iter().map(|s| s.v).collect();
+        let code = |part: &[Sample]| {
+            if part.is_empty() {
+                return (Vec::new(), Vec::new());
+            }
+            let ts: Vec<i64> = part.iter().map(|s| s.t).collect();
+            let vs: Vec<f64> = part.iter().map(|s| s.v).collect();
+            (chunk::encode_timestamps(&ts), chunk::encode_values(&vs))
+        };
+        let chunks = match &grid {
+            Some(grid) => grid.split(samples).into_iter().map(code).collect(),
+            None => vec![code(samples)],
+        };
         Ok(Some(Self {
             min_t: first.t,
             max_t: last.t,
             samples: n,
-            timestamps: chunk::encode_timestamps(&ts),
-            values: chunk::encode_values(&vs),
+            grid,
+            chunks,
             labels,
             aggr: None,
         }))
@@ -139,9 +159,16 @@ pub async fn write_block(
             by_labels.entry(s.labels).or_default().extend(s.samples);
         }
         let mut out = Vec::with_capacity(by_labels.len());
+        let (lo, hi) = by_labels
+            .values()
+            .flatten()
+            .fold((i64::MAX, i64::MIN), |(lo, hi), s| {
+                (lo.min(s.t), hi.max(s.t))
+            });
+        let grid = SubChunks::covering(lo, hi);
         for (labels, mut samples) in by_labels {
             sort_dedup(&mut samples);
-            out.extend(CodedSeries::new(labels, &samples)?);
+            out.extend(CodedSeries::new(labels, &samples, Some(grid))?);
         }
         Ok::<_, Error>(out)
     })
@@ -239,12 +266,13 @@ where
     let index_bytes = put_label_index(store, id, &encoded.labels).await?;
     let bytes = sink.bytes + index_bytes;
     let meta = BlockMeta {
-        version: if options.resolution > 0 {
-            AGGREGATE_FORMAT_VERSION
-        } else {
+        version: if options.resolution > 0 || encoded.grid.is_some() {
             FORMAT_VERSION
+        } else {
+            SINGLE_CHUNK_FORMAT_VERSION
         },
         resolution: options.resolution,
+        sub_chunks: encoded.grid,
         ulid: id,
         min_t: encoded.min_t,
         max_t: encoded.max_t + 1,
@@ -304,6 +332,8 @@ pub async fn publish_block(store: &Arc<dyn ObjectStore>, meta: &BlockMeta) -> Re
 }
 
 struct Encoded {
+    /// The series' sub-chunk grid.
+    grid: Option<SubChunks>,
     min_t: i64,
     max_t: i64,
     series: u64,
@@ -366,7 +396,20 @@ fn encode(
     options: &WriteOptions,
     sink: &mut PartSink,
 ) -> Result<Encoded> {
-    let props = WriterProperties::builder()
+    let mut series = series.peekable();
+    // The block's layout is its first series' (every series of a block is coded on one grid).
+    let grid = match series.peek() {
+        Some(Ok(first)) => first.grid,
+        Some(Err(_)) => None,
+        None => return Err(Error::EmptyBlock),
+    };
+    let downsampled = options.resolution > 0;
+    let arrow_schema = match (downsampled, grid) {
+        (true, _) => schema::aggregate_schema(),
+        (false, Some(grid)) => schema::sub_chunk_schema(grid.count as usize),
+        (false, None) => schema::schema(),
+    };
+    let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(options.zstd_level)
                 .map_err(|source| Error::Parquet { block: id, source })?,
@@ -375,36 +418,21 @@ fn encode(
         .set_data_page_row_count_limit(options.page_rows)
         .set_write_batch_size(options.page_rows.min(1024))
         .set_statistics_enabled(EnabledStatistics::Page)
-        // Chunk bytes are not worth min/max statistics (and would bloat the footer).
-        .set_column_statistics_enabled(
-            ColumnPath::from(schema::TIMESTAMPS),
-            EnabledStatistics::None,
-        )
-        .set_column_statistics_enabled(ColumnPath::from(schema::VALUES), EnabledStatistics::None)
         .set_column_statistics_enabled(ColumnPath::from(schema::LABELS), EnabledStatistics::None)
-        .set_column_dictionary_enabled(ColumnPath::from(schema::VALUES), false)
         .set_column_dictionary_enabled(ColumnPath::from(schema::LABELS), false);
-    // Summaries are chunks too; times and counts of windows repeat across series (dictionary kept).
-    let props = schema::AGGR_COLUMNS
-        .iter()
-        .fold(props, |p, c| {
-            p.set_column_statistics_enabled(ColumnPath::from(*c), EnabledStatistics::None)
-        })
-        .set_column_dictionary_enabled(ColumnPath::from(schema::AGGR_SUM), false)
-        .set_column_dictionary_enabled(ColumnPath::from(schema::AGGR_MIN), false)
-        .set_column_dictionary_enabled(ColumnPath::from(schema::AGGR_MAX), false)
-        .build();
-    let downsampled = options.resolution > 0;
-    let arrow_schema = if downsampled {
-        schema::aggregate_schema()
-    } else {
-        schema::schema()
-    };
-    let mut writer = ArrowWriter::try_new(sink, arrow_schema, Some(props))
+    // Chunk bytes are not worth min/max statistics (and would bloat the footer).
+    for field in arrow_schema.fields().iter().skip(SERIES_COLUMNS) {
+        let column = ColumnPath::from(field.name().as_str());
+        props = props
+            .set_column_statistics_enabled(column.clone(), EnabledStatistics::None)
+            .set_column_dictionary_enabled(column, keeps_dictionary(field.name()));
+    }
+    let props = props.build();
+    let mut writer = ArrowWriter::try_new(sink, Arc::clone(&arrow_schema), Some(props))
         .map_err(|source| Error::Parquet { block: id, source })?;
 
     let (mut min_t, mut max_t, mut n_series, mut n_samples) = (i64::MAX, i64::MIN, 0u64, 0u64);
-    let mut batch = BatchBuilder::default();
+    let mut batch = BatchBuilder::new(Arc::clone(&arrow_schema));
     let mut previous: Option<Labels> = None;
     let mut index = LabelIndex::new();
     // Whether some series lacks each external label (and so shows the external value).
@@ -443,27 +471,19 @@ fn encode(
         batch.min_t.append_value(s.min_t);
         batch.max_t.append_value(s.max_t);
         batch.samples.append_value(s.samples);
-        batch.timestamps.append_value(&s.timestamps);
-        batch.values.append_value(&s.values);
-        match (&s.aggr, downsampled) {
-            (Some(aggr), true) => {
-                for (builder, bytes) in batch.aggr.iter_mut().zip(aggr) {
-                    builder.append_value(bytes);
-                }
-            }
-            (None, false) => {}
-            _ => {
-                return Err(Error::Corrupt(format!(
-                    "block {id}: series {} is {} in a {} block",
-                    s.labels,
-                    if downsampled { "raw" } else { "downsampled" },
-                    if downsampled { "downsampled" } else { "raw" },
-                )));
-            }
+        if s.grid != grid || s.aggr.is_some() != downsampled {
+            return Err(Error::Corrupt(format!(
+                "block {id}: series {} coded as {}, the block as {}",
+                s.labels,
+                layout_name(s.grid, s.aggr.is_some()),
+                layout_name(grid, downsampled),
+            )));
         }
+        let chunks = s.chunks.iter().flat_map(|(t, v)| [t, v]);
+        batch.append_chunks(chunks.chain(s.aggr.iter().flatten()))?;
         if batch.len() >= options.page_rows.max(1024) {
             writer
-                .write(&batch.finish(downsampled)?)
+                .write(&batch.finish()?)
                 .map_err(|source| Error::Parquet { block: id, source })?;
         }
         previous = Some(s.labels);
@@ -473,7 +493,7 @@ fn encode(
     }
     if batch.len() > 0 {
         writer
-            .write(&batch.finish(downsampled)?)
+            .write(&batch.finish()?)
             .map_err(|source| Error::Parquet { block: id, source })?;
     }
     let sink = writer
@@ -494,6 +514,7 @@ fn encode(
             .insert(l.value.clone());
     }
     Ok(Encoded {
+        grid,
         min_t,
         max_t,
         series: n_series,
@@ -502,40 +523,84 @@ fn encode(
     })
 }
 
-#[derive(Default)]
+/// Columns of every block before its chunk columns ([`schema::sub_chunk_schema`]).
+const SERIES_COLUMNS: usize = 5;
+
+/// Whether a chunk column is dictionary-encoded: timestamps (series scraped together share
+/// them, stored once) and the summaries' times and counts; not values.
+fn keeps_dictionary(column: &str) -> bool {
+    column
+        .strip_prefix(schema::TIMESTAMPS)
+        .is_some_and(|slot| slot.is_empty() || slot.starts_with('_'))
+        || column == schema::AGGR_TIMESTAMPS
+        || column == schema::AGGR_COUNT
+}
+
+/// How a series or block is laid out, for errors.
+fn layout_name(grid: Option<SubChunks>, downsampled: bool) -> String {
+    match (grid, downsampled) {
+        (_, true) => "downsampled".into(),
+        (Some(g), false) => format!("{} sub-chunks of {} ms from {}", g.count, g.width, g.start),
+        (None, false) => "one chunk".into(),
+    }
+}
+
 struct BatchBuilder {
+    schema: arrow::datatypes::SchemaRef,
     name: StringBuilder,
     labels: BinaryBuilder,
     min_t: Int64Builder,
     max_t: Int64Builder,
     samples: UInt32Builder,
-    timestamps: BinaryBuilder,
-    values: BinaryBuilder,
-    /// Downsampled blocks only: [`schema::AGGR_COLUMNS`].
-    aggr: [BinaryBuilder; 5],
+    /// The chunk columns, in schema order.
+    chunks: Vec<BinaryBuilder>,
 }
 
 impl BatchBuilder {
+    fn new(schema: arrow::datatypes::SchemaRef) -> Self {
+        let chunks = schema.fields().len().saturating_sub(SERIES_COLUMNS);
+        Self {
+            schema,
+            name: StringBuilder::new(),
+            labels: BinaryBuilder::new(),
+            min_t: Int64Builder::new(),
+            max_t: Int64Builder::new(),
+            samples: UInt32Builder::new(),
+            chunks: (0..chunks).map(|_| BinaryBuilder::new()).collect(),
+        }
+    }
+
     fn len(&self) -> usize {
         arrow::array::ArrayBuilder::len(&self.min_t)
     }
 
-    fn finish(&mut self, downsampled: bool) -> Result<RecordBatch> {
+    /// Appends a row's chunk columns, in schema order.
+    fn append_chunks<'a>(&mut self, chunks: impl Iterator<Item = &'a Vec<u8>>) -> Result<()> {
+        let mut n = 0;
+        for (builder, bytes) in self.chunks.iter_mut().zip(chunks) {
+            builder.append_value(bytes);
+            n += 1;
+        }
+        if n != self.chunks.len() {
+            return Err(Error::Corrupt(format!(
+                "a series with {n} chunk columns in a block of {}",
+                self.chunks.len()
+            )));
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<RecordBatch> {
         let mut columns: Vec<ArrayRef> = vec![
             Arc::new(self.name.finish()),
             Arc::new(self.labels.finish()),
             Arc::new(self.min_t.finish()),
             Arc::new(self.max_t.finish()),
             Arc::new(self.samples.finish()),
-            Arc::new(self.timestamps.finish()),
-            Arc::new(self.values.finish()),
         ];
-        if !downsampled {
-            return Ok(RecordBatch::try_new(schema::schema(), columns)?);
-        }
-        for b in &mut self.aggr {
+        for b in &mut self.chunks {
             columns.push(Arc::new(b.finish()));
         }
-        Ok(RecordBatch::try_new(schema::aggregate_schema(), columns)?)
+        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
     }
 }

@@ -216,30 +216,113 @@ fn s3_roundtrip() {
     assert!(!blocks.is_empty(), "blocks landed in the S3 bucket");
 }
 
-/// Series handed to the streaming writer out of block order are refused, and nothing is published.
+/// Series handed to the streaming writer out of block order, or coded on another layout than the
+/// block's, are refused, and nothing is published.
 #[tokio::test]
 async fn the_streaming_writer_refuses_series_out_of_block_order() {
+    use fleetscope_store::sub_chunks::SubChunks;
     use fleetscope_store::{CodedSeries, Sample, write_sorted_block};
     let store = objstore::open("memory://").unwrap();
-    let coded = |name: &str| {
+    let grid = SubChunks::covering(0, 7_199_999);
+    let coded = |name: &str, grid: Option<SubChunks>| {
         let samples = [Sample { t: 1, v: 1.0 }];
-        CodedSeries::new(Labels::from_pairs([("__name__", name)]), &samples)
+        CodedSeries::new(Labels::from_pairs([("__name__", name)]), &samples, grid)
             .unwrap()
             .unwrap()
     };
-    let series = vec![Ok(coded("b")), Ok(coded("a"))].into_iter();
-    let err = write_sorted_block(&store, series, &Labels::empty(), &WriteOptions::default())
+    let write = |series: Vec<CodedSeries>| {
+        let store = Arc::clone(&store);
+        async move {
+            let series = series.into_iter().map(Ok);
+            write_sorted_block(&store, series, &Labels::empty(), &WriteOptions::default()).await
+        }
+    };
+    let err = write(vec![coded("b", Some(grid)), coded("a", Some(grid))])
         .await
         .unwrap_err()
         .to_string();
     assert!(err.contains("out of block order"), "{err}");
+    for other in [None, Some(SubChunks::covering(0, 86_399_999))] {
+        let err = write(vec![coded("a", Some(grid)), coded("b", other)])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("series b{} coded as"), "{err}");
+    }
     assert!(BlockMeta::list(&store).await.unwrap().is_empty());
     // In order, the same series make a block.
-    let series = vec![Ok(coded("a")), Ok(coded("b"))].into_iter();
-    let meta = write_sorted_block(&store, series, &Labels::empty(), &WriteOptions::default())
+    let meta = write(vec![coded("a", Some(grid)), coded("b", Some(grid))])
         .await
         .unwrap();
     assert_eq!(meta.stats.series, 2);
+    assert_eq!((meta.version, meta.sub_chunks), (2, Some(grid)));
+}
+
+/// Blocks of version 1 (each series in one chunk) and of version 2 (in sub-chunks, some empty)
+/// answer every range the same.
+#[tokio::test]
+async fn sub_chunks_and_single_chunks_read_the_same() {
+    use fleetscope_store::sub_chunks::{SLOT_MS, SubChunks};
+    use fleetscope_store::{CodedSeries, Sample, write_sorted_block};
+    let store = objstore::open("memory://").unwrap();
+    let start = 1_767_225_600_000; // a 2h window
+    let series: Vec<(Labels, Vec<Sample>)> = (0..5)
+        .map(|i| {
+            let labels = Labels::from_pairs([("__name__", "m"), ("i", &i.to_string())]);
+            // Series 3 has no sample in the second slot; series 4 only in the last one.
+            let samples = (0..480)
+                .map(|j| start + j * 15_000 + i * 7)
+                .filter(|t| i != 3 || !(start + SLOT_MS..start + 2 * SLOT_MS).contains(t))
+                .filter(|t| i != 4 || *t >= start + 3 * SLOT_MS)
+                .map(|t| Sample {
+                    t,
+                    v: if t % 7 == 0 {
+                        f64::NAN
+                    } else {
+                        (t % 1000) as f64 / 10.0
+                    },
+                })
+                .collect();
+            (labels, samples)
+        })
+        .collect();
+    let grid = SubChunks::covering(start, start + 7_199_999);
+    let mut readers = vec![];
+    for g in [None, Some(grid)] {
+        let coded: Vec<_> = series
+            .iter()
+            .map(|(l, s)| Ok(CodedSeries::new(l.clone(), s, g).unwrap().unwrap()))
+            .collect();
+        let meta = write_sorted_block(
+            &store,
+            coded.into_iter(),
+            &Labels::empty(),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(meta.version, if g.is_some() { 2 } else { 1 });
+        readers.push(BlockReader::new(Arc::clone(&store), meta));
+    }
+    let ranges = [
+        (i64::MIN, i64::MAX),
+        (start + SLOT_MS - 300_000, start + SLOT_MS - 1),
+        (start + SLOT_MS - 300_000, start + SLOT_MS + 300_000),
+        (start + 2 * SLOT_MS - 1, start + 2 * SLOT_MS),
+        (start + 3 * SLOT_MS + 5, start + 3 * SLOT_MS + 60_000),
+        (start - 100, start + 14),
+        (start + 7_200_000, i64::MAX),
+    ];
+    for (lo, hi) in ranges {
+        let a = readers[0].select(&[], lo, hi).await.unwrap().series;
+        let b = readers[1].select(&[], lo, hi).await.unwrap().series;
+        assert_eq!(format!("{a:?}"), format!("{b:?}"), "range {lo}..={hi}");
+        let want: usize = series
+            .iter()
+            .map(|(_, s)| s.iter().filter(|x| (lo..=hi).contains(&x.t)).count())
+            .sum();
+        assert_eq!(b.iter().map(|s| s.samples.len()).sum::<usize>(), want);
+    }
 }
 
 /// A damaged label index is an error naming the object, never a panic or a wrong answer.
