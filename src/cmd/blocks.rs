@@ -60,6 +60,17 @@ pub(super) async fn run(cmd: Command) -> anyhow::Result<()> {
                 meta.stats.bytes as f64 / meta.stats.samples.max(1) as f64
             );
             println!("producer   {}", meta.producer);
+            if meta.resolution > 0 {
+                println!("resolution {} ms", meta.resolution);
+            }
+            match meta.sub_chunks {
+                Some(g) => println!(
+                    "chunks     {} sub-chunks of {} s per series",
+                    g.count,
+                    g.width / 1000
+                ),
+                None => println!("chunks     one per series"),
+            }
             println!(
                 "compaction level {}, sources {:?}",
                 meta.compaction.level,

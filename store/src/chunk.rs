@@ -12,12 +12,17 @@
 //!     are not such decimals (NaN, stale markers, infinities, `-0.0`, long binary fractions) are stored
 //!     raw as exceptions.
 //!   - *xor*: Gorilla-style XOR with the previous value, as trailing-zero count plus varint.
+//!   - *xor bits*: Gorilla's own bit packing of the same XORs (a zero XOR is one bit; otherwise
+//!     the XOR's meaningful bits, inside the previous one's leading/trailing zeros when they fit).
+//!     Full-precision floats (sums of latencies, averaged gauges) cost a byte or two less a sample
+//!     than with the byte-aligned xor.
 
 use crate::error::{Error, Result};
 
 const KIND_DECIMAL_DELTA: u8 = 1;
 const KIND_DECIMAL_DOD: u8 = 2;
 const KIND_XOR: u8 = 3;
+const KIND_XOR_BITS: u8 = 4;
 /// Largest decimal exponent tried: 10^15 keeps 15 significant fractional digits.
 const MAX_EXP: u8 = 15;
 /// Largest integer magnitude whose conversion to f64 is exact.
@@ -76,6 +81,8 @@ pub fn decode_timestamps(mut buf: &[u8], out: &mut Vec<i64>) -> Result<()> {
 /// Encodes values bit for bit with the smallest of the codings described in the module docs.
 pub fn encode_values(vs: &[f64]) -> Vec<u8> {
     let xor = encode_xor(vs);
+    let bits = encode_xor_bits(vs);
+    let xor = if bits.len() < xor.len() { bits } else { xor };
     let Some(dec) = Decimal::analyse(vs) else {
         return xor;
     };
@@ -119,6 +126,35 @@ pub fn decode_values_range(
                     0
                 } else {
                     get_uvarint(&mut buf)? << tz
+                };
+                prev ^= x;
+                if i >= lo {
+                    out.push(f64::from_bits(prev));
+                }
+            }
+        }
+        KIND_XOR_BITS => {
+            let mut bits = BitReader::new(buf);
+            let (mut prev, mut window) = (0u64, None);
+            for i in 0..hi {
+                let x = if i == 0 {
+                    bits.read(64)?
+                } else if bits.read(1)? == 0 {
+                    0
+                } else {
+                    if bits.read(1)? == 1 {
+                        let lz = bits.read(5)? as u32;
+                        let m = match bits.read(6)? as u32 {
+                            0 => 64,
+                            m => m,
+                        };
+                        if lz + m > 64 {
+                            return Err(corrupt("xor bits: window past 64 bits"));
+                        }
+                        window = Some((lz, 64 - lz - m));
+                    }
+                    let (lz, tz) = window.ok_or_else(|| corrupt("xor bits: no window yet"))?;
+                    bits.read(64 - lz - tz)? << tz
                 };
                 prev ^= x;
                 if i >= lo {
@@ -285,6 +321,119 @@ fn encode_xor(vs: &[f64]) -> Vec<u8> {
     out
 }
 
+/// Gorilla's XOR packing: the first value's 64 bits, then per value `0` for an unchanged value,
+/// `10` + the XOR's bits inside the previous window, or `11` + leading zeros (5 bits) + meaningful
+/// length (6 bits, 0 for 64) + the bits.
+fn encode_xor_bits(vs: &[f64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(vs.len() * 4 + 16);
+    out.push(KIND_XOR_BITS);
+    put_uvarint(&mut out, vs.len() as u64);
+    let mut bits = BitWriter::new(out);
+    let (mut prev, mut window) = (0u64, None);
+    for (i, &v) in vs.iter().enumerate() {
+        let x = v.to_bits() ^ prev;
+        prev = v.to_bits();
+        if i == 0 {
+            bits.write(x, 64);
+        } else if x == 0 {
+            bits.write(0, 1);
+        } else {
+            let (lz, tz) = (x.leading_zeros().min(31), x.trailing_zeros());
+            match window {
+                Some((wl, wt)) if lz >= wl && tz >= wt => {
+                    bits.write(0b10, 2);
+                    bits.write(x >> wt, 64 - wl - wt);
+                }
+                _ => {
+                    let m = 64 - lz - tz;
+                    bits.write(0b11, 2);
+                    bits.write(u64::from(lz), 5);
+                    bits.write(u64::from(m & 63), 6);
+                    bits.write(x >> tz, m);
+                    window = Some((lz, tz));
+                }
+            }
+        }
+    }
+    bits.finish()
+}
+
+/// Writes bits most significant first after the bytes already in `out`.
+struct BitWriter {
+    out: Vec<u8>,
+    acc: u128,
+    pending: u32,
+}
+
+impl BitWriter {
+    fn new(out: Vec<u8>) -> Self {
+        Self {
+            out,
+            acc: 0,
+            pending: 0,
+        }
+    }
+
+    /// Appends the low `n` (<= 64) bits of `x`.
+    fn write(&mut self, x: u64, n: u32) {
+        if n == 0 {
+            return;
+        }
+        let x = if n == 64 { x } else { x & ((1u64 << n) - 1) };
+        self.acc = (self.acc << n) | u128::from(x);
+        self.pending += n;
+        while self.pending >= 8 {
+            self.pending -= 8;
+            self.out.push((self.acc >> self.pending) as u8);
+        }
+        self.acc &= (1u128 << self.pending) - 1;
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        if self.pending > 0 {
+            self.out.push((self.acc << (8 - self.pending)) as u8);
+        }
+        self.out
+    }
+}
+
+/// Reads what [`BitWriter`] wrote.
+struct BitReader<'a> {
+    buf: &'a [u8],
+    acc: u128,
+    have: u32,
+}
+
+impl<'a> BitReader<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Self {
+            buf,
+            acc: 0,
+            have: 0,
+        }
+    }
+
+    /// The next `n` (<= 64) bits.
+    fn read(&mut self, n: u32) -> Result<u64> {
+        if n == 0 {
+            return Ok(0);
+        }
+        while self.have < n {
+            let (&b, rest) = self
+                .buf
+                .split_first()
+                .ok_or_else(|| corrupt("truncated xor bits"))?;
+            self.buf = rest;
+            self.acc = (self.acc << 8) | u128::from(b);
+            self.have += 8;
+        }
+        self.have -= n;
+        let x = (self.acc >> self.have) as u64;
+        self.acc &= (1u128 << self.have) - 1;
+        Ok(if n == 64 { x } else { x & ((1u64 << n) - 1) })
+    }
+}
+
 fn corrupt(what: &str) -> Error {
     Error::Corrupt(format!("chunk: {what}"))
 }
@@ -397,9 +546,54 @@ mod tests {
         // A count of 2^32 samples in a few bytes: an error, not a 32 GiB allocation.
         let huge = [0x80, 0x80, 0x80, 0x80, 0x10, 0, 0];
         assert!(decode_timestamps(&huge, &mut Vec::new()).is_err());
-        let mut values = vec![KIND_XOR];
-        values.extend_from_slice(&huge);
-        assert!(decode_values(&values, &mut Vec::new()).is_err());
+        for kind in [KIND_XOR, KIND_XOR_BITS] {
+            let mut values = vec![kind];
+            values.extend_from_slice(&huge);
+            assert!(decode_values(&values, &mut Vec::new()).is_err());
+        }
+        // xor bits: a window past 64 bits (31 leading zeros, 40 bits), and a `10` before any window.
+        let bad_window = [
+            KIND_XOR_BITS,
+            2,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0b1111_1111,
+            0b1010_0000,
+            0,
+        ];
+        assert!(decode_values(&bad_window, &mut Vec::new()).is_err());
+        let no_window = [KIND_XOR_BITS, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0b1000_0000, 0];
+        assert!(decode_values(&no_window, &mut Vec::new()).is_err());
+        let enc = encode_xor_bits(&[1.5, 2.25, 2.25, -7.0, f64::NAN]);
+        for cut in 0..enc.len() {
+            assert!(
+                decode_values(&enc[..cut], &mut Vec::new()).is_err(),
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn full_precision_floats_pick_the_bit_packed_xor() {
+        // Sums of latencies: random mantissas, no short decimal.
+        let mut sum = 0.0f64;
+        let vs: Vec<f64> = (0..120u32)
+            .map(|i| {
+                sum += f64::from(i % 17) * 0.001_372_912_37 + 1.0 / f64::from(i + 3);
+                sum
+            })
+            .collect();
+        let enc = roundtrip_values(&vs);
+        assert_eq!(enc[0], KIND_XOR_BITS);
+        assert!(enc.len() < encode_xor(&vs).len());
+        // Constant values: a bit each.
+        assert!(encode_xor_bits(&[1.0; 120]).len() <= 2 + 8 + 15);
     }
 
     proptest! {
@@ -407,6 +601,10 @@ mod tests {
         fn any_values_roundtrip(bits in proptest::collection::vec(any::<u64>(), 0..50)) {
             let vs: Vec<f64> = bits.into_iter().map(f64::from_bits).collect();
             roundtrip_values(&vs);
+            let mut back = Vec::new();
+            decode_values(&encode_xor_bits(&vs), &mut back).unwrap();
+            let back: Vec<u64> = back.iter().map(|v| v.to_bits()).collect();
+            prop_assert_eq!(back, vs.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
         }
 
         #[test]
@@ -427,7 +625,7 @@ mod tests {
             for i in nan_at.into_iter().filter(|&i| i < n) {
                 vs[i] = f64::NAN;
             }
-            for enc in [encode_values(&vs), encode_xor(&vs)] {
+            for enc in [encode_values(&vs), encode_xor(&vs), encode_xor_bits(&vs)] {
                 let mut part = Vec::new();
                 let n = decode_values_range(&enc, lo..lo + len, &mut part).unwrap();
                 prop_assert_eq!(n, vs.len());

@@ -121,6 +121,15 @@ fn import_writes_blocks_that_read_back_exactly() {
         inspected.contains("node_cpu_seconds_total") && inspected.contains("up "),
         "{inspected}"
     );
+    // Imported 2h windows are version 2 blocks in four 30-minute sub-chunks.
+    assert_eq!(inspected.matches("version    2").count(), 2, "{inspected}");
+    assert_eq!(
+        inspected
+            .matches("4 sub-chunks of 1800 s per series")
+            .count(),
+        2,
+        "{inspected}"
+    );
 }
 
 #[test]
