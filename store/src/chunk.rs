@@ -78,6 +78,67 @@ pub fn decode_timestamps(mut buf: &[u8], out: &mut Vec<i64>) -> Result<()> {
     Ok(())
 }
 
+/// Encodes a sub-chunk's timestamps: as [`encode_timestamps`], except that the first delta comes
+/// before the first timestamp, which is coded as its distance from where a series that started at
+/// `series_first` and keeps that delta would first be scraped in a slot starting at `slot_start`
+/// ([`slot_first`]): for a regular scrape, a zero.
+pub fn encode_slot_timestamps(ts: &[i64], series_first: i64, slot_start: i64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ts.len() + 16);
+    put_uvarint(&mut out, ts.len() as u64);
+    let Some(&t0) = ts.first() else {
+        return out;
+    };
+    let d1 = ts.get(1).map_or(0, |t1| t1.wrapping_sub(t0));
+    if ts.len() > 1 {
+        put_ivarint(&mut out, d1);
+    }
+    put_ivarint(
+        &mut out,
+        t0.wrapping_sub(slot_first(series_first, slot_start, d1)),
+    );
+    let mut prev_delta = d1;
+    for w in ts.windows(2).skip(1) {
+        let delta = w[1].wrapping_sub(w[0]);
+        put_ivarint(&mut out, delta.wrapping_sub(prev_delta));
+        prev_delta = delta;
+    }
+    out
+}
+
+/// Decodes [`encode_slot_timestamps`] output, appending to `out`.
+pub fn decode_slot_timestamps(
+    mut buf: &[u8],
+    series_first: i64,
+    slot_start: i64,
+    out: &mut Vec<i64>,
+) -> Result<()> {
+    let n = get_len(&mut buf)?;
+    if n == 0 {
+        return Ok(());
+    }
+    out.reserve(n.min(buf.len()));
+    let mut delta = if n > 1 { get_ivarint(&mut buf)? } else { 0 };
+    let mut t = slot_first(series_first, slot_start, delta).wrapping_add(get_ivarint(&mut buf)?);
+    out.push(t);
+    for i in 1..n {
+        if i > 1 {
+            delta = delta.wrapping_add(get_ivarint(&mut buf)?);
+        }
+        t = t.wrapping_add(delta);
+        out.push(t);
+    }
+    Ok(())
+}
+
+/// Where a series first scraped at `series_first`, every `delta` ms, is first scraped in a slot
+/// starting at `slot_start`.
+fn slot_first(series_first: i64, slot_start: i64, delta: i64) -> i64 {
+    if series_first >= slot_start || delta <= 0 {
+        return series_first.max(slot_start);
+    }
+    slot_start.wrapping_add(series_first.wrapping_sub(slot_start).rem_euclid(delta))
+}
+
 /// Encodes values bit for bit with the smallest of the codings described in the module docs.
 pub fn encode_values(vs: &[f64]) -> Vec<u8> {
     let xor = encode_xor(vs);
@@ -580,6 +641,26 @@ mod tests {
     }
 
     #[test]
+    fn a_regular_scrape_predicts_each_slots_first_timestamp() {
+        // A target scraped every 15 s at phase 353 ms: in every later slot, the first timestamp
+        // costs a zero byte, like the delta-of-deltas.
+        let (first, slot) = (1_767_225_600_353, 1_767_227_400_000);
+        let ts: Vec<i64> = (0..120).map(|i| 1_767_227_400_353 + 15_000 * i).collect();
+        let enc = encode_slot_timestamps(&ts, first, slot);
+        assert_eq!(enc.len(), 1 + 3 + 1 + 118);
+        assert_eq!(enc[4], 0);
+        let mut back = Vec::new();
+        decode_slot_timestamps(&enc, first, slot, &mut back).unwrap();
+        assert_eq!(back, ts);
+        // The series starting inside the slot: its own first timestamp.
+        assert_eq!(slot_first(slot + 10, slot, 15_000), slot + 10);
+        assert_eq!(slot_first(slot - 14_990, slot, 15_000), slot + 10);
+        for cut in 0..enc.len() {
+            assert!(decode_slot_timestamps(&enc[..cut], first, slot, &mut Vec::new()).is_err());
+        }
+    }
+
+    #[test]
     fn full_precision_floats_pick_the_bit_packed_xor() {
         // Sums of latencies: random mantissas, no short decimal.
         let mut sum = 0.0f64;
@@ -633,6 +714,18 @@ mod tests {
                 let got: Vec<u64> = part.iter().map(|v| v.to_bits()).collect();
                 prop_assert_eq!(got, want);
             }
+        }
+
+        #[test]
+        fn any_slot_timestamps_roundtrip(
+            ts in proptest::collection::vec(any::<i64>(), 0..50),
+            first in any::<i64>(),
+            start in any::<i64>(),
+        ) {
+            let enc = encode_slot_timestamps(&ts, first, start);
+            let mut back = Vec::new();
+            decode_slot_timestamps(&enc, first, start, &mut back).unwrap();
+            prop_assert_eq!(back, ts);
         }
 
         #[test]

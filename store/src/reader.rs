@@ -365,6 +365,7 @@ impl BlockReader {
                 Some(view) => {
                     let rows = Rows {
                         batch,
+                        grid: self.meta.sub_chunks,
                         external: &self.external,
                         min_t,
                         max_t,
@@ -580,7 +581,10 @@ fn decode_labels(batch: &RecordBatch, external: &Labels, out: &mut Vec<Series>) 
 fn read_columns(view: Aggregate, meta: &BlockMeta, min_t: i64, max_t: i64) -> Vec<String> {
     let mut columns = vec![schema::METRIC_NAME, schema::LABELS];
     if let (Some(grid), 0) = (&meta.sub_chunks, meta.resolution) {
-        let mut columns: Vec<String> = columns.into_iter().map(String::from).collect();
+        let mut columns: Vec<String> = [schema::METRIC_NAME, schema::LABELS, schema::MIN_T]
+            .into_iter()
+            .map(String::from)
+            .collect();
         for k in grid.slots(min_t, max_t) {
             columns.extend([schema::slot_timestamps(k), schema::slot_values(k)]);
         }
@@ -605,6 +609,8 @@ fn read_columns(view: Aggregate, meta: &BlockMeta, min_t: i64, max_t: i64) -> Ve
 /// The rows of one batch of a selection, decoded into series.
 struct Rows<'a> {
     batch: &'a RecordBatch,
+    /// The block's sub-chunk grid, if it has one.
+    grid: Option<crate::sub_chunks::SubChunks>,
     external: &'a Labels,
     min_t: i64,
     max_t: i64,
@@ -633,12 +639,28 @@ impl<'a> Rows<'a> {
         for (i, field) in fields.fields().iter().enumerate() {
             if let Some(slot) = field.name().strip_prefix(schema::TIMESTAMPS) {
                 let values = self.col(&format!("{}{slot}", schema::VALUES))?;
-                chunks.push((
-                    self.batch.column(i).as_binary::<i32>(),
-                    values.as_binary::<i32>(),
-                ));
+                // A sub-chunk's timestamps are coded from its slot's start.
+                let slot_start = match (slot.strip_prefix('_'), &self.grid) {
+                    (None, _) => None,
+                    (Some(k), Some(grid)) => Some(grid.slot_start(k.parse().map_err(|_| {
+                        Error::Corrupt(format!("data.parquet column {}", field.name()))
+                    })?)),
+                    (Some(_), None) => {
+                        return Err(Error::Corrupt(format!(
+                            "data.parquet has sub-chunk column {} but meta.json no sub_chunks",
+                            field.name()
+                        )));
+                    }
+                };
+                let (ts, vs) = (self.batch.column(i), values);
+                chunks.push((ts.as_binary::<i32>(), vs.as_binary::<i32>(), slot_start));
             }
         }
+        // Sub-chunks code their timestamps from the series' first sample.
+        let firsts = match chunks.iter().any(|c| c.2.is_some()) {
+            true => Some(self.col(schema::MIN_T)?.as_primitive::<Int64Type>()),
+            false => None,
+        };
         // A whole chunk's sample count is checked against the `samples` column.
         let counts = self
             .batch
@@ -647,14 +669,20 @@ impl<'a> Rows<'a> {
         let (mut ts, mut vs) = (Vec::new(), Vec::new());
         for i in 0..self.batch.num_rows() {
             let mut samples = Vec::new();
-            for (tss, vss) in &chunks {
+            for (tss, vss, slot_start) in &chunks {
                 let (t_bytes, v_bytes) = (tss.value(i), vss.value(i));
                 if t_bytes.is_empty() && v_bytes.is_empty() {
                     continue;
                 }
                 ts.clear();
                 vs.clear();
-                chunk::decode_timestamps(t_bytes, &mut ts)?;
+                match slot_start {
+                    Some(start) => {
+                        let first = firsts.map_or(*start, |f| f.value(i));
+                        chunk::decode_slot_timestamps(t_bytes, first, *start, &mut ts)?
+                    }
+                    None => chunk::decode_timestamps(t_bytes, &mut ts)?,
+                }
                 if let Some(counts) = counts
                     && ts.len() != counts.value(i) as usize
                 {

@@ -75,6 +75,12 @@ impl SubChunks {
         usize::try_from(k.clamp(0, i128::from(self.count.max(1) - 1))).unwrap_or(0)
     }
 
+    /// Start of slot `k`, ms (its timestamps are coded from it and the series' first sample).
+    pub fn slot_start(&self, k: usize) -> i64 {
+        let t = i128::from(self.start) + i128::from(self.width) * k as i128;
+        i64::try_from(t).unwrap_or(if t < 0 { i64::MIN } else { i64::MAX })
+    }
+
     /// The slots that may hold samples in `[min_t, max_t]` (both inclusive).
     pub fn slots(&self, min_t: i64, max_t: i64) -> Range<usize> {
         if min_t > max_t {

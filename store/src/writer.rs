@@ -51,7 +51,7 @@ impl Default for WriteOptions {
     fn default() -> Self {
         Self {
             producer: format!("fleetscope/{}", env!("CARGO_PKG_VERSION")),
-            zstd_level: 3,
+            zstd_level: 9,
             row_group_rows: 16_384,
             page_rows: 512,
             compaction: None,
@@ -118,17 +118,27 @@ impl CodedSeries {
                 "series {labels} has more than 2^32 samples in one block"
             ))
         })?;
-        let code = |part: &[Sample]| {
+        // A slot's timestamps are coded from its start and the series' first sample.
+        let code = |part: &[Sample], slot_start: Option<i64>| {
             if part.is_empty() {
                 return (Vec::new(), Vec::new());
             }
             let ts: Vec<i64> = part.iter().map(|s| s.t).collect();
             let vs: Vec<f64> = part.iter().map(|s| s.v).collect();
-            (chunk::encode_timestamps(&ts), chunk::encode_values(&vs))
+            let ts = match slot_start {
+                Some(start) => chunk::encode_slot_timestamps(&ts, first.t, start),
+                None => chunk::encode_timestamps(&ts),
+            };
+            (ts, chunk::encode_values(&vs))
         };
         let chunks = match &grid {
-            Some(grid) => grid.split(samples).into_iter().map(code).collect(),
-            None => vec![code(samples)],
+            Some(grid) => grid
+                .split(samples)
+                .into_iter()
+                .enumerate()
+                .map(|(k, part)| code(part, Some(grid.slot_start(k))))
+                .collect(),
+            None => vec![code(samples, None)],
         };
         Ok(Some(Self {
             min_t: first.t,
@@ -531,7 +541,7 @@ const SERIES_COLUMNS: usize = 5;
 fn keeps_dictionary(column: &str) -> bool {
     column
         .strip_prefix(schema::TIMESTAMPS)
-        .is_some_and(|slot| slot.is_empty() || slot.starts_with('_'))
+        .is_some_and(|slot| slot.is_empty())
         || column == schema::AGGR_TIMESTAMPS
         || column == schema::AGGR_COUNT
 }
