@@ -418,6 +418,45 @@ impl Matcher {
     }
 }
 
+/// [`matches_all`] on a series as a block stores it: its metric name and its other labels
+/// encoded by [`Labels::encode_without_name`], read in place (a block scan's row filter tests
+/// every row of the pages it reads, most of them other series).
+pub fn matches_all_encoded(
+    matchers: &[Matcher],
+    metric_name: &str,
+    encoded: &[u8],
+    external: &Labels,
+) -> Result<bool> {
+    for m in matchers {
+        let own = if m.name == METRIC_NAME {
+            Some(metric_name).filter(|n| !n.is_empty())
+        } else {
+            encoded_value(encoded, &m.name)?
+        };
+        if !m.matches(own.or_else(|| external.get(&m.name)).unwrap_or("")) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// The value of label `name` in an encoding of [`Labels::encode_without_name`], the others
+/// skipped.
+fn encoded_value<'a>(encoded: &'a [u8], name: &str) -> Result<Option<&'a str>> {
+    let mut parts = encoded.split(|b| *b == SEP);
+    while let Some(n) = parts.next().filter(|n| !n.is_empty()) {
+        let value = parts
+            .next()
+            .ok_or_else(|| Error::Corrupt("label without value in labels column".into()))?;
+        if n == name.as_bytes() {
+            return std::str::from_utf8(value)
+                .map(Some)
+                .map_err(|_| Error::Corrupt("labels column is not UTF-8".into()));
+        }
+    }
+    Ok(None)
+}
+
 /// True if every matcher accepts `labels` with `external` added (as
 /// [`Labels::with_external`], without building the set).
 pub fn matches_all(matchers: &[Matcher], labels: &Labels, external: &Labels) -> bool {
@@ -430,6 +469,38 @@ pub fn matches_all(matchers: &[Matcher], labels: &Labels, external: &Labels) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn matching_encoded_labels_equals_matching_decoded_ones() {
+        let sets = [
+            Labels::from_pairs([("__name__", "up"), ("job", "node"), ("cluster", "a")]),
+            Labels::from_pairs([("job", "node")]),
+            Labels::from_pairs([("__name__", "up"), ("jobs", "x"), ("zz", "")]),
+        ];
+        let external = Labels::from_pairs([("cluster", "ext"), ("region", "eu")]);
+        let matchers = [
+            Matcher::equal("__name__", "up"),
+            Matcher::new(MatchOp::NotEqual, "job", "").unwrap(),
+            Matcher::new(MatchOp::Regex, "cluster", "a|ext").unwrap(),
+            Matcher::new(MatchOp::NotRegex, "region", "us.*").unwrap(),
+            Matcher::equal("job", "node"),
+            Matcher::equal("__name__", ""),
+            Matcher::equal("missing", ""),
+        ];
+        for labels in &sets {
+            let encoded = labels.encode_without_name();
+            for m in &matchers {
+                let one = std::slice::from_ref(m);
+                assert_eq!(
+                    matches_all_encoded(one, labels.metric_name(), &encoded, &external).unwrap(),
+                    matches_all(one, labels, &external),
+                    "{m:?} on {labels}"
+                );
+            }
+        }
+        assert!(matches_all_encoded(&matchers[1..2], "up", b"job", &external).is_err());
+        assert!(matches_all_encoded(&matchers[1..2], "up", b"job\xff\xc3\xff", &external).is_err());
+    }
 
     #[test]
     fn from_pairs_sorts_dedups_and_drops_empty() {

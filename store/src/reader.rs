@@ -28,7 +28,7 @@ use std::ops::Range;
 use crate::chunk;
 use crate::downsample::{self, Aggregate, Window};
 use crate::error::{Error, Result};
-use crate::labels::{Labels, MatchOp, Matcher, matches_all};
+use crate::labels::{Labels, MatchOp, Matcher, matches_all_encoded};
 use crate::layout;
 use crate::meta::{BlockId, BlockMeta};
 use crate::schema::{self, DATA_FILE, LABELS_FILE};
@@ -554,8 +554,7 @@ fn row_filter(
     for i in 0..batch.num_rows() {
         let keep = firsts.value(i) <= max_t
             && lasts.value(i) >= min_t
-            && Labels::decode_with_name(names.value(i), labels.value(i))
-                .map(|l| matches_all(matchers, &l, external))
+            && matches_all_encoded(matchers, names.value(i), labels.value(i), external)
                 .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
         out.push(keep);
     }
