@@ -70,20 +70,21 @@ fn main() -> ExitCode {
     }
 }
 
-/// Freed memory the querier's allocator keeps instead of handing it back to the system.
+/// Free memory at the top of its heap the querier's allocator keeps instead of handing it back.
 #[cfg(all(target_os = "linux", target_env = "gnu", not(feature = "mimalloc")))]
-const QUERY_HEAP_KEPT: i32 = 256 << 20;
+const QUERY_HEAP_KEPT: i32 = 64 << 20;
 
-/// A query allocates and frees the same large buffers (decompressed Parquet pages, decoded
-/// chunks) every time. By default glibc maps buffers over 128 KiB afresh and returns the heap's
-/// free top past 128 KiB, so each query faulted its pages in again (16% of a small instant query's
-/// CPU, 20% of its latency); the querier keeps up to [`QUERY_HEAP_KEPT`] instead.
+/// A query allocates and frees the same buffers (decompressed Parquet pages, decoded chunks)
+/// every time. By default glibc maps buffers over 128 KiB afresh and hands back the top of its
+/// heap once 128 KiB of it are free, so each query faulted its pages in again (16% of a small
+/// instant query's CPU); the querier takes buffers up to 1 MiB from its heap and keeps up to
+/// [`QUERY_HEAP_KEPT`] of it free.
 #[allow(unsafe_code)]
 fn keep_query_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu", not(feature = "mimalloc")))]
     // SAFETY: mallopt only sets the allocator's tunables, under its lock.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, QUERY_HEAP_KEPT / 4);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, QUERY_HEAP_KEPT);
         libc::mallopt(libc::M_TOP_PAD, QUERY_HEAP_KEPT / 4);
     }

@@ -6,6 +6,7 @@
 pub(crate) mod json;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -65,6 +66,8 @@ pub struct ApiState {
     sql: Sql,
     /// Labels telling HA replicas apart (`--query.replica-label`): their series are merged.
     replica_labels: Vec<String>,
+    /// Whether `/-/ready` answers 200 (set by whoever loads the catalog's block headers).
+    ready: Arc<AtomicBool>,
 }
 
 impl ApiState {
@@ -92,7 +95,14 @@ impl ApiState {
             slots,
             metrics: Metrics::new(),
             replica_labels: Vec::new(),
+            ready: Arc::new(AtomicBool::new(true)),
         }
+    }
+
+    /// `/-/ready` answers 503 while `ready` is false (e.g. while block headers load).
+    pub fn with_readiness(mut self, ready: Arc<AtomicBool>) -> Self {
+        self.ready = ready;
+        self
     }
 
     /// Merges series that differ only in these labels (HA replicas), as Thanos's
@@ -217,13 +227,22 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/-/healthy",
             get(|| async { "fleetscope querier is healthy.\n" }),
         )
-        .route(
-            "/-/ready",
-            get(|| async { "fleetscope querier is ready.\n" }),
-        )
+        .route("/-/ready", get(ready))
         .route("/metrics", get(metrics))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// `/-/ready`: 200 once the querier's block headers are loaded, 503 before.
+async fn ready(State(state): State<Arc<ApiState>>) -> (StatusCode, &'static str) {
+    if state.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "fleetscope querier is ready.\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "fleetscope querier is loading block headers.\n",
+        )
+    }
 }
 
 /// An API error: Prometheus's `errorType` and HTTP status.

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -45,16 +46,28 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
     let catalog = Arc::new(Catalog::new(store));
     let blocks = catalog.refresh().await.context("list blocks")?;
     tracing::info!(blocks, objstore = %args.objstore.objstore, "catalog loaded");
+    // Block headers load in the background (new blocks' after each refresh), so that no query
+    // waits for them; `/-/ready` answers 503 until the first load is done.
+    let ready = Arc::new(AtomicBool::new(false));
     let refresher = {
         let catalog = Arc::clone(&catalog);
         let every = args.refresh;
+        let ready = Arc::clone(&ready);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.tick().await;
+            match catalog.load_headers().await {
+                0 => tracing::info!("block headers loaded"),
+                failed => tracing::warn!(failed, "blocks whose headers could not be read"),
+            }
+            ready.store(true, Ordering::Release);
             loop {
                 tick.tick().await;
                 match catalog.refresh().await {
-                    Ok(n) => tracing::debug!(blocks = n, "catalog refreshed"),
+                    Ok(n) => {
+                        tracing::debug!(blocks = n, "catalog refreshed");
+                        catalog.load_headers().await;
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "catalog refresh failed; keeping the previous listing")
                     }
@@ -77,7 +90,8 @@ pub(super) async fn run(args: Args) -> anyhow::Result<()> {
         },
     )
     // A request may turn the merge off (`dedup=false`) or name other labels (`replicaLabels[]`).
-    .with_replica_labels(args.query.replica_labels.clone());
+    .with_replica_labels(args.query.replica_labels.clone())
+    .with_readiness(ready);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listen on {}", args.listen))?;

@@ -24,6 +24,8 @@ pub struct Catalog {
 
 /// Blocks read at once by one selection.
 const CONCURRENT_BLOCKS: usize = 8;
+/// Blocks whose headers [`Catalog::load_headers`] reads at once.
+const HEADER_LOADS: usize = 16;
 
 impl Catalog {
     /// A catalog of `store`, empty until [`Catalog::refresh`].
@@ -67,6 +69,25 @@ impl Catalog {
         };
         *current = Arc::new(readers);
         Ok(n)
+    }
+
+    /// Loads the headers ([`BlockReader::load_headers`]) of every known block not loaded yet,
+    /// [`HEADER_LOADS`] at a time, so that no query waits for them; a block that cannot be read
+    /// is left to the queries, which report it. Returns how many blocks failed.
+    pub async fn load_headers(&self) -> usize {
+        let readers = self.readers();
+        let loads = readers.iter().cloned().map(|r| async move {
+            let loaded = r.load_headers().await;
+            if let Err(e) = &loaded {
+                tracing::debug!(block = %r.meta().ulid, error = %e, "block headers not loaded");
+            }
+            loaded.is_ok()
+        });
+        let loaded: Vec<bool> = futures::stream::iter(loads)
+            .buffer_unordered(HEADER_LOADS)
+            .collect()
+            .await;
+        loaded.into_iter().filter(|ok| !ok).count()
     }
 
     /// The blocks known since the last refresh.
@@ -425,6 +446,39 @@ mod tests {
         crate::compact::delete_block(&store, a.ulid).await.unwrap();
         assert_eq!(catalog.refresh().await.unwrap(), 1);
         assert_eq!(catalog.blocks()[0].ulid, b.ulid);
+    }
+
+    #[tokio::test]
+    async fn loaded_headers_answer_without_the_store() {
+        use object_store::ObjectStoreExt;
+        let store = crate::objstore::open("memory://").unwrap();
+        let series = vec![Series {
+            labels: Labels::from_pairs([("__name__", "up"), ("job", "node")]),
+            samples: vec![Sample { t: 1, v: 1.0 }],
+        }];
+        let opts = crate::WriteOptions::default();
+        let meta = crate::write_block(&store, series.clone(), &Labels::empty(), &opts)
+            .await
+            .unwrap();
+        let catalog = Catalog::new(Arc::clone(&store));
+        catalog.refresh().await.unwrap();
+        assert_eq!(catalog.load_headers().await, 0);
+        // The label index came with the headers: the file can go and the names still answer.
+        let index = crate::layout::file_path(meta.ulid, crate::schema::LABELS_FILE);
+        store.delete(&index).await.unwrap();
+        let names = catalog.label_names(i64::MIN, i64::MAX).await.unwrap();
+        assert_eq!(names.into_iter().collect::<Vec<_>>(), ["__name__", "job"]);
+        // A block whose data file is damaged is counted, not fatal; the good one stays loaded.
+        let bad = crate::write_block(&store, series, &Labels::empty(), &opts)
+            .await
+            .unwrap();
+        let data = crate::layout::data_path(bad.ulid);
+        store
+            .put(&data, object_store::PutPayload::from(vec![0u8; 64]))
+            .await
+            .unwrap();
+        catalog.refresh().await.unwrap();
+        assert_eq!(catalog.load_headers().await, 1);
     }
 
     #[test]

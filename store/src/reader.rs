@@ -400,6 +400,13 @@ pub struct MetricCount {
 }
 
 impl BlockReader {
+    /// Reads and caches what every query of the block needs first: the Parquet footer with its
+    /// page index, and the label index (as Thanos's store gateway loads index headers at start).
+    pub async fn load_headers(&self) -> Result<()> {
+        guard(self.meta.ulid, self.reader_metadata()).await?;
+        self.label_index().await.map(|_| ())
+    }
+
     /// Every label name of the block with its values (read once, then cached).
     pub async fn label_index(&self) -> Result<Arc<LabelIndex>> {
         guard(self.meta.ulid, self.label_index_unguarded()).await
@@ -580,10 +587,9 @@ fn decode_labels(batch: &RecordBatch, external: &Labels, out: &mut Vec<Series>) 
 fn read_columns(view: Aggregate, meta: &BlockMeta, min_t: i64, max_t: i64) -> Vec<String> {
     let mut columns = vec![schema::METRIC_NAME, schema::LABELS];
     if let (Some(grid), 0) = (&meta.sub_chunks, meta.resolution) {
-        let mut columns: Vec<String> = [schema::METRIC_NAME, schema::LABELS, schema::MIN_T]
-            .into_iter()
-            .map(String::from)
-            .collect();
+        // `min_t`: slots code their timestamps from the series' first sample.
+        columns.push(schema::MIN_T);
+        let mut columns: Vec<String> = columns.into_iter().map(String::from).collect();
         for k in grid.slots(min_t, max_t) {
             columns.extend([schema::slot_timestamps(k), schema::slot_values(k)]);
         }

@@ -387,3 +387,25 @@ async fn features_follow_enable_feature() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
+
+#[tokio::test]
+async fn ready_waits_for_the_readiness_flag() {
+    let catalog = Arc::new(Catalog::new(objstore::open("memory://").unwrap()));
+    let flag = Arc::new(AtomicBool::new(false));
+    let app = router(Arc::new(
+        ApiState::new(Engine::default(), catalog, ApiOptions::default())
+            .with_readiness(Arc::clone(&flag)),
+    ));
+    let (status, body) = call(&app, get("/-/ready")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        body.as_str().unwrap().contains("loading block headers"),
+        "{body}"
+    );
+    // Queries are served meanwhile.
+    let (status, _) = call(&app, get("/api/v1/query?query=1&time=60")).await;
+    assert_eq!(status, StatusCode::OK);
+    flag.store(true, Ordering::Release);
+    let (status, _) = call(&app, get("/-/ready")).await;
+    assert_eq!(status, StatusCode::OK);
+}
