@@ -32,24 +32,22 @@ const MAX_EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
 pub fn encode_timestamps(ts: &[i64]) -> Vec<u8> {
     let mut out = Vec::with_capacity(ts.len() + 16);
     put_uvarint(&mut out, ts.len() as u64);
-    let mut prev = 0i64;
-    let mut prev_delta = 0i64;
-    for (i, &t) in ts.iter().enumerate() {
-        match i {
-            0 => put_ivarint(&mut out, t),
-            1 => {
-                prev_delta = t.wrapping_sub(prev);
-                put_ivarint(&mut out, prev_delta);
-            }
-            _ => {
-                let delta = t.wrapping_sub(prev);
-                put_ivarint(&mut out, delta.wrapping_sub(prev_delta));
-                prev_delta = delta;
-            }
-        }
-        prev = t;
+    if let Some(&t0) = ts.first() {
+        put_ivarint(&mut out, t0);
     }
+    if let [t0, t1, ..] = ts {
+        put_ivarint(&mut out, t1.wrapping_sub(*t0));
+    }
+    put_delta_of_deltas(&mut out, ts);
     out
+}
+
+/// The delta-of-deltas of `ts` from its third timestamp on.
+fn put_delta_of_deltas(out: &mut Vec<u8>, ts: &[i64]) {
+    for w in ts.windows(3) {
+        let (d0, d1) = (w[1].wrapping_sub(w[0]), w[2].wrapping_sub(w[1]));
+        put_ivarint(out, d1.wrapping_sub(d0));
+    }
 }
 
 /// Decodes [`encode_timestamps`] output, appending to `out`.
@@ -96,12 +94,7 @@ pub fn encode_slot_timestamps(ts: &[i64], series_first: i64, slot_start: i64) ->
         &mut out,
         t0.wrapping_sub(slot_first(series_first, slot_start, d1)),
     );
-    let mut prev_delta = d1;
-    for w in ts.windows(2).skip(1) {
-        let delta = w[1].wrapping_sub(w[0]);
-        put_ivarint(&mut out, delta.wrapping_sub(prev_delta));
-        prev_delta = delta;
-    }
+    put_delta_of_deltas(&mut out, ts);
     out
 }
 
