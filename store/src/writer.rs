@@ -51,7 +51,7 @@ impl Default for WriteOptions {
     fn default() -> Self {
         Self {
             producer: format!("fleetscope/{}", env!("CARGO_PKG_VERSION")),
-            zstd_level: 9,
+            zstd_level: 15,
             row_group_rows: 16_384,
             page_rows: 512,
             compaction: None,
