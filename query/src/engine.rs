@@ -95,6 +95,8 @@ impl Default for EngineOptions {
 pub struct Engine {
     options: EngineOptions,
     session: SessionContext,
+    /// The session's task context, made once: making one clones every function registry.
+    task: Arc<TaskContext>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -146,9 +148,11 @@ impl Engine {
             .with_memory_limit(options.max_memory.max(1 << 20), 1.0)
             .build_arc()
             .unwrap_or_default();
+        let session = SessionContext::new_with_config_rt(config, runtime);
         Self {
             options,
-            session: SessionContext::new_with_config_rt(config, runtime),
+            task: session.task_ctx(),
+            session,
         }
     }
 
@@ -160,7 +164,7 @@ impl Engine {
     /// A task context of the session whose memory pool is a budget of its own
     /// ([`crate::memory::QueryPool`]) inside the session's.
     fn query_task_ctx(&self) -> Arc<TaskContext> {
-        let session = self.session.task_ctx();
+        let session = &self.task;
         let shared = session.runtime_env();
         let pool = QueryPool::new(
             Arc::clone(&shared.memory_pool),

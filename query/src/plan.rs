@@ -213,7 +213,12 @@ impl<'a> Planner<'a> {
             self.repeated.contains(&vs.to_string()),
             Arc::clone(self.ctx),
         ));
-        let input = if scan.output_partitioning().partition_count() == 1 && self.parallelism == 1 {
+        // One scan partition already holds every copy of each series. Spreading its series over
+        // the cores pays for range queries; an instant query's per-series work is a few samples
+        // a series, less than the channels and tasks of a repartition cost.
+        let input = if scan.output_partitioning().partition_count() == 1
+            && (self.parallelism == 1 || self.grid.len() == 1)
+        {
             scan
         } else {
             let key =
@@ -424,10 +429,15 @@ mod tests {
         let p = plan("sum by (a) (rate(x[5m])) / on() group_left count(x)");
         assert_eq!(p.matches("PromScanExec").count(), 2, "{p}");
         assert_eq!(p.matches("mode=Partial").count(), 2, "{p}");
-        assert!(
-            p.contains("func=rate") && p.contains("Hash([series_key@0], 2)"),
-            "{p}"
-        );
+        // One source: an instant query's series stay in the scan's partition, a range query's
+        // are spread over the cores.
+        assert!(p.contains("func=rate") && !p.contains("Hash("), "{p}");
+        let q = "sum by (a) (rate(x[5m]))";
+        let p = engine
+            .plan_range(&source, q, 0, 600_000, 60_000)
+            .unwrap()
+            .display();
+        assert!(p.contains("Hash([series_key@0], 2)"), "{p}");
 
         // Whole-set operators run in the root over per-series leaves.
         let p = plan("topk(2, x * 2)");

@@ -47,7 +47,12 @@ pub async fn serve(
         Arc::clone(&shared),
     ));
     let auth = Arc::new(Auth::new(Arc::clone(&shared)));
-    let app = app.layer(axum::middleware::from_fn_with_state(auth, basic_auth));
+    // Handlers become routes once here, and each connection gets a clone of the same router (a
+    // reference count): `axum::serve(listener, router)` redoes that conversion per connection.
+    let app = app
+        .layer(axum::middleware::from_fn_with_state(auth, basic_auth))
+        .with_state(())
+        .into_make_service();
     let listener = WebListener::spawn(tcp, shared)?;
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(crate::args::shutdown_signal())

@@ -241,7 +241,7 @@ impl BlockReader {
         let block = self.meta.ulid;
         let pq = |source| Error::Parquet { block, source };
         let mut stats = ScanStats::default();
-        if !self.meta.overlaps(min_t, max_t) {
+        if !self.meta.overlaps(min_t, max_t) || self.excluded_by_index(matchers) {
             return Ok(Selection::default());
         }
         let file = self.file().await?;
@@ -329,7 +329,13 @@ impl BlockReader {
         let predicate = {
             let matchers = matchers.to_vec();
             let external = self.external.clone();
-            let mask = ProjectionMask::roots(parquet_schema, [0, 1, 2, 3]);
+            // Without label matchers the filter needs no labels: the name and time columns are
+            // small, and the labels are then decoded once, for the rows kept.
+            let on_labels = matchers
+                .iter()
+                .any(|m| m.name != crate::labels::METRIC_NAME || m.op != MatchOp::Equal);
+            let columns: &[usize] = if on_labels { &[0, 1, 2, 3] } else { &[0, 2, 3] };
+            let mask = ProjectionMask::roots(parquet_schema, columns.iter().copied());
             ArrowPredicateFn::new(mask, move |batch: RecordBatch| {
                 row_filter(&batch, &matchers, &external, min_t, max_t)
             })
@@ -424,6 +430,23 @@ impl BlockReader {
             })
             .await?;
         Ok(Arc::clone(index))
+    }
+
+    /// Whether the label index, when loaded, shows that no series of the block can match: an
+    /// equality matcher on a value no series has (as Prometheus skips a block whose postings lack
+    /// it). Matchers on the reader's external labels are left to the scan.
+    fn excluded_by_index(&self, matchers: &[Matcher]) -> bool {
+        let Some(index) = self.label_index.get() else {
+            return false;
+        };
+        matchers.iter().any(|m| {
+            m.op == MatchOp::Equal
+                && !m.value.is_empty()
+                && self.external.get(&m.name).is_none()
+                && !index
+                    .get(&m.name)
+                    .is_some_and(|values| values.contains(&m.value))
+        })
     }
 
     /// The label index the writer stored ([`LABELS_FILE`], `size` bytes).
@@ -553,15 +576,18 @@ fn row_filter(
     min_t: i64,
     max_t: i64,
 ) -> Result<BooleanArray, ArrowError> {
+    // `metric_name`, `labels` (when a matcher needs them), `min_t`, `max_t`.
+    let n = batch.num_columns();
     let names = batch.column(0).as_string::<i32>();
-    let labels = batch.column(1).as_binary::<i32>();
-    let firsts = batch.column(2).as_primitive::<Int64Type>();
-    let lasts = batch.column(3).as_primitive::<Int64Type>();
+    let labels = (n == 4).then(|| batch.column(1).as_binary::<i32>());
+    let firsts = batch.column(n - 2).as_primitive::<Int64Type>();
+    let lasts = batch.column(n - 1).as_primitive::<Int64Type>();
     let mut out = Vec::with_capacity(batch.num_rows());
     for i in 0..batch.num_rows() {
+        let encoded = labels.map_or(&[][..], |l| l.value(i));
         let keep = firsts.value(i) <= max_t
             && lasts.value(i) >= min_t
-            && matches_all_encoded(matchers, names.value(i), labels.value(i), external)
+            && matches_all_encoded(matchers, names.value(i), encoded, external)
                 .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
         out.push(keep);
     }

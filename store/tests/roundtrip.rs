@@ -346,3 +346,37 @@ async fn a_damaged_label_index_is_an_error_naming_it() {
         assert!(err.contains("labels.json.zst"), "{err}");
     }
 }
+
+/// With its label index loaded, a reader skips a block no series of which has a matcher's value
+/// (no row group opened) and answers every other selection as before.
+#[tokio::test]
+async fn the_label_index_skips_blocks_without_the_value() {
+    let store = objstore::open("memory://").unwrap();
+    let series: Vec<Series> = ["a", "b"]
+        .into_iter()
+        .map(|job| Series {
+            labels: Labels::from_pairs([("__name__", "up"), ("job", job)]),
+            samples: vec![fleetscope_store::Sample { t: 1, v: 1.0 }],
+        })
+        .collect();
+    let external = Labels::from_pairs([("cluster", "c1")]);
+    let meta = write_block(&store, series, &external, &WriteOptions::default())
+        .await
+        .unwrap();
+    let reader = BlockReader::new(Arc::clone(&store), meta);
+    reader.load_headers().await.unwrap();
+    let eq = |name: &str, value: &str| Matcher::new(MatchOp::Equal, name, value).unwrap();
+    let cases = [
+        (vec![eq("__name__", "up"), eq("job", "a")], 1, true),
+        (vec![eq("__name__", "up"), eq("job", "z")], 0, false),
+        (vec![eq("__name__", "down")], 0, false),
+        (vec![eq("__name__", "up"), eq("cluster", "c1")], 2, true),
+        (vec![eq("__name__", "up"), eq("cluster", "c2")], 0, true),
+        (vec![eq("__name__", "up"), eq("zone", "")], 2, true),
+    ];
+    for (matchers, want, opened) in cases {
+        let sel = reader.select(&matchers, 0, 10).await.unwrap();
+        assert_eq!(sel.series.len(), want, "{matchers:?}");
+        assert_eq!(sel.stats.row_groups > 0, opened, "{matchers:?}");
+    }
+}
