@@ -6,8 +6,10 @@
 //! cargo run --profile bench-fast -p fleetscope-bench -- compare --preset small
 //! cargo run -p fleetscope-bench -- crash --kills 100 --outage-secs 600
 //! cargo run --profile bench-fast -p fleetscope-bench -- longrange
+//! cargo run --profile bench-fast -p fleetscope-bench -- catalog --blocks 10000
 //! ```
 
+mod catalog;
 mod compare;
 mod crash;
 mod longrange;
@@ -65,6 +67,9 @@ enum Cmd {
     /// The shipper SIGKILLed under load in every phase, and an object-store outage: every
     /// acknowledged sample must end up in the bucket exactly once.
     Crash(crash::Args),
+    /// A bucket of many small blocks: listing, meta reads, header loading, a querier's cold start,
+    /// planning and queries over every block.
+    Catalog(catalog::Args),
 }
 
 /// A fixed, block-aligned start so every run produces the same blocks.
@@ -92,6 +97,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Compare(args) => compare::run(args),
         Cmd::Crash(args) => crash::run(args),
         Cmd::Longrange(args) => longrange::run(args),
+        Cmd::Catalog(args) => catalog::run(args),
     }
 }
 

@@ -37,6 +37,9 @@ use crate::series::{Sample, Series, is_stale_nan};
 /// Label names and their values in a block (external labels included).
 pub type LabelIndex = BTreeMap<String, BTreeSet<String>>;
 
+/// Most values of one label a scan tries a regex matcher on to skip a block by its label index.
+const INDEX_REGEX_VALUES: usize = 1024;
+
 /// The label index of the label sets `sets`.
 pub fn index_of(sets: &[Labels]) -> LabelIndex {
     let mut index = LabelIndex::new();
@@ -432,20 +435,29 @@ impl BlockReader {
         Ok(Arc::clone(index))
     }
 
-    /// Whether the label index, when loaded, shows that no series of the block can match: an
-    /// equality matcher on a value no series has (as Prometheus skips a block whose postings lack
-    /// it). Matchers on the reader's external labels are left to the scan.
+    /// Whether the label index, when loaded, shows that no series of the block can match, as
+    /// Prometheus skips a block whose postings lack a value: an equality matcher on a value no
+    /// series shows, or a regex matching neither `""` nor any value shown (tried on up to
+    /// [`INDEX_REGEX_VALUES`] values). The index holds the values series show, external labels
+    /// included, so this is exact for external labels too (a series may override one).
     fn excluded_by_index(&self, matchers: &[Matcher]) -> bool {
         let Some(index) = self.label_index.get() else {
             return false;
         };
         matchers.iter().any(|m| {
-            m.op == MatchOp::Equal
-                && !m.value.is_empty()
-                && self.external.get(&m.name).is_none()
-                && !index
-                    .get(&m.name)
-                    .is_some_and(|values| values.contains(&m.value))
+            let values = index.get(&m.name);
+            match m.op {
+                MatchOp::Equal => {
+                    !m.value.is_empty() && !values.is_some_and(|v| v.contains(&m.value))
+                }
+                MatchOp::Regex => {
+                    !m.matches("")
+                        && values.is_none_or(|v| {
+                            v.len() <= INDEX_REGEX_VALUES && !v.iter().any(|x| m.matches(x))
+                        })
+                }
+                _ => false,
+            }
         })
     }
 

@@ -347,8 +347,8 @@ async fn a_damaged_label_index_is_an_error_naming_it() {
     }
 }
 
-/// With its label index loaded, a reader skips a block no series of which has a matcher's value
-/// (no row group opened) and answers every other selection as before.
+/// With its label index loaded, a reader skips a block no series of which shows a matcher's value
+/// (no row group opened), external labels included, and answers every other selection as before.
 #[tokio::test]
 async fn the_label_index_skips_blocks_without_the_value() {
     let store = objstore::open("memory://").unwrap();
@@ -366,12 +366,17 @@ async fn the_label_index_skips_blocks_without_the_value() {
     let reader = BlockReader::new(Arc::clone(&store), meta);
     reader.load_headers().await.unwrap();
     let eq = |name: &str, value: &str| Matcher::new(MatchOp::Equal, name, value).unwrap();
+    let re = |name: &str, value: &str| Matcher::new(MatchOp::Regex, name, value).unwrap();
     let cases = [
         (vec![eq("__name__", "up"), eq("job", "a")], 1, true),
         (vec![eq("__name__", "up"), eq("job", "z")], 0, false),
         (vec![eq("__name__", "down")], 0, false),
         (vec![eq("__name__", "up"), eq("cluster", "c1")], 2, true),
-        (vec![eq("__name__", "up"), eq("cluster", "c2")], 0, true),
+        (vec![eq("__name__", "up"), eq("cluster", "c2")], 0, false),
+        (vec![eq("__name__", "up"), re("job", "a|c")], 1, true),
+        (vec![eq("__name__", "up"), re("job", "c|d")], 0, false),
+        (vec![eq("__name__", "up"), re("cluster", "c.*")], 2, true),
+        (vec![eq("__name__", "up"), re("zone", "|x")], 2, true),
         (vec![eq("__name__", "up"), eq("zone", "")], 2, true),
     ];
     for (matchers, want, opened) in cases {
