@@ -223,13 +223,14 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/api/v1/fleet/capacity",
             get(fleet_capacity).post(fleet_capacity),
         )
+        .route("/metrics", get(metrics))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        // Probes stay out of the request log: a 503 while headers load is not an error.
         .route(
             "/-/healthy",
             get(|| async { "fleetscope querier is healthy.\n" }),
         )
         .route("/-/ready", get(ready))
-        .route("/metrics", get(metrics))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
 
