@@ -66,7 +66,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         rt.block_on(write_blocks(&store, args.blocks))?;
         eprintln!("wrote {} blocks in {:.1?}", args.blocks, t.elapsed());
     }
-    let files = walk(&bucket)?;
+    let (objects, bytes) = crate::dir_usage(&bucket)?;
 
     // In process: what a refresh and the header loading cost.
     let (list, metas, refresh, again, headers) = rt.block_on(async {
@@ -151,11 +151,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let rss_after = querier.peak_rss();
     drop(querier);
 
-    let bytes: u64 = files.iter().map(|f| f.1).sum();
     println!(
         "{} blocks ({CLUSTERS} clusters x {windows} windows of 2h, {SERIES} series each), {} objects, {:.1} MiB\n",
         args.blocks,
-        files.len(),
+        objects,
         bytes as f64 / (1 << 20) as f64
     );
     println!("| measure | time |");
@@ -231,19 +230,4 @@ async fn write_blocks(store: &Arc<dyn object_store::ObjectStore>, n: usize) -> a
 
 fn enc(q: &str) -> String {
     url::form_urlencoded::byte_serialize(q.as_bytes()).collect()
-}
-
-/// Every file under `dir` with its size.
-fn walk(dir: &std::path::Path) -> anyhow::Result<Vec<(PathBuf, u64)>> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let meta = entry.metadata()?;
-        if meta.is_dir() {
-            out.extend(walk(&entry.path())?);
-        } else {
-            out.push((entry.path(), meta.len()));
-        }
-    }
-    Ok(out)
 }

@@ -157,15 +157,22 @@ pub(crate) fn write_fleet(
 }
 
 pub(crate) fn dir_bytes(dir: &Path) -> anyhow::Result<u64> {
-    let mut total = 0;
+    Ok(dir_usage(dir)?.1)
+}
+
+/// Files under `dir` and their bytes, subdirectories included.
+pub(crate) fn dir_usage(dir: &Path) -> anyhow::Result<(u64, u64)> {
+    let (mut files, mut bytes) = (0, 0);
     for entry in std::fs::read_dir(dir).with_context(|| format!("read {}", dir.display()))? {
         let entry = entry?;
         let meta = entry.metadata()?;
-        total += if meta.is_dir() {
-            dir_bytes(&entry.path())?
+        let (f, b) = if meta.is_dir() {
+            dir_usage(&entry.path())?
         } else {
-            meta.len()
+            (1, meta.len())
         };
+        files += f;
+        bytes += b;
     }
-    Ok(total)
+    Ok((files, bytes))
 }

@@ -340,7 +340,7 @@ impl BlockReader {
             let columns: &[usize] = if on_labels { &[0, 1, 2, 3] } else { &[0, 2, 3] };
             let mask = ProjectionMask::roots(parquet_schema, columns.iter().copied());
             ArrowPredicateFn::new(mask, move |batch: RecordBatch| {
-                row_filter(&batch, &matchers, &external, min_t, max_t)
+                row_filter(&batch, on_labels, &matchers, &external, min_t, max_t)
             })
         };
         let downsampled = self.meta.resolution > 0;
@@ -580,20 +580,22 @@ impl BlockReader {
     }
 }
 
-/// Matchers (on labels with external labels added) and time overlap, for one batch of rows.
+/// Matchers (on labels with external labels added) and time overlap, for one batch of rows (its
+/// `labels` column read only `with_labels`, when a matcher needs it).
 fn row_filter(
     batch: &RecordBatch,
+    with_labels: bool,
     matchers: &[Matcher],
     external: &Labels,
     min_t: i64,
     max_t: i64,
 ) -> Result<BooleanArray, ArrowError> {
-    // `metric_name`, `labels` (when a matcher needs them), `min_t`, `max_t`.
-    let n = batch.num_columns();
+    // `metric_name`, `labels` (`with_labels`), `min_t`, `max_t`.
     let names = batch.column(0).as_string::<i32>();
-    let labels = (n == 4).then(|| batch.column(1).as_binary::<i32>());
-    let firsts = batch.column(n - 2).as_primitive::<Int64Type>();
-    let lasts = batch.column(n - 1).as_primitive::<Int64Type>();
+    let labels = with_labels.then(|| batch.column(1).as_binary::<i32>());
+    let times = usize::from(with_labels) + 1;
+    let firsts = batch.column(times).as_primitive::<Int64Type>();
+    let lasts = batch.column(times + 1).as_primitive::<Int64Type>();
     let mut out = Vec::with_capacity(batch.num_rows());
     for i in 0..batch.num_rows() {
         let encoded = labels.map_or(&[][..], |l| l.value(i));
